@@ -1,0 +1,22 @@
+"""Partitioned candles, tickers, order books, trade prints, daily prices, indicators.
+
+Revision ID: 0008_market_data
+Revises: 0007_decision_logs
+"""
+
+from tradestore.db.schema_ops import apply, revert
+
+revision = "0008_market_data"
+down_revision = "0007_decision_logs"
+branch_labels = None
+depends_on = None
+
+FILES = ("market/sql/timeseries.sql", "trading/sql/valuation.sql")
+
+
+def upgrade() -> None:
+    apply(*FILES)
+
+
+def downgrade() -> None:
+    revert(*FILES)
