@@ -248,18 +248,22 @@ def restore_module(conninfo: str, name: str) -> dict[str, int]:
             backup_table, keys = row
             parts = obj.name.split(".")
             if obj.kind == "TABLE":
-                columns = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-                        "AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position",
-                        (parts[0], parts[1]),
-                    )
-                ]
-                cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+                # Generated columns are recomputed; enum columns were backed up as text
+                # and are cast back to their type.
+                columns = conn.execute(
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                    "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+                    "AND a.attgenerated = '' ORDER BY a.attnum",
+                    (obj.name,),
+                ).fetchall()
                 cur = conn.execute(
                     sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-                        sql.Identifier(*parts), cols, cols, sql.Identifier(BACKUP_SCHEMA, backup_table)
+                        sql.Identifier(*parts),
+                        sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns),
+                        sql.SQL(", ").join(
+                            sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns
+                        ),
+                        sql.Identifier(BACKUP_SCHEMA, backup_table),
                     )
                 )
                 _bump_identity(conn, parts[0], parts[1])

@@ -129,7 +129,9 @@ def backup(conn: psycopg.Connection, objects: Sequence[SqlObject], label: str) -
         parts = obj.split(".")
         target = f"zz_{'_'.join(parts)}_{stamp}"[:63]
         if kind == "TABLE":
-            select = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*parts))
+            select = sql.SQL("SELECT {} FROM {}").format(
+                _portable_columns(conn, parts[0], parts[1]), sql.Identifier(*parts)
+            )
             keys: list[str] = []
         else:
             keys = _primary_key(conn, f"{parts[0]}.{parts[1]}")
@@ -152,6 +154,25 @@ def backup(conn: psycopg.Connection, objects: Sequence[SqlObject], label: str) -
         )
         made.append(target)
     return made
+
+
+def _portable_columns(conn: psycopg.Connection, schema: str, table: str) -> sql.Composable:
+    """Select list for a backup copy: columns whose type lives in one of our schemas (an
+    enum such as system.alert_severity) are stored as text, so the backup does not pin
+    the type and the downgrade can drop it."""
+    rows = conn.execute(
+        "SELECT a.attname, tn.nspname NOT IN ('pg_catalog', 'public', 'information_schema') "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "JOIN pg_namespace tn ON tn.oid = t.typnamespace "
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return sql.SQL(", ").join(
+        sql.SQL("{}::text AS {}").format(sql.Identifier(name), sql.Identifier(name))
+        if ours
+        else sql.Identifier(name)
+        for name, ours in rows
+    )
 
 
 def drop(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> None:

@@ -1,0 +1,133 @@
+"""Migrations up, down and up again; Plus modules on and off; zz_ backups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.support.fixtures import create_database, drop_database
+from tests.support.populate import empty_tables, populate
+from tests.support.schema import ALL_AVAILABLE_MODULES
+from tradestore.db import migrate
+
+OUR_SCHEMAS = ("market", "account", "trade", "brain", "analytics", "system", "christmas", "bithumb")
+
+
+@pytest.fixture
+def empty_db(pg_conninfo: str) -> Iterator[str]:
+    conninfo = create_database(pg_conninfo, "t_migrate")
+    yield conninfo
+    drop_database(pg_conninfo, conninfo)
+
+
+def _schemas(conninfo: str) -> set[str]:
+    with psycopg.connect(conninfo) as conn:
+        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
+
+
+def test_upgrade_applies_every_core_revision_once(empty_db: str) -> None:
+    pending = migrate.pending_revisions(empty_db)
+    assert pending[0] == "0001_foundation" and pending[-1] == "0011_seed_views"
+    assert migrate.upgrade(empty_db) == pending
+    assert migrate.pending_revisions(empty_db) == []
+    assert migrate.upgrade(empty_db) == []  # idempotent
+    assert set(OUR_SCHEMAS) <= _schemas(empty_db)
+    assert migrate.enabled_modules(empty_db) == []
+
+
+def test_round_trip_on_a_database_with_data_in_every_table(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    migrate.enable_modules(empty_db, ALL_AVAILABLE_MODULES)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        populate(conn)
+        assert empty_tables(conn) == []
+
+    # Refused without force, and nothing changed.
+    with pytest.raises(migrate.DataWouldBeLost) as refused:
+        migrate.downgrade(empty_db, "base")
+    assert "--force" in str(refused.value)
+    assert migrate.pending_revisions(empty_db) == []
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM system.ops_kpi_snapshots").fetchone()[0] == 1
+
+    migrate.downgrade(empty_db, "base", force=True)
+    assert migrate.current_revisions(empty_db) == set()
+    assert not (set(OUR_SCHEMAS) & _schemas(empty_db))
+    with psycopg.connect(empty_db) as conn:
+        backed_up = {r[0] for r in conn.execute("SELECT source FROM zz_backup.backups")}
+        assert {"account.transactions", "trade.orders", "market.candles", "system.ops_kpi_snapshots"} <= backed_up
+        ledger_copy = conn.execute(
+            "SELECT backup_table FROM zz_backup.backups WHERE source = 'account.transactions'"
+        ).fetchone()[0]
+        assert conn.execute(f'SELECT amount FROM zz_backup."{ledger_copy}"').fetchone()[0] == 1000
+
+    # And up again, with data again.
+    migrate.upgrade(empty_db)
+    migrate.enable_modules(empty_db, ALL_AVAILABLE_MODULES)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        populate(conn)
+        assert empty_tables(conn) == []
+
+
+def test_downgrade_one_revision_and_back(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    migrate.downgrade(empty_db, "0010_operations")
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('bithumb.orders')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('trade.orders')").fetchone()[0] is not None
+    assert migrate.pending_revisions(empty_db) == ["0011_seed_views"]
+    migrate.upgrade(empty_db)
+    assert migrate.pending_revisions(empty_db) == []
+
+
+def test_module_disable_refuses_with_data_and_keeps_a_backup_when_forced(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    assert migrate.enable_modules(empty_db, ["kpi", "llm_trace"]) == ["kpi", "llm_trace"]
+    assert migrate.enable_modules(empty_db, ["kpi"]) == []  # already on
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO system.ops_kpi_snapshots (ts, order_latency_p50_ms) VALUES ('2024-01-01', 7)")
+        conn.execute("INSERT INTO brain.llm_prompts (name, template, prompt_hash) VALUES ('p', 't', 'h1')")
+
+    with pytest.raises(migrate.DataWouldBeLost) as refused:
+        migrate.disable_modules(empty_db, ["kpi"])
+    assert "system.ops_kpi_snapshots" in refused.value.holding
+    assert "kpi" in migrate.enabled_modules(empty_db)
+
+    assert migrate.disable_modules(empty_db, ["kpi", "llm_trace"], force=True) == ["kpi", "llm_trace"]
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT to_regclass('system.ops_kpi_snapshots')").fetchone()[0] is None
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'llm_prompts'")}
+        assert "prompt_hash" not in columns
+        backups = dict(conn.execute("SELECT source, row_count FROM zz_backup.backups").fetchall())
+        assert backups == {"system.ops_kpi_snapshots": 1, "brain.llm_prompts.prompt_hash": 1}
+        assert all(name.startswith("zz_") for (name,) in conn.execute("SELECT backup_table FROM zz_backup.backups"))
+
+    migrate.enable_modules(empty_db, ["kpi", "llm_trace"], restore=True)
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT order_latency_p50_ms FROM system.ops_kpi_snapshots").fetchone()[0] == 7
+        assert conn.execute("SELECT prompt_hash FROM brain.llm_prompts").fetchone()[0] == "h1"
+
+
+def test_module_without_data_disables_without_force(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    migrate.enable_modules(empty_db, ["settlement"])
+    assert migrate.disable_modules(empty_db, ["settlement"]) == ["settlement"]
+    assert migrate.enabled_modules(empty_db) == []
+
+
+def test_timeseries_module_refuses_clearly_without_timescaledb(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    with pytest.raises(migrate.ModuleUnavailable, match="timescaledb extension is not available"):
+        migrate.enable_modules(empty_db, ["timeseries"])
+    assert "timeseries" not in migrate.enabled_modules(empty_db)
+    status = {s.module.name: s for s in migrate.module_status(empty_db)}
+    assert status["timeseries"].available is False and status["kpi"].available is True
+
+
+def test_unknown_module_is_named(empty_db: str) -> None:
+    migrate.upgrade(empty_db)
+    with pytest.raises(migrate.UnknownModule, match="'nope'"):
+        migrate.enable_modules(empty_db, ["nope"])
