@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     TRADESTORE_SECRET_KEY: SecretStr | None = None
     # 0 = unix socket only; >0 additionally listen on 127.0.0.1:<port>.
     TRADESTORE_PG_PORT: int = Field(default=0, ge=0, le=65535)
+    # Plus modules `tradestore up` enables (comma-separated, e.g. "dedupe,kpi"); the Lite
+    # core is always installed.
+    TRADESTORE_MODULES: str = ""
 
     @field_validator("DB_STATEMENT_TIMEOUT", mode="before")
     @classmethod
@@ -97,6 +100,22 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("TRADESTORE_MODULES")
+    @classmethod
+    def _check_modules(cls, value: str) -> str:
+        from tradestore.db.migrate import MODULES  # late: migrate imports alembic
+
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in MODULES]
+        if unknown:
+            raise ValueError(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+        return ",".join(names)
+
+    @property
+    def modules(self) -> list[str]:
+        """The Plus modules named by TRADESTORE_MODULES."""
+        return [n for n in self.TRADESTORE_MODULES.split(",") if n]
 
     @property
     def db_pool_max_size(self) -> int:

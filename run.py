@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Bootstrap tradestore on a machine that has only Python 3.11+, then run it.
+
+    python3 run.py up        # set up .venv, start the embedded database, migrate, run
+    python3 run.py test      # set up .venv, lint, and run the whole test suite
+
+`test` also runs the suite a second time against a separately started PostgreSQL reached
+over TCP with password authentication when CI is set (or with --external). Any other
+arguments are passed on: `python3 run.py tradestore db status`, `python3 run.py bench`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".tradestore-install-stamp"
+
+
+def _say(message: str) -> None:
+    print(f"[run.py] {message}", flush=True)
+
+
+def _install_hash() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create .venv and install tradestore with its test extras, once per pyproject change."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"tradestore needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if STAMP.exists() and STAMP.read_text() == _install_hash():
+        return
+    if not (BIN / "python").exists():
+        _say(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    _say("installing tradestore and its dependencies (first run only)")
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(_install_hash())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_tests(args: list[str]) -> int:
+    external = "--external" in args or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    args = [a for a in args if a != "--external"]
+    python = str(BIN / "python")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+    _say("ruff check")
+    if subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"], cwd=ROOT):
+        return 1
+    _say("test suite against the embedded PostgreSQL")
+    code = subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env=env)
+    if code or not external:
+        return code
+
+    _say("test suite against an external PostgreSQL over TCP with password authentication")
+    data = Path(tempfile.mkdtemp(prefix="tradestore-external-pg-"))
+    port, password = _free_port(), secrets.token_urlsafe(16)
+    helper = [python, "-m", "tests.support.external_pg"]
+    url = subprocess.run(
+        [*helper, "start", "--dir", str(data), "--port", str(port), "--user", "ci", "--password", password],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[-1]
+    try:
+        return subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env={**env, "DATABASE_URL": url})
+    finally:
+        subprocess.call([*helper, "stop", "--dir", str(data)], cwd=ROOT)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    ensure_venv()
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        return run_tests(rest)
+    if command == "bench":
+        return subprocess.call([str(BIN / "python"), "-m", "benchmarks.run", *rest], cwd=ROOT)
+    if command == "tradestore":
+        command, rest = rest[0] if rest else "--help", rest[1:]
+    os.execv(str(BIN / "tradestore"), [str(BIN / "tradestore"), command, *rest])
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

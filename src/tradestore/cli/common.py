@@ -1,0 +1,69 @@
+"""What every CLI command shares: the console, settings, a database connection and the
+translation of errors into one clear line (field, rule, value) and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+
+from tradestore.config import Settings, SettingsError, get_settings
+from tradestore.db import migrate
+from tradestore.db.connect import resolve_conninfo
+from tradestore.db.errors import TradestoreError, translate
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_EXPECTED = (
+    TradestoreError,
+    SettingsError,
+    migrate.DataWouldBeLost,
+    migrate.ModuleUnavailable,
+    migrate.UnknownModule,
+)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one red line and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except _EXPECTED as exc:
+            raise fail(str(exc)) from None
+        except psycopg.Error as exc:
+            translated = translate(exc)
+            raise fail(str(translated).strip()) from None
+
+    return wrapper
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """The conninfo of the configured database, starting the embedded server if needed
+    (and stopping it afterwards if this command started it)."""
+    conninfo, server = resolve_conninfo(settings())
+    try:
+        yield conninfo
+    finally:
+        if server is not None:
+            server.stop()

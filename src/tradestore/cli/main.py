@@ -1,0 +1,53 @@
+"""The `tradestore` command."""
+
+from __future__ import annotations
+
+import typer
+
+from tradestore import __version__
+from tradestore.cli.common import console, handles_errors, settings
+from tradestore.cli.db import db_app, modules_app
+from tradestore.ops.up import prepare, run_services
+
+app = typer.Typer(
+    name="tradestore",
+    help="Self-hosted trading data platform: PostgreSQL at the heart, embedded by default.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(modules_app, name="modules")
+
+
+@app.command()
+@handles_errors
+def up(
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="keep running until Ctrl-C (default), or set up and exit"),
+) -> None:
+    """Start the database (embedded unless DATABASE_URL is set), migrate, and run."""
+    config = settings()
+    runtime = prepare(config)
+    where = f"embedded PostgreSQL in {config.TRADESTORE_HOME}" if runtime.embedded else "DATABASE_URL"
+    console.print(f"[green]database ready[/] ({where})")
+    console.print(f"  schema: {len(runtime.applied)} revision(s) applied now, up to date")
+    console.print(f"  modules: {', '.join(runtime.enabled_modules) or 'Lite core only'}")
+    console.print(f"  partitions made ahead: {runtime.partitions_made}")
+    console.print(f"  connect: {runtime.conninfo}", highlight=False, soft_wrap=True)
+    if not wait:
+        return
+    console.print("running; press Ctrl-C to stop")
+    try:
+        run_services(runtime, config, services={})
+    except KeyboardInterrupt:
+        pass
+    console.print("stopped")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(f"tradestore {__version__}")
+
+
+if __name__ == "__main__":
+    app()
