@@ -38,7 +38,7 @@ def _install_hash() -> str:
 
 def ensure_venv() -> None:
     """Create .venv and install tradestore with its test extras, once per pyproject change."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (run.py may be started by an older python3)
         sys.exit(f"tradestore needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if STAMP.exists() and STAMP.read_text() == _install_hash():
         return
@@ -65,7 +65,9 @@ def run_tests(args: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
 
     _say("ruff check")
-    if subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"], cwd=ROOT):
+    if subprocess.call(
+        [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"], cwd=ROOT
+    ):
         return 1
     _say("test suite against the embedded PostgreSQL")
     code = subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env=env)
@@ -76,12 +78,32 @@ def run_tests(args: list[str]) -> int:
     data = Path(tempfile.mkdtemp(prefix="tradestore-external-pg-"))
     port, password = _free_port(), secrets.token_urlsafe(16)
     helper = [python, "-m", "tests.support.external_pg"]
-    url = subprocess.run(
-        [*helper, "start", "--dir", str(data), "--port", str(port), "--user", "ci", "--password", password],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
+    url = (
+        subprocess.run(
+            [
+                *helper,
+                "start",
+                "--dir",
+                str(data),
+                "--port",
+                str(port),
+                "--user",
+                "ci",
+                "--password",
+                password,
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     try:
-        return subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env={**env, "DATABASE_URL": url})
+        return subprocess.call(
+            [python, "-m", "pytest", *args], cwd=ROOT, env={**env, "DATABASE_URL": url}
+        )
     finally:
         subprocess.call([*helper, "stop", "--dir", str(data)], cwd=ROOT)
         shutil.rmtree(data, ignore_errors=True)

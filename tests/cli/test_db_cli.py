@@ -17,14 +17,22 @@ from tests.support.fixtures import create_database, drop_database
 def tradestore(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tradestore.cli.main", *args],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 @pytest.fixture
 def env_with_db(pg_conninfo: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
     db = create_database(pg_conninfo, "t_cli")
-    env = {**os.environ, "DATABASE_URL": db, "TRADESTORE_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "TRADESTORE_HOME": str(tmp_path / "home"),
+        "COLUMNS": "200",
+    }
     yield env, db
     drop_database(pg_conninfo, db)
 
@@ -34,7 +42,11 @@ def test_up_db_and_modules_commands(env_with_db: tuple[dict[str, str], str]) -> 
     status = tradestore("db", "status", env=env)
     assert status.returncode == 3 and "0001_foundation" in status.stdout  # pending
 
-    up = tradestore("up", "--no-wait", env={**env, "TRADESTORE_MODULES": "kpi"}, )
+    up = tradestore(
+        "up",
+        "--no-wait",
+        env={**env, "TRADESTORE_MODULES": "kpi"},
+    )
     assert up.returncode == 0, up.stderr
     assert "database ready" in up.stdout and "kpi" in up.stdout
 
@@ -64,7 +76,11 @@ def test_up_db_and_modules_commands(env_with_db: tuple[dict[str, str], str]) -> 
 def test_bad_input_gets_one_clear_line(env_with_db: tuple[dict[str, str], str]) -> None:
     env, _ = env_with_db
     bad = tradestore("modules", "enable", "nope", env=env)
-    assert bad.returncode == 1 and "unknown module 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 1
+        and "unknown module 'nope'" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
     bad_setting = tradestore("db", "status", env={**env, "DB_STATEMENT_TIMEOUT": "soon"})
     assert bad_setting.returncode != 0 and "DB_STATEMENT_TIMEOUT" in bad_setting.stderr
 
@@ -88,8 +104,11 @@ def test_up_runs_until_sigterm_and_stops_postgres(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["TRADESTORE_HOME"] = str(tmp_path / "home")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tradestore.cli.main", "up"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tradestore.cli.main", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for line in proc.stdout:  # type: ignore[union-attr]

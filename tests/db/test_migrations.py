@@ -57,7 +57,12 @@ def test_round_trip_on_a_database_with_data_in_every_table(empty_db: str) -> Non
     assert not (set(OUR_SCHEMAS) & _schemas(empty_db))
     with psycopg.connect(empty_db) as conn:
         backed_up = {r[0] for r in conn.execute("SELECT source FROM zz_backup.backups")}
-        assert {"account.transactions", "trade.orders", "market.candles", "system.ops_kpi_snapshots"} <= backed_up
+        assert {
+            "account.transactions",
+            "trade.orders",
+            "market.candles",
+            "system.ops_kpi_snapshots",
+        } <= backed_up
         ledger_copy = conn.execute(
             "SELECT backup_table FROM zz_backup.backups WHERE source = 'account.transactions'"
         ).fetchone()[0]
@@ -87,27 +92,44 @@ def test_module_disable_refuses_with_data_and_keeps_a_backup_when_forced(empty_d
     assert migrate.enable_modules(empty_db, ["kpi", "llm_trace"]) == ["kpi", "llm_trace"]
     assert migrate.enable_modules(empty_db, ["kpi"]) == []  # already on
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO system.ops_kpi_snapshots (ts, order_latency_p50_ms) VALUES ('2024-01-01', 7)")
-        conn.execute("INSERT INTO brain.llm_prompts (name, template, prompt_hash) VALUES ('p', 't', 'h1')")
+        conn.execute(
+            "INSERT INTO system.ops_kpi_snapshots (ts, order_latency_p50_ms) VALUES ('2024-01-01', 7)"
+        )
+        conn.execute(
+            "INSERT INTO brain.llm_prompts (name, template, prompt_hash) VALUES ('p', 't', 'h1')"
+        )
 
     with pytest.raises(migrate.DataWouldBeLost) as refused:
         migrate.disable_modules(empty_db, ["kpi"])
     assert "system.ops_kpi_snapshots" in refused.value.holding
     assert "kpi" in migrate.enabled_modules(empty_db)
 
-    assert migrate.disable_modules(empty_db, ["kpi", "llm_trace"], force=True) == ["kpi", "llm_trace"]
+    assert migrate.disable_modules(empty_db, ["kpi", "llm_trace"], force=True) == [
+        "kpi",
+        "llm_trace",
+    ]
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("SELECT to_regclass('system.ops_kpi_snapshots')").fetchone()[0] is None
-        columns = {r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'llm_prompts'")}
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'llm_prompts'"
+            )
+        }
         assert "prompt_hash" not in columns
         backups = dict(conn.execute("SELECT source, row_count FROM zz_backup.backups").fetchall())
         assert backups == {"system.ops_kpi_snapshots": 1, "brain.llm_prompts.prompt_hash": 1}
-        assert all(name.startswith("zz_") for (name,) in conn.execute("SELECT backup_table FROM zz_backup.backups"))
+        assert all(
+            name.startswith("zz_")
+            for (name,) in conn.execute("SELECT backup_table FROM zz_backup.backups")
+        )
 
     migrate.enable_modules(empty_db, ["kpi", "llm_trace"], restore=True)
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT order_latency_p50_ms FROM system.ops_kpi_snapshots").fetchone()[0] == 7
+        assert (
+            conn.execute("SELECT order_latency_p50_ms FROM system.ops_kpi_snapshots").fetchone()[0]
+            == 7
+        )
         assert conn.execute("SELECT prompt_hash FROM brain.llm_prompts").fetchone()[0] == "h1"
 
 

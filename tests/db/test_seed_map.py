@@ -35,11 +35,15 @@ def test_every_mapped_relation_has_the_seed_columns(module_schema_db: str) -> No
             relation = entry["relation"]
             exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
             if not exists:
-                missing.append(f"{entry['seed']} {entry['name']}: relation {relation} does not exist")
+                missing.append(
+                    f"{entry['seed']} {entry['name']}: relation {relation} does not exist"
+                )
                 continue
             absent = set(entry["columns"]) - _columns(conn, relation)
             if absent:
-                missing.append(f"{entry['seed']} {entry['name']} -> {relation}: missing {sorted(absent)}")
+                missing.append(
+                    f"{entry['seed']} {entry['name']} -> {relation}: missing {sorted(absent)}"
+                )
     assert missing == []
 
 
@@ -84,8 +88,12 @@ def test_seed_queries_run_against_their_own_names(conn: psycopg.Connection) -> N
         """VALUES (1, 1, 'BTC_KRW', '{"price_bands": [{"min_price": 0, "tick_size": 1},
                                                        {"min_price": 1000000, "tick_size": 1000}]}')"""
     )
-    conn.execute("INSERT INTO account.users (username, email, password_hash) VALUES ('kim', 'kim@x.kr', 'h')")
-    conn.execute("INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (1, 1, 'main', 'KRW')")
+    conn.execute(
+        "INSERT INTO account.users (username, email, password_hash) VALUES ('kim', 'kim@x.kr', 'h')"
+    )
+    conn.execute(
+        "INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (1, 1, 'main', 'KRW')"
+    )
     conn.execute(
         "INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, "
         "exchange_order_id) VALUES (1, 1, 'BUY', 'LIMIT', 0.5, 95001234, 'C0101')"
@@ -99,7 +107,11 @@ def test_seed_queries_run_against_their_own_names(conn: psycopg.Connection) -> N
     assert row == ("C0101", "BTC_KRW", "buy", "bid", Decimal("95001000"), "pending", Decimal("0.5"))
     # Seed 002 (Christmas).
     conn.execute(f"SET search_path = christmas, {SEARCH_PATH}")
-    assert conn.execute("SELECT external_id, side, status FROM orders").fetchone() == ("C0101", "BUY", "NEW")
+    assert conn.execute("SELECT external_id, side, status FROM orders").fetchone() == (
+        "C0101",
+        "BUY",
+        "NEW",
+    )
     # Seed 004 (AEGIS) schema-qualified names.
     row = conn.execute(
         "SELECT order_id, limit_price, order_time IS NOT NULL, created_by FROM trade.orders"

@@ -86,4 +86,6 @@ def empty_tables(conn: psycopg.Connection) -> list[str]:
          ORDER BY 1
         """
     ).fetchall()
-    return [t for (t,) in tables if not conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]]
+    return [
+        t for (t,) in tables if not conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]
+    ]

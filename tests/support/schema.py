@@ -34,7 +34,9 @@ def db(pg_conninfo: str, schema_template: str, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture(scope="module")
-def module_schema_db(pg_conninfo: str, schema_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+def module_schema_db(
+    pg_conninfo: str, schema_template: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A fully migrated database shared by the tests of one module."""
     prefix = "m_" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     conninfo = create_database(pg_conninfo, prefix, template=schema_template)
@@ -47,5 +49,7 @@ def conn(db: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to a fresh migrated database, with the app search_path."""
     from tradestore.db.connect import SEARCH_PATH
 
-    with psycopg.connect(db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}") as c:
+    with psycopg.connect(
+        db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
+    ) as c:
         yield c

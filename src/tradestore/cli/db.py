@@ -14,7 +14,9 @@ from tradestore.db.connect import session_conninfo
 from tradestore.db.server import EmbeddedPostgres
 
 db_app = typer.Typer(help="Schema migrations (Alembic) and database access.", no_args_is_help=True)
-modules_app = typer.Typer(help="Plus modules (seed 001 §5): list, enable, disable.", no_args_is_help=True)
+modules_app = typer.Typer(
+    help="Plus modules (seed 001 §5): list, enable, disable.", no_args_is_help=True
+)
 
 
 @db_app.command("upgrade")
@@ -33,7 +35,9 @@ def db_upgrade() -> None:
 @handles_errors
 def db_downgrade(
     revision: str = typer.Argument(..., help="target revision, e.g. 0010_operations, or 'base'"),
-    force: bool = typer.Option(False, "--force", help="drop tables that hold data (a zz_ backup copy is kept)"),
+    force: bool = typer.Option(
+        False, "--force", help="drop tables that hold data (a zz_ backup copy is kept)"
+    ),
 ) -> None:
     """Downgrade to REVISION. Refused while dropped tables hold data, unless --force."""
     with database() as conninfo:
@@ -84,7 +88,11 @@ def modules_list() -> None:
         statuses = migrate.module_status(conninfo)
     table = Table("module", "seed", "state", "rows", "what it adds")
     for s in statuses:
-        state = "[green]enabled[/]" if s.enabled else ("disabled" if s.available else "[yellow]unavailable[/]")
+        state = (
+            "[green]enabled[/]"
+            if s.enabled
+            else ("disabled" if s.available else "[yellow]unavailable[/]")
+        )
         table.add_row(s.module.name, s.module.seed_section, state, str(s.rows), s.module.summary)
     console.print(table)
 
@@ -114,7 +122,9 @@ def modules_enable(
 @handles_errors
 def modules_disable(
     names: list[str] = typer.Argument(..., help="modules to disable"),
-    force: bool = typer.Option(False, "--force", help="disable even if it holds data (kept in zz_ backups)"),
+    force: bool = typer.Option(
+        False, "--force", help="disable even if it holds data (kept in zz_ backups)"
+    ),
 ) -> None:
     """Disable Plus modules. Refused while a module holds data, unless --force."""
     with database() as conninfo:

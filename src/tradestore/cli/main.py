@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 
 from tradestore import __version__
@@ -22,12 +24,16 @@ app.add_typer(modules_app, name="modules")
 @app.command()
 @handles_errors
 def up(
-    wait: bool = typer.Option(True, "--wait/--no-wait", help="keep running until Ctrl-C (default), or set up and exit"),
+    wait: bool = typer.Option(
+        True, "--wait/--no-wait", help="keep running until Ctrl-C (default), or set up and exit"
+    ),
 ) -> None:
     """Start the database (embedded unless DATABASE_URL is set), migrate, and run."""
     config = settings()
     runtime = prepare(config)
-    where = f"embedded PostgreSQL in {config.TRADESTORE_HOME}" if runtime.embedded else "DATABASE_URL"
+    where = (
+        f"embedded PostgreSQL in {config.TRADESTORE_HOME}" if runtime.embedded else "DATABASE_URL"
+    )
     console.print(f"[green]database ready[/] ({where})")
     console.print(f"  schema: {len(runtime.applied)} revision(s) applied now, up to date")
     console.print(f"  modules: {', '.join(runtime.enabled_modules) or 'Lite core only'}")
@@ -36,10 +42,8 @@ def up(
     if not wait:
         return
     console.print("running; press Ctrl-C to stop")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_services(runtime, config, services={})
-    except KeyboardInterrupt:
-        pass
     console.print("stopped")
 
 

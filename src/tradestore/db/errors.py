@@ -25,7 +25,12 @@ class ValidationError(TradestoreError, ValueError):
         super().__init__(message or f"{field}: {rule} (value: {value!r})")
 
     def as_dict(self) -> dict[str, object]:
-        return {"field": self.field, "rule": self.rule, "value": _jsonable(self.value), "message": str(self)}
+        return {
+            "field": self.field,
+            "rule": self.rule,
+            "value": _jsonable(self.value),
+            "message": str(self),
+        }
 
 
 class NotFound(TradestoreError, LookupError):
@@ -52,16 +57,28 @@ def translate(exc: psycopg.Error) -> Exception:
     return it unchanged."""
     diag = exc.diag
     if isinstance(exc, pg_errors.CheckViolation) and diag.column_name:
-        return ValidationError(diag.column_name, diag.constraint_name or "check", diag.message_detail,
-                               diag.message_primary)
+        return ValidationError(
+            diag.column_name,
+            diag.constraint_name or "check",
+            diag.message_detail,
+            diag.message_primary,
+        )
     if isinstance(exc, pg_errors.CheckViolation | pg_errors.NotNullViolation):
         field = diag.column_name or diag.constraint_name or "value"
-        return ValidationError(field, diag.constraint_name or "not null", None, diag.message_primary)
+        return ValidationError(
+            field, diag.constraint_name or "not null", None, diag.message_primary
+        )
     if isinstance(exc, pg_errors.ForeignKeyViolation):
-        return ValidationError(diag.constraint_name or "reference", "must reference an existing row",
-                               diag.message_detail, diag.message_primary)
+        return ValidationError(
+            diag.constraint_name or "reference",
+            "must reference an existing row",
+            diag.message_detail,
+            diag.message_primary,
+        )
     if isinstance(exc, pg_errors.UniqueViolation):
         return Conflict(f"{diag.message_primary}: {diag.message_detail}")
     if isinstance(exc, pg_errors.NumericValueOutOfRange | pg_errors.InvalidTextRepresentation):
-        return ValidationError(diag.column_name or "value", "must be a valid number", None, diag.message_primary)
+        return ValidationError(
+            diag.column_name or "value", "must be a valid number", None, diag.message_primary
+        )
     return exc

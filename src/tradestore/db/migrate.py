@@ -16,7 +16,6 @@ import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.pool import NullPool
@@ -54,15 +53,31 @@ class Module:
 MODULES: dict[str, Module] = {
     m.name: m
     for m in (
-        Module("dedupe", "001 §5.1, §5.7", "inbound dedupe keys, mark_idem_seen, TradingView alert box",
-               "inbound/sql/module_dedupe.sql"),
-        Module("settlement", "001 §5.2", "fee schedules, funding rates, FX snapshots",
-               "trading/sql/module_settlement.sql"),
-        Module("symbol_events", "001 §5.3", "corporate actions and symbol/listing events",
-               "market/sql/module_symbol_events.sql"),
+        Module(
+            "dedupe",
+            "001 §5.1, §5.7",
+            "inbound dedupe keys, mark_idem_seen, TradingView alert box",
+            "inbound/sql/module_dedupe.sql",
+        ),
+        Module(
+            "settlement",
+            "001 §5.2",
+            "fee schedules, funding rates, FX snapshots",
+            "trading/sql/module_settlement.sql",
+        ),
+        Module(
+            "symbol_events",
+            "001 §5.3",
+            "corporate actions and symbol/listing events",
+            "market/sql/module_symbol_events.sql",
+        ),
         Module("kpi", "001 §5.4", "operational KPI snapshots", "ops/sql/module_kpi.sql"),
-        Module("llm_trace", "001 §5.5", "prompt hash, data snapshot key, model version on LLM traces",
-               "brain/sql/module_llm_trace.sql"),
+        Module(
+            "llm_trace",
+            "001 §5.5",
+            "prompt hash, data snapshot key, model version on LLM traces",
+            "brain/sql/module_llm_trace.sql",
+        ),
         Module("timeseries", "001 §5.6", "TimescaleDB extension (when the server offers it)", None),
     )
 }
@@ -111,7 +126,9 @@ def _script() -> ScriptDirectory:
 def current_revisions(conninfo: str) -> set[str]:
     """Revisions applied to the database (every branch's current head)."""
     with psycopg.connect(conninfo) as conn:
-        exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+        exists = conn.execute(
+            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+        ).fetchone()[0]
         if not exists:
             return set()
         return {r[0] for r in conn.execute("SELECT version_num FROM public.alembic_version")}
@@ -219,7 +236,9 @@ def module_status(conninfo: str) -> list[ModuleStatus]:
                 for obj in created_objects(read(module.sql_file)):
                     if obj.kind == "TABLE":
                         rows += conn.execute(
-                            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*obj.name.split(".")))
+                            sql.SQL("SELECT count(*) FROM {}").format(
+                                sql.Identifier(*obj.name.split("."))
+                            )
                         ).fetchone()[0]
             available = timescale if module.name == "timeseries" else True
             statuses.append(ModuleStatus(module, module.name in enabled, available, rows))
@@ -233,7 +252,9 @@ def restore_module(conninfo: str, name: str) -> dict[str, int]:
         return {}
     restored: dict[str, int] = {}
     with psycopg.connect(conninfo) as conn:
-        if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{BACKUP_SCHEMA}.backups",)).fetchone()[0]:
+        if not conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{BACKUP_SCHEMA}.backups",)
+        ).fetchone()[0]:
             return {}
         for obj in created_objects(read(module.sql_file)):
             if obj.kind not in ("TABLE", "COLUMN"):
@@ -261,7 +282,8 @@ def restore_module(conninfo: str, name: str) -> dict[str, int]:
                         sql.Identifier(*parts),
                         sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns),
                         sql.SQL(", ").join(
-                            sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns
+                            sql.SQL("{}::{}").format(sql.Identifier(c), sql.SQL(t))
+                            for c, t in columns
                         ),
                         sql.Identifier(BACKUP_SCHEMA, backup_table),
                     )
@@ -269,7 +291,8 @@ def restore_module(conninfo: str, name: str) -> dict[str, int]:
                 _bump_identity(conn, parts[0], parts[1])
             else:
                 match = sql.SQL(" AND ").join(
-                    sql.SQL("t.{} = b.{}").format(sql.Identifier(k), sql.Identifier(k)) for k in keys
+                    sql.SQL("t.{} = b.{}").format(sql.Identifier(k), sql.Identifier(k))
+                    for k in keys
                 )
                 cur = conn.execute(
                     sql.SQL("UPDATE {} t SET {} = b.{} FROM {} b WHERE {}").format(
@@ -291,8 +314,12 @@ def _bump_identity(conn: psycopg.Connection, schema: str, table: str) -> None:
         (schema, table),
     ).fetchall():
         conn.execute(
-            sql.SQL("SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}").format(
-                sql.Literal(f"{schema}.{table}"), sql.Literal(column), sql.Identifier(column),
+            sql.SQL(
+                "SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}"
+            ).format(
+                sql.Literal(f"{schema}.{table}"),
+                sql.Literal(column),
+                sql.Identifier(column),
                 sql.Identifier(schema, table),
             )
         )

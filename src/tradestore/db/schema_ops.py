@@ -68,7 +68,9 @@ def _holding_data(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> lis
     holding = []
     for obj in objects:
         if obj.kind == "TABLE" and _exists(conn, obj.name):
-            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(*obj.name.split(".")))
+            query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+                sql.Identifier(*obj.name.split("."))
+            )
             if conn.execute(query).fetchone()[0]:
                 holding.append(obj.name)
         elif obj.kind == "COLUMN":
@@ -192,9 +194,14 @@ def drop(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> None:
                         )
                     )
             elif kind == "TABLE":
-                if has_registry and _exists(conn, obj.name) and obj.name != "system.partitioned_tables":
+                if (
+                    has_registry
+                    and _exists(conn, obj.name)
+                    and obj.name != "system.partitioned_tables"
+                ):
                     conn.execute(
-                        "DELETE FROM system.partitioned_tables WHERE table_name = %s::regclass", (obj.name,)
+                        "DELETE FROM system.partitioned_tables WHERE table_name = %s::regclass",
+                        (obj.name,),
                     )
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*parts)))
             elif kind == "SEQUENCE":

@@ -24,5 +24,14 @@ def downgrade() -> None:
     revert(*FILES)
     # Without CASCADE: a schema that still holds a user's own objects is not dropped
     # behind their back; the downgrade stops and says which.
-    for schema in ("bithumb", "christmas", "system", "analytics", "brain", "trade", "account", "market"):
+    for schema in (
+        "bithumb",
+        "christmas",
+        "system",
+        "analytics",
+        "brain",
+        "trade",
+        "account",
+        "market",
+    ):
         op.execute(f"DROP SCHEMA IF EXISTS {schema}")

@@ -19,9 +19,13 @@ depends_on = "0011_seed_views"
 
 
 def upgrade() -> None:
-    available = op.get_bind().exec_driver_sql(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
-    ).scalar()
+    available = (
+        op.get_bind()
+        .exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+        )
+        .scalar()
+    )
     if not available:
         raise ModuleUnavailable(
             "timeseries",
