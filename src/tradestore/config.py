@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     TRADESTORE_SECRET_KEY: SecretStr | None = None
     # 0 = unix socket only; >0 additionally listen on 127.0.0.1:<port>.
     TRADESTORE_PG_PORT: int = Field(default=0, ge=0, le=65535)
+    # Archive WAL under TRADESTORE_HOME/backups/wal_archive for point-in-time recovery
+    # (embedded server only; configure archiving on your own server yourself).
+    TRADESTORE_WAL_ARCHIVE: bool = True
     # Plus modules `tradestore up` enables (comma-separated, e.g. "dedupe,kpi"); the Lite
     # core is always installed.
     TRADESTORE_MODULES: str = ""
@@ -116,6 +119,11 @@ class Settings(BaseSettings):
     def modules(self) -> list[str]:
         """The Plus modules named by TRADESTORE_MODULES."""
         return [n for n in self.TRADESTORE_MODULES.split(",") if n]
+
+    @property
+    def backup_root(self) -> Path:
+        """Where `tradestore backup` writes (seed 004 §6.1 layout)."""
+        return self.TRADESTORE_HOME / "backups"
 
     @property
     def db_pool_max_size(self) -> int:

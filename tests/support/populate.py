@@ -19,6 +19,7 @@ INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_sy
 INSERT INTO account.users (username, email, password_hash) VALUES ('alice', 'alice@example.com', '$argon2id$x');
 INSERT INTO account.user_profiles (user_id, first_name, preferences) VALUES (1, 'Alice', '{"theme": "dark"}');
 INSERT INTO account.user_sessions (user_id, session_token_hash, expires_at) VALUES (1, '\x01', now() + interval '1 day');
+INSERT INTO account.session_refresh_tokens (token_hash, session_id) VALUES ('\x02', 1);
 INSERT INTO account.accounts (user_id, exchange_id, name, base_currency, initial_capital) VALUES (1, 2, 'main', 'USDT', 1000);
 INSERT INTO account.api_keys (user_id, exchange_id, api_key_ciphertext, api_secret_ciphertext, key_hint) VALUES (1, 2, '\x01', '\x02', 'ab12');
 INSERT INTO analytics.strategies (user_id, name, strategy_type) VALUES (1, 'sma', 'swing_trading');
@@ -56,6 +57,7 @@ SELECT enqueue_notification(42, 'WARN', 'hello', 'world');
 INSERT INTO system.alerts (alert_type, severity, module, message) VALUES ('INFO', 'LOW', 'test', 'hi');
 INSERT INTO system.logs (log_level, logger, message) VALUES ('INFO', 'test', 'hello');
 INSERT INTO system.system_configuration (key, value) VALUES ('display_currency', '"USD"');
+INSERT INTO system.job_runs (job, status, finished_at) VALUES ('analyze', 'OK', now());
 -- Plus modules
 SELECT mark_idem_seen('k1', 'h1', 'tradingview');
 INSERT INTO system.inbound_alerts (dedupe_key, payload, raw_body) VALUES ('k1', '{"a": 1}', '\x7b7d');

@@ -9,6 +9,8 @@ import typer
 from tradestore import __version__
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
+from tradestore.cli.ops import backup_app, ops_app
+from tradestore.ops.scheduler import default_jobs, make_service
 from tradestore.ops.up import prepare, run_services
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(modules_app, name="modules")
+app.add_typer(backup_app, name="backup")
+app.add_typer(ops_app, name="ops")
 
 
 @app.command()
@@ -43,8 +47,14 @@ def up(
         return
     console.print("running; press Ctrl-C to stop")
     with contextlib.suppress(KeyboardInterrupt):
-        run_services(runtime, config, services={})
+        run_services(runtime, config, services=services(runtime.embedded))
     console.print("stopped")
+
+
+def services(embedded: bool) -> dict:
+    """What `up` runs beside the database."""
+    config = settings()
+    return {"scheduler": make_service(default_jobs(config, embedded=embedded))}
 
 
 @app.command()

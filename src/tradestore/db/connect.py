@@ -68,7 +68,10 @@ def resolve_conninfo(settings: Settings | None = None) -> tuple[str, EmbeddedPos
     settings = settings or get_settings()
     if settings.DATABASE_URL:
         return settings.DATABASE_URL, None
-    server = EmbeddedPostgres(settings.TRADESTORE_HOME, port=settings.TRADESTORE_PG_PORT)
+    archive = settings.backup_root / "wal_archive" if settings.TRADESTORE_WAL_ARCHIVE else None
+    server = EmbeddedPostgres(
+        settings.TRADESTORE_HOME, port=settings.TRADESTORE_PG_PORT, wal_archive=archive
+    )
     return server.start(), server
 
 

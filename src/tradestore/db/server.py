@@ -125,6 +125,7 @@ class EmbeddedPostgres:
         *,
         adopt_orphans: bool = True,
         timeout: float = 60.0,
+        wal_archive: Path | str | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be 0..65535, got {port}")
@@ -133,6 +134,9 @@ class EmbeddedPostgres:
         self.port = port
         self.adopt_orphans = adopt_orphans
         self.timeout = timeout
+        # Where finished WAL segments are archived (for point-in-time recovery); None
+        # leaves archiving off.
+        self.wal_archive = Path(wal_archive).expanduser().resolve() if wal_archive else None
         self.data_dir = self.home / "pgdata"
         self.log_file = self.home / "log" / "postgres.log"
         self.socket_dir = socket_dir_for(self.home, port)
@@ -333,7 +337,21 @@ class EmbeddedPostgres:
             "timezone": _conf_str("UTC"),
             "log_timezone": _conf_str("UTC"),
             "password_encryption": _conf_str("scram-sha-256"),
+            # Lets `tradestore backup base --incremental` take incremental base backups.
+            "summarize_wal": "on",
         }
+        if self.wal_archive is not None:
+            # basic_archive (bundled) copies each segment atomically and fsyncs it, which a
+            # `cp %p` archive_command (seed 004 §6.2) does not. A segment is closed at least
+            # every 15 minutes when there was activity (seed 004 §6.1).
+            self.wal_archive.mkdir(parents=True, exist_ok=True)
+            chown_to(self.wal_archive, self._user)
+            settings |= {
+                "archive_mode": "on",
+                "archive_library": _conf_str("basic_archive"),
+                "basic_archive.archive_directory": _conf_str(self.wal_archive),
+                "archive_timeout": _conf_str("15min"),
+            }
         path = self.data_dir / "tradestore.conf"
         body = "".join(f"{k} = {v}\n" for k, v in settings.items())
         path.write_text(

@@ -1,0 +1,176 @@
+"""`tradestore backup ...` and `tradestore ops ...`: backups, recovery, monitoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tradestore.cli.common import console, database, fail, handles_errors, settings
+from tradestore.ops import backup, monitoring
+
+backup_app = typer.Typer(
+    help="Backups, restore and point-in-time recovery (seed 004 §6).", no_args_is_help=True
+)
+ops_app = typer.Typer(help="Monitoring and maintenance (seed 004 §7).", no_args_is_help=True)
+
+
+def _root(root: Path | None) -> Path:
+    return root or settings().backup_root
+
+
+@backup_app.command("full")
+@handles_errors
+def backup_full(
+    schema: list[str] = typer.Option(
+        None, "--schema", "-n", help="only these schemas (partial backup)"
+    ),
+    root: Path = typer.Option(None, help="backup root (default TRADESTORE_HOME/backups)"),
+) -> None:
+    """A logical dump (pg_dump -F c -b) with a metadata.json of counts and checksum."""
+    with database() as conninfo:
+        info = backup.full_backup(conninfo, _root(root), schemas=schema or None)
+    console.print(f"wrote {info.path} ({info.size_bytes:,} bytes)")
+
+
+@backup_app.command("base")
+@handles_errors
+def backup_base(
+    incremental: bool = typer.Option(False, help="incremental on top of the newest base backup"),
+    root: Path = typer.Option(None, help="backup root (default TRADESTORE_HOME/backups)"),
+) -> None:
+    """A physical base backup (pg_basebackup), the starting point of PITR."""
+    root = _root(root)
+    parent = None
+    if incremental:
+        bases = sorted((root / "base").glob("*/backup_manifest"))
+        if not bases:
+            raise fail("no base backup to build an incremental on; run `backup base` first")
+        parent = bases[-1].parent
+    with database() as conninfo:
+        info = backup.base_backup(conninfo, root, incremental_from=parent)
+    console.print(f"wrote {info.kind} backup {info.path} ({info.size_bytes:,} bytes)")
+
+
+@backup_app.command("list")
+@handles_errors
+def backup_list(root: Path = typer.Option(None, help="backup root")) -> None:
+    """Every backup with its kind, time and size."""
+    table = Table("kind", "created", "bytes", "path")
+    for item in backup.list_backups(_root(root)):
+        table.add_row(str(item.get("kind")), str(item.get("created_at")), f"{item.get('size_bytes', 0):,}",
+                      str(item.get("path")))  # fmt: skip
+    console.print(table)
+
+
+@backup_app.command("restore")
+@handles_errors
+def backup_restore(
+    dump: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="a .dump from `backup full`"
+    ),
+    replace: bool = typer.Option(False, help="partial dumps: empty the target tables first"),
+) -> None:
+    """Restore a logical dump into the configured database and verify it (seed 004 §6.3).
+    A full dump needs an empty database (e.g. DATABASE_URL of a new one)."""
+    with database() as conninfo:
+        counts = backup.restore(dump, conninfo, replace=replace)
+    console.print_json(json.dumps(counts, default=str))
+
+
+@backup_app.command("pitr")
+@handles_errors
+def backup_pitr(
+    to: dt.datetime = typer.Option(
+        ..., "--to", help="recovery target time, e.g. 2025-03-05T12:00:00+00:00"
+    ),
+    home: Path = typer.Option(..., help="a new, empty TRADESTORE_HOME for the recovered server"),
+    base: Path = typer.Option(None, help="base backup folder (default: newest one before --to)"),
+    root: Path = typer.Option(None, help="backup root"),
+) -> None:
+    """Point-in-time recovery into a new server; the running one is not touched."""
+    root = _root(root)
+    target = to if to.tzinfo else to.replace(tzinfo=dt.UTC)
+    if base is None:
+        candidates = [
+            Path(m["path"]) for m in backup.list_backups(root)
+            if m.get("kind") in ("base", "incremental") and dt.datetime.fromisoformat(str(m["created_at"])) <= target
+        ]  # fmt: skip
+        if not candidates:
+            raise fail(f"--to: no base backup taken before {target.isoformat()}")
+        base = candidates[-1]
+    server = backup.pitr_restore(base, root / "wal_archive", target, home)
+    counts = backup.verify(server.conninfo())
+    server.stop()
+    console.print(
+        f"recovered to {target.isoformat()} in {home}; start it with TRADESTORE_HOME={home}"
+    )
+    console.print_json(json.dumps(counts, default=str))
+
+
+@backup_app.command("prune")
+@handles_errors
+def backup_prune(root: Path = typer.Option(None, help="backup root")) -> None:
+    """Delete backups past retention (30 days full, 7 days base, 48 hours WAL)."""
+    removed = backup.prune(_root(root))
+    console.print(f"removed {len(removed)} item(s)")
+
+
+def _print_rows(rows: list[dict[str, object]]) -> None:
+    if not rows:
+        console.print("(no rows)")
+        return
+    table = Table(*rows[0].keys())
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+@ops_app.command("slow-queries")
+@handles_errors
+def ops_slow_queries(limit: int = typer.Option(10, min=1, max=1000)) -> None:
+    """Slowest statements by mean time (pg_stat_statements)."""
+    with database() as conninfo:
+        _print_rows(monitoring.slow_queries(conninfo, limit))
+
+
+@ops_app.command("index-usage")
+@handles_errors
+def ops_index_usage(unused: bool = typer.Option(False, help="only never-used indexes"),
+                    limit: int = typer.Option(50, min=1, max=1000)) -> None:  # fmt: skip
+    """Index scans per index (or the never-used ones)."""
+    with database() as conninfo:
+        _print_rows(
+            (monitoring.unused_indexes if unused else monitoring.index_usage)(conninfo, limit)
+        )
+
+
+@ops_app.command("bloat")
+@handles_errors
+def ops_bloat(limit: int = typer.Option(20, min=1, max=1000)) -> None:
+    """Dead-tuple ratio per table."""
+    with database() as conninfo:
+        _print_rows(monitoring.bloat(conninfo, limit))
+
+
+@ops_app.command("maintain")
+@handles_errors
+def ops_maintain(
+    period: str = typer.Argument(
+        "daily", help="daily (ANALYZE), weekly (VACUUM, REINDEX) or monthly"
+    ),
+) -> None:
+    """Run the maintenance steps of a period now."""
+    steps = {
+        "daily": monitoring.DAILY,
+        "weekly": monitoring.WEEKLY,
+        "monthly": monitoring.MONTHLY,
+    }.get(period)
+    if steps is None:
+        raise fail(f"period: must be daily, weekly or monthly (value: {period!r})", 2)
+    with database() as conninfo:
+        done = monitoring.maintain(conninfo, steps)
+    console.print(f"done: {', '.join(done)}")

@@ -1,0 +1,155 @@
+"""The operational schedule `tradestore up` keeps (seed 004 §6.4 and §7.2, seed 001 §6).
+
+Each job has a cadence; the scheduler runs a job when its last successful run (recorded in
+system.job_runs, so restarts do not re-run or skip work) is older than the latest moment
+the cadence says it should have run. A failed job is recorded with its error and retried
+at the next tick; it never stops the other jobs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from tradestore.config import Settings
+from tradestore.ops import backup, monitoring
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When a job is due: every `every`, aligned to `at` past the period's start (UTC).
+
+    every='hour', at=15min: 00:15, 01:15, ...; every='day', at=1h: 01:00 daily;
+    every='week', at=2h: Sunday 02:00 (seed 004 §7.2); every='month', at=3h: the 1st, 03:00.
+    """
+
+    every: str
+    at: dt.timedelta = dt.timedelta(0)
+
+    def last_due(self, now: dt.datetime) -> dt.datetime:
+        """The most recent moment at or before `now` when the job was due."""
+        if self.every == "hour":
+            start = now.replace(minute=0, second=0, microsecond=0)
+            step = dt.timedelta(hours=1)
+        elif self.every == "day":
+            start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            step = dt.timedelta(days=1)
+        elif self.every == "week":
+            midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            start = midnight - dt.timedelta(days=(midnight.weekday() + 1) % 7)  # Sunday
+            step = dt.timedelta(days=7)
+        elif self.every == "month":
+            start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            due = start + self.at
+            if due <= now:
+                return due
+            previous = (start - dt.timedelta(days=1)).replace(day=1)
+            return previous + self.at
+        else:
+            raise ValueError(f"every: must be hour, day, week or month (value: {self.every!r})")
+        due = start + self.at
+        return due if due <= now else due - step
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    cadence: Cadence
+    run: Callable[[str, Settings], object]
+
+
+def _premake(conninfo: str, settings: Settings) -> object:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return {"partitions_made": conn.execute("SELECT system.premake_partitions()").fetchone()[0]}
+
+
+def _full_backup(conninfo: str, settings: Settings) -> object:
+    info = backup.full_backup(conninfo, settings.backup_root)
+    return {"path": str(info.path), "bytes": info.size_bytes}
+
+
+def _base_backup(conninfo: str, settings: Settings) -> object:
+    info = backup.base_backup(conninfo, settings.backup_root)
+    return {"path": str(info.path), "bytes": info.size_bytes}
+
+
+def _prune(conninfo: str, settings: Settings) -> object:
+    return {"removed": len(backup.prune(settings.backup_root))}
+
+
+def _steps(steps: list[monitoring.MaintenanceStep]) -> Callable[[str, Settings], object]:
+    return lambda conninfo, settings: {"done": monitoring.maintain(conninfo, steps)}
+
+
+def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
+    hour = dt.timedelta(hours=1)
+    jobs = [
+        Job("premake_partitions", Cadence("hour"), _premake),
+        Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
+        Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
+        Job("analyze", Cadence("day", hour), _steps(monitoring.DAILY)),  # 01:00
+        Job("weekly_maintenance", Cadence("week", 2 * hour), _steps(monitoring.WEEKLY)),
+        Job("reset_statement_stats", Cadence("month", 3 * hour), _steps(monitoring.MONTHLY)),
+    ]
+    if embedded and settings.TRADESTORE_WAL_ARCHIVE:
+        # Point-in-time recovery needs a base backup plus the WAL archive since.
+        jobs.append(Job("base_backup", Cadence("day", dt.timedelta(minutes=15)), _base_backup))
+    return jobs
+
+
+def _last_success(conn: psycopg.Connection, job: str) -> dt.datetime | None:
+    row = conn.execute(
+        "SELECT max(started_at) FROM system.job_runs WHERE job = %s AND status = 'OK'", (job,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def run_due(
+    conninfo: str, settings: Settings, jobs: list[Job], now: dt.datetime | None = None
+) -> list[str]:
+    """Run every job that is due now; returns the names of the jobs that ran."""
+    now = now or dt.datetime.now(dt.UTC)
+    ran = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for job in jobs:
+            last = _last_success(conn, job.name)
+            if last is not None and last >= job.cadence.last_due(now):
+                continue
+            run_id = conn.execute(
+                "INSERT INTO system.job_runs (job, started_at) VALUES (%s, %s) RETURNING id",
+                (job.name, now),
+            ).fetchone()[0]
+            try:
+                detail = job.run(conninfo, settings)
+                status = "OK"
+            except Exception as exc:  # recorded and retried next tick; other jobs go on
+                log.exception("scheduled job %s failed", job.name)
+                detail, status = {"error": str(exc)}, "FAILED"
+            conn.execute(
+                "UPDATE system.job_runs SET status = %s, finished_at = clock_timestamp(), detail = %s "
+                "WHERE id = %s",
+                (status, json.dumps(detail, default=str), run_id),
+            )
+            ran.append(job.name)
+    return ran
+
+
+def make_service(
+    jobs: list[Job], tick: float = 60.0
+) -> Callable[[str, Settings, threading.Event], None]:
+    """A service for `up`: check the schedule every `tick` seconds until stopped."""
+
+    def service(conninfo: str, settings: Settings, stop: threading.Event) -> None:
+        while not stop.is_set():
+            run_due(conninfo, settings, jobs)
+            stop.wait(tick)
+
+    return service
