@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,9 +90,11 @@ def test_up_on_the_embedded_default(tmp_path: Path) -> None:
     """No DATABASE_URL: `up` starts its own PostgreSQL under TRADESTORE_HOME, and stops it."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["TRADESTORE_HOME"] = str(tmp_path / "home")
+    env["COLUMNS"] = "300"
     first = tradestore("up", "--no-wait", env=env)
     assert first.returncode == 0, first.stderr
-    assert "embedded PostgreSQL" in first.stdout and "11 revision(s) applied" in first.stdout
+    applied = re.search(r"(\d+) revision\(s\) applied", first.stdout)
+    assert "embedded PostgreSQL" in first.stdout and applied and int(applied.group(1)) >= 11
     assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()
     assert not (tmp_path / "home" / "pgdata" / "postmaster.pid").exists()  # stopped on exit
     again = tradestore("up", "--no-wait", env=env)
