@@ -219,7 +219,7 @@ def test_seed_query_9b_pages_active_orders(world: psycopg.Connection) -> None:
     for i in range(3):
         _order(world, "0.5", "30000", key=f"k{i}")
     world.execute(
-        "UPDATE orders SET status = 'FILLED', filled_quantity = quantity WHERE idempotency_key = 'k0'"
+        "UPDATE orders SET status = 'CANCELED', cancelled_at = now() WHERE idempotency_key = 'k0'"
     )
     rows = world.execute(
         """

@@ -17,6 +17,7 @@ UTC = dt.UTC
 @pytest.mark.parametrize(
     ("cadence", "now", "due"),
     [
+        (Cadence("minute"), "2025-03-05T10:20:31", "2025-03-05T10:20"),
         (Cadence("hour", dt.timedelta(minutes=15)), "2025-03-05T10:20", "2025-03-05T10:15"),
         (Cadence("hour", dt.timedelta(minutes=15)), "2025-03-05T10:05", "2025-03-05T09:15"),
         (Cadence("day", dt.timedelta(hours=1)), "2025-03-05T00:30", "2025-03-04T01:00"),
@@ -66,7 +67,7 @@ def test_jobs_run_once_per_due_moment_and_failures_are_recorded(db: str, tmp_pat
 def test_default_schedule_runs_real_backups_and_maintenance(db: str, tmp_path: Path) -> None:
     settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path)
     ran = run_due(db, settings, default_jobs(settings, embedded=False))
-    assert ran == ["premake_partitions", "full_backup", "prune_backups", "analyze",
+    assert ran == ["expire_orders", "premake_partitions", "full_backup", "prune_backups", "analyze",
                    "weekly_maintenance", "reset_statement_stats"]  # fmt: skip
     with psycopg.connect(db) as conn:
         statuses = dict(conn.execute("SELECT job, status FROM system.job_runs").fetchall())

@@ -10,6 +10,15 @@ from tradestore import __version__
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.ops import backup_app, ops_app
+from tradestore.cli.trading import (
+    exchanges_app,
+    fills_app,
+    instruments_app,
+    ledger_app,
+    orders_app,
+    positions_app,
+    reconcile_app,
+)
 from tradestore.ops.scheduler import default_jobs, make_service
 from tradestore.ops.up import prepare, run_services
 
@@ -21,6 +30,13 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(modules_app, name="modules")
+app.add_typer(exchanges_app, name="exchanges")
+app.add_typer(instruments_app, name="instruments")
+app.add_typer(orders_app, name="orders")
+app.add_typer(fills_app, name="fills")
+app.add_typer(positions_app, name="positions")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(backup_app, name="backup")
 app.add_typer(ops_app, name="ops")
 

@@ -36,7 +36,10 @@ class Cadence:
 
     def last_due(self, now: dt.datetime) -> dt.datetime:
         """The most recent moment at or before `now` when the job was due."""
-        if self.every == "hour":
+        if self.every == "minute":
+            start = now.replace(second=0, microsecond=0)
+            step = dt.timedelta(minutes=1)
+        elif self.every == "hour":
             start = now.replace(minute=0, second=0, microsecond=0)
             step = dt.timedelta(hours=1)
         elif self.every == "day":
@@ -54,7 +57,7 @@ class Cadence:
             previous = (start - dt.timedelta(days=1)).replace(day=1)
             return previous + self.at
         else:
-            raise ValueError(f"every: must be hour, day, week or month (value: {self.every!r})")
+            raise ValueError(f"every: must be minute, hour, day, week or month (value: {self.every!r})")
         due = start + self.at
         return due if due <= now else due - step
 
@@ -69,6 +72,11 @@ class Job:
 def _premake(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return {"partitions_made": conn.execute("SELECT system.premake_partitions()").fetchone()[0]}
+
+
+def _expire_orders(conninfo: str, settings: Settings) -> object:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return {"expired": conn.execute("SELECT trade.expire_orders(now())").fetchone()[0]}
 
 
 def _full_backup(conninfo: str, settings: Settings) -> object:
@@ -92,6 +100,7 @@ def _steps(steps: list[monitoring.MaintenanceStep]) -> Callable[[str, Settings],
 def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
     hour = dt.timedelta(hours=1)
     jobs = [
+        Job("expire_orders", Cadence("minute"), _expire_orders),  # orders past expires_at
         Job("premake_partitions", Cadence("hour"), _premake),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),

@@ -65,6 +65,14 @@ BEGIN
     IF NEW.price IS NOT NULL AND NEW.price <= 0 THEN
         PERFORM system.raise_invalid('price', 'must be at least one tick after rounding', NEW.price::text);
     END IF;
+    IF NEW.price < (v_rules ->> 'min_price')::numeric THEN
+        PERFORM system.raise_invalid('price', format('must be >= min_price %s', v_rules ->> 'min_price'),
+                                     NEW.price::text);
+    END IF;
+    IF NEW.price > (v_rules ->> 'max_price')::numeric THEN
+        PERFORM system.raise_invalid('price', format('must be <= max_price %s', v_rules ->> 'max_price'),
+                                     NEW.price::text);
+    END IF;
 
     -- A MARKET order has no price: judge its notional at the latest known price. With no
     -- price known at all the check cannot be made and the exchange will be the judge.
@@ -72,8 +80,15 @@ BEGIN
     IF v_ref_price IS NOT NULL AND NOT public.meets_min_notional(v_rules, v_ref_price, NEW.quantity) THEN
         PERFORM system.raise_invalid('notional',
             format('min notional violation: quantity %s x price %s = %s is below min_notional %s',
-                   NEW.quantity, v_ref_price, NEW.quantity * v_ref_price, v_rules ->> 'min_notional'),
-            (NEW.quantity * v_ref_price)::text);
+                   NEW.quantity, v_ref_price, market.notional(v_rules, v_ref_price, NEW.quantity),
+                   v_rules ->> 'min_notional'),
+            market.notional(v_rules, v_ref_price, NEW.quantity)::text);
+    END IF;
+    IF v_ref_price IS NOT NULL
+       AND market.notional(v_rules, v_ref_price, NEW.quantity) > (v_rules ->> 'max_notional')::numeric THEN
+        PERFORM system.raise_invalid('notional',
+            format('must be <= max_notional %s', v_rules ->> 'max_notional'),
+            market.notional(v_rules, v_ref_price, NEW.quantity)::text);
     END IF;
     RETURN NEW;
 END;

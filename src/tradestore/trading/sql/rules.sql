@@ -2,7 +2,9 @@
 -- min-notional check, each in both forms the seed uses: by a trading_rules jsonb and by
 -- exchange_instrument_id. Keys: tick_size, step_size, min_qty, max_qty, min_notional,
 -- price_bands (a list of {"min_price", "tick_size"} for markets whose tick depends on
--- price, such as Korean equities and KRW crypto markets).
+-- price, such as Korean equities and KRW crypto markets), and from CCXT's limits:
+-- min_price, max_price (limits.price), max_notional (limits.cost.max) and contract_size
+-- (derivatives: the quote value of one contract per unit of price; 1 for spot).
 
 -- Reject malformed rules at write time, so normalization never meets garbage.
 CREATE OR REPLACE FUNCTION market.check_trading_rules(p_rules jsonb)
@@ -16,7 +18,8 @@ BEGIN
         PERFORM system.raise_invalid('trading_rules', 'must be a JSON object', p_rules::text);
     END IF;
     FOR k IN SELECT jsonb_object_keys(p_rules) LOOP
-        IF k NOT IN ('tick_size', 'step_size', 'min_qty', 'max_qty', 'min_notional', 'price_bands') THEN
+        IF k NOT IN ('tick_size', 'step_size', 'min_qty', 'max_qty', 'min_notional', 'price_bands',
+                     'min_price', 'max_price', 'max_notional', 'contract_size') THEN
             PERFORM system.raise_invalid('trading_rules.' || k, 'unknown trading rule key', p_rules ->> k);
         END IF;
         CONTINUE WHEN k = 'price_bands' OR jsonb_typeof(p_rules -> k) = 'null';
@@ -28,15 +31,21 @@ BEGIN
         EXCEPTION WHEN invalid_text_representation THEN
             PERFORM system.raise_invalid('trading_rules.' || k, 'must be a number', p_rules ->> k);
         END;
-        IF NOT system.is_finite(v) OR v < 0 OR (k IN ('tick_size', 'step_size') AND v = 0) THEN
+        IF NOT system.is_finite(v) OR v < 0 OR (k IN ('tick_size', 'step_size', 'contract_size') AND v = 0) THEN
             PERFORM system.raise_invalid('trading_rules.' || k,
-                CASE WHEN k IN ('tick_size', 'step_size') THEN 'must be a finite number > 0'
+                CASE WHEN k IN ('tick_size', 'step_size', 'contract_size') THEN 'must be a finite number > 0'
                      ELSE 'must be a finite number >= 0' END, p_rules ->> k);
         END IF;
     END LOOP;
-    IF (p_rules ? 'min_qty') AND (p_rules ? 'max_qty')
-       AND (p_rules ->> 'max_qty')::numeric < (p_rules ->> 'min_qty')::numeric THEN
+    IF (p_rules ->> 'max_qty')::numeric < (p_rules ->> 'min_qty')::numeric THEN
         PERFORM system.raise_invalid('trading_rules.max_qty', 'must be >= min_qty', p_rules ->> 'max_qty');
+    END IF;
+    IF (p_rules ->> 'max_price')::numeric < (p_rules ->> 'min_price')::numeric THEN
+        PERFORM system.raise_invalid('trading_rules.max_price', 'must be >= min_price', p_rules ->> 'max_price');
+    END IF;
+    IF (p_rules ->> 'max_notional')::numeric < (p_rules ->> 'min_notional')::numeric THEN
+        PERFORM system.raise_invalid('trading_rules.max_notional', 'must be >= min_notional',
+                                     p_rules ->> 'max_notional');
     END IF;
     IF p_rules ? 'price_bands' THEN
         IF jsonb_typeof(p_rules -> 'price_bands') <> 'array' THEN
@@ -111,12 +120,18 @@ BEGIN
 END;
 $$;
 
+-- Notional of an order: quantity x price x contract_size (1 when the rules give none).
+CREATE OR REPLACE FUNCTION market.notional(p_rules jsonb, p_price numeric, p_quantity numeric)
+RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p_price * p_quantity * coalesce((p_rules ->> 'contract_size')::numeric, 1)
+$$;
+
 CREATE OR REPLACE FUNCTION public.meets_min_notional(p_rules jsonb, p_price numeric, p_quantity numeric)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN p_rules ->> 'min_notional' IS NULL THEN true
         WHEN p_price IS NULL OR p_quantity IS NULL THEN false
-        ELSE p_price * p_quantity >= (p_rules ->> 'min_notional')::numeric
+        ELSE market.notional(p_rules, p_price, p_quantity) >= (p_rules ->> 'min_notional')::numeric
     END
 $$;
 
@@ -163,7 +178,10 @@ DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        IF NEW.trading_rules IS NOT DISTINCT FROM OLD.trading_rules THEN
+        -- Unchanged, or already in force through market.set_trading_rules (which writes
+        -- the version with its own effective time first).
+        IF NEW.trading_rules IS NOT DISTINCT FROM OLD.trading_rules
+           OR NEW.trading_rules = market.trading_rules_at(NEW.id, v_now) THEN
             RETURN NULL;
         END IF;
         UPDATE market.trading_rule_versions SET effective_to = v_now
@@ -182,3 +200,54 @@ CREATE TRIGGER tr_exchange_instruments_rules
 CREATE TRIGGER tr_exchange_instruments_rules_history
     AFTER INSERT OR UPDATE OF trading_rules ON market.exchange_instruments
     FOR EACH ROW EXECUTE FUNCTION market.trg_exchange_instruments_rules_history();
+
+-- Change a listing's rules from a given time on (a LOT_SIZE_CHANGE symbol event, a new
+-- CCXT market snapshot). The version in force at p_effective_from is split there; a later
+-- version already recorded keeps its place. The listing's current trading_rules column
+-- follows the version in force now. Returns the new version's id.
+CREATE OR REPLACE FUNCTION market.set_trading_rules(
+    p_exchange_instrument_id bigint, p_rules jsonb,
+    p_effective_from timestamptz DEFAULT NULL, p_source text DEFAULT 'manual')
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_from  timestamptz := coalesce(p_effective_from, clock_timestamp());
+    v_cur   market.trading_rule_versions;
+    v_next  timestamptz;
+    v_id    bigint;
+BEGIN
+    PERFORM market.check_trading_rules(p_rules);
+    IF NOT system.is_finite(extract(epoch FROM v_from)::numeric) THEN
+        PERFORM system.raise_invalid('effective_from', 'must be a finite time', v_from::text);
+    END IF;
+    -- One rule change at a time per listing.
+    PERFORM 1 FROM market.exchange_instruments WHERE id = p_exchange_instrument_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        PERFORM system.raise_invalid('exchange_instrument_id', 'must name an existing listing',
+                                     p_exchange_instrument_id::text);
+    END IF;
+    SELECT * INTO v_cur FROM market.trading_rule_versions
+     WHERE exchange_instrument_id = p_exchange_instrument_id AND effective_from <= v_from
+       AND (effective_to IS NULL OR effective_to > v_from)
+     ORDER BY effective_from DESC LIMIT 1;
+    IF v_cur.id IS NOT NULL AND v_cur.trading_rules = p_rules THEN
+        RETURN v_cur.id;  -- already in force then: nothing to record
+    END IF;
+    IF v_cur.effective_from = v_from THEN
+        PERFORM system.raise_invalid('effective_from', 'a rule version already starts at this time',
+                                     v_from::text);
+    END IF;
+    SELECT min(effective_from) INTO v_next FROM market.trading_rule_versions
+     WHERE exchange_instrument_id = p_exchange_instrument_id AND effective_from > v_from;
+    IF v_cur.id IS NOT NULL THEN
+        UPDATE market.trading_rule_versions SET effective_to = v_from WHERE id = v_cur.id;
+    END IF;
+    INSERT INTO market.trading_rule_versions (exchange_instrument_id, effective_from, effective_to,
+                                              trading_rules, source)
+    VALUES (p_exchange_instrument_id, v_from, v_next, p_rules, coalesce(p_source, 'manual'))
+    RETURNING id INTO v_id;
+    UPDATE market.exchange_instruments SET trading_rules = market.trading_rules_at(id, clock_timestamp())
+     WHERE id = p_exchange_instrument_id
+       AND trading_rules IS DISTINCT FROM market.trading_rules_at(id, clock_timestamp());
+    RETURN v_id;
+END;
+$$;

@@ -66,6 +66,10 @@ CREATE TABLE trade.positions (
     opened_at               timestamptz,
     closed_at               timestamptz,
     last_execution_id       bigint,
+    -- Fills are applied in execution-time order (executed_at, exchange_trade_id), so a
+    -- replayed or reordered feed gives the same position; these mark the newest applied.
+    last_executed_at        timestamptz,
+    last_exchange_trade_id  varchar(100),
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT positions_account_listing_key UNIQUE (account_id, exchange_instrument_id),
@@ -105,6 +109,9 @@ CREATE TABLE trade.orders (
     remaining_quantity      numeric GENERATED ALWAYS AS (quantity - filled_quantity) STORED,
     average_fill_price      numeric,
     total_filled_value      numeric NOT NULL DEFAULT 0,
+    -- The execution that last changed the filled amounts: every change of them must come
+    -- with a new execution of this order adding exactly its quantity (trg_orders_state).
+    last_execution_id       bigint,
     fee                     numeric NOT NULL DEFAULT 0,
     fee_currency            varchar(20),
     reject_reason           text,
@@ -207,15 +214,19 @@ CREATE TABLE account.transactions (
     "timestamp"             timestamptz NOT NULL DEFAULT now(),
     created_by              varchar(50) NOT NULL DEFAULT current_user,
     created_at              timestamptz NOT NULL DEFAULT now(),
+    -- Hash chain, set by trg_transactions_chain: the row's place in its account's chain,
+    -- the previous row's hash and sha256(prev_hash || canonical row text).
+    chain_seq               bigint NOT NULL,
     prev_hash               bytea,
-    row_hash                bytea,
+    row_hash                bytea NOT NULL,
+    CONSTRAINT transactions_account_chain_key UNIQUE (account_id, chain_seq),
     CONSTRAINT chk_transactions_amount CHECK (amount <> 0 AND system.is_finite(amount)),
     CONSTRAINT chk_transactions_deposit_sign CHECK (transaction_type <> 'DEPOSIT' OR amount > 0),
     CONSTRAINT chk_transactions_withdrawal_sign CHECK (transaction_type <> 'WITHDRAWAL' OR amount < 0)
 );
 -- Seed 001 §9-C (funding history of an account, newest first) and balance queries.
 CREATE INDEX idx_transactions_account_type_time ON account.transactions (account_id, transaction_type, "timestamp" DESC);
-CREATE INDEX idx_transactions_account_id ON account.transactions (account_id, id);
+-- Per-account scans in chain order use the UNIQUE (account_id, chain_seq) index.
 CREATE INDEX idx_transactions_position ON account.transactions (related_position_id) WHERE related_position_id IS NOT NULL;
 CREATE INDEX idx_transactions_execution ON account.transactions (related_execution_id) WHERE related_execution_id IS NOT NULL;
 CREATE INDEX idx_transactions_order ON account.transactions (related_order_id) WHERE related_order_id IS NOT NULL;
@@ -236,6 +247,16 @@ CREATE TRIGGER tr_transactions_block_update
 CREATE TRIGGER tr_transactions_block_truncate
     BEFORE TRUNCATE ON account.transactions
     FOR EACH STATEMENT EXECUTE FUNCTION account.trg_transactions_block_ud();
+
+-- Head of each account's ledger hash chain: the last sequence number and hash. Updating
+-- it serializes ledger appends per account; `ledger verify` checks the rows against it,
+-- so deleting the newest rows is caught too.
+CREATE TABLE account.ledger_heads (
+    account_id  bigint PRIMARY KEY REFERENCES account.accounts (id) ON DELETE RESTRICT,
+    last_seq    bigint NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
+    last_hash   bytea,
+    prev_hash   bytea
+);
 
 -- Daily account valuations, from which 003's portfolio performance columns are derived.
 CREATE TABLE account.equity_snapshots (
