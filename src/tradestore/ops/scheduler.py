@@ -57,7 +57,9 @@ class Cadence:
             previous = (start - dt.timedelta(days=1)).replace(day=1)
             return previous + self.at
         else:
-            raise ValueError(f"every: must be minute, hour, day, week or month (value: {self.every!r})")
+            raise ValueError(
+                f"every: must be minute, hour, day, week or month (value: {self.every!r})"
+            )
         due = start + self.at
         return due if due <= now else due - step
 
@@ -77,6 +79,14 @@ def _premake(conninfo: str, settings: Settings) -> object:
 def _expire_orders(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return {"expired": conn.execute("SELECT trade.expire_orders(now())").fetchone()[0]}
+
+
+def _kpi_snapshot(conninfo: str, settings: Settings) -> object:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regproc('system.take_kpi_snapshot') IS NULL").fetchone()[0]:
+            return {"skipped": "the kpi module is not enabled"}
+        ts = conn.execute("SELECT (system.take_kpi_snapshot()).ts").fetchone()[0]
+        return {"snapshot": ts.isoformat()}
 
 
 def _full_backup(conninfo: str, settings: Settings) -> object:
@@ -102,6 +112,7 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
     jobs = [
         Job("expire_orders", Cadence("minute"), _expire_orders),  # orders past expires_at
         Job("premake_partitions", Cadence("hour"), _premake),
+        Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
         Job("analyze", Cadence("day", hour), _steps(monitoring.DAILY)),  # 01:00
