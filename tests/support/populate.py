@@ -52,10 +52,16 @@ INSERT INTO market.trade_prints (exchange_instrument_id, "time", exchange_trade_
 INSERT INTO market.daily_prices (stock_id, trade_date, open_price, high_price, low_price, close_price, volume)
 VALUES (1, current_date, 70000, 71000, 69000, 70500, 1000000);
 INSERT INTO market.technical_indicators (exchange_instrument_id, timeframe, "time", rsi_14) VALUES (2, '1m', date_trunc('minute', now()), 55);
+INSERT INTO market.rollup_series (exchange_instrument_id, timeframe, source_timeframe, source_kind, watermark)
+VALUES (2, '1h', '1m', 'raw', date_trunc('hour', now()) + interval '1 hour');
+INSERT INTO market.candle_rollups (exchange_instrument_id, timeframe, "time", open, high, low, close, volume, bar_count)
+VALUES (2, '1h', date_trunc('hour', now()), 40000, 40010, 39990, 40005, 1.5, 1);
+INSERT INTO market.rollup_invalidations (exchange_instrument_id, timeframe, bucket) VALUES (2, '1h', date_trunc('hour', now()));
 INSERT INTO system.telegram_chats (user_id, chat_id) VALUES (1, 42);
 SELECT enqueue_notification(42, 'WARN', 'hello', 'world');
 INSERT INTO system.alerts (alert_type, severity, module, message) VALUES ('INFO', 'LOW', 'test', 'hi');
 INSERT INTO system.logs (log_level, logger, message) VALUES ('INFO', 'test', 'hello');
+SELECT system.worker_heartbeat('populate:1', 'notify');
 INSERT INTO system.system_configuration (key, value) VALUES ('display_currency', '"USD"');
 INSERT INTO system.job_runs (job, status, finished_at) VALUES ('analyze', 'OK', now());
 -- Plus modules

@@ -9,6 +9,7 @@ import typer
 from tradestore import __version__
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
+from tradestore.cli.identity import apikeys_app, users_app
 from tradestore.cli.ops import backup_app, ops_app
 from tradestore.cli.trading import (
     exchanges_app,
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(modules_app, name="modules")
+app.add_typer(users_app, name="users")
+app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(exchanges_app, name="exchanges")
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(orders_app, name="orders")

@@ -178,7 +178,9 @@ def upgrade(conninfo: str) -> list[str]:
 def downgrade(conninfo: str, revision: str, *, force: bool = False) -> None:
     """Downgrade to `revision` ('base' removes everything). Tables that hold data are
     refused unless force, and then copied to zz_backup first."""
-    with _alembic(conninfo, force=force, backup_label=f"downgrade:{revision}") as config:
+    with _alembic(
+        conninfo, force=force, backup_label=f"downgrade:{revision}", transaction_per_migration=False
+    ) as config:
         command.downgrade(config, revision)
 
 

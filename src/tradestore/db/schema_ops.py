@@ -178,46 +178,62 @@ def _portable_columns(conn: psycopg.Connection, schema: str, table: str) -> sql.
 
 
 def drop(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> None:
-    """Drop objects (given newest first): views, columns, tables, sequences, functions, types."""
+    """Drop objects (given newest first): views, columns, tables, sequences, functions,
+    types. Dependencies run both ways (a trigger needs its function, a function can return
+    a table's row type), so an object that another still depends on is retried after the
+    rest, until all are gone; a dependency from outside the set is reported."""
     order = ["VIEW", "COLUMN", "TABLE", "SEQUENCE", "FUNCTION", "TYPE"]
-    has_registry = _exists(conn, "system.partitioned_tables")
-    for kind in order:
-        for obj in (o for o in objects if o.kind == kind):
-            parts = obj.name.split(".")
-            if kind == "VIEW":
-                conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(*parts)))
-            elif kind == "COLUMN":
-                if _column_exists(conn, *parts):
-                    conn.execute(
-                        sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
-                            sql.Identifier(parts[0], parts[1]), sql.Identifier(parts[2])
-                        )
-                    )
-            elif kind == "TABLE":
-                if (
-                    has_registry
-                    and _exists(conn, obj.name)
-                    and obj.name != "system.partitioned_tables"
-                ):
-                    conn.execute(
-                        "DELETE FROM system.partitioned_tables WHERE table_name = %s::regclass",
-                        (obj.name,),
-                    )
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*parts)))
-            elif kind == "SEQUENCE":
-                conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(sql.Identifier(*parts)))
-            elif kind == "TYPE":
-                conn.execute(sql.SQL("DROP TYPE IF EXISTS {}").format(sql.Identifier(*parts)))
-            elif kind == "FUNCTION":
-                schema, name = parts if len(parts) == 2 else ("public", parts[0])
-                signatures = conn.execute(
-                    "SELECT format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) "
-                    "FROM pg_proc p "
-                    "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s",
-                    (schema, name),
-                ).fetchall()
-                for (signature,) in signatures:
-                    conn.execute(f"DROP FUNCTION IF EXISTS {signature}")
+    pending = [o for kind in order for o in objects if o.kind == kind]
+    while pending:
+        blocked: list[tuple[SqlObject, psycopg.Error]] = []
+        for obj in pending:
+            try:
+                with conn.transaction():
+                    _drop_one(conn, obj)
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                blocked.append((obj, exc))
+        if len(blocked) == len(pending):
+            raise blocked[0][1]
+        pending = [obj for obj, _ in blocked]
+
+
+def _drop_one(conn: psycopg.Connection, obj: SqlObject) -> None:
+    parts = obj.name.split(".")
+    name = sql.Identifier(*parts)
+    if obj.kind == "VIEW":
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(name))
+    elif obj.kind == "COLUMN":
+        if _column_exists(conn, *parts):
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(
+                    sql.Identifier(parts[0], parts[1]), sql.Identifier(parts[2])
+                )
+            )
+    elif obj.kind == "TABLE":
+        # The partition registry holds regclass references that would dangle.
+        if (
+            obj.name != "system.partitioned_tables"
+            and _exists(conn, "system.partitioned_tables")
+            and _exists(conn, obj.name)
+        ):
+            conn.execute(
+                "DELETE FROM system.partitioned_tables WHERE table_name = %s::regclass", (obj.name,)
+            )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+    elif obj.kind == "SEQUENCE":
+        conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(name))
+    elif obj.kind == "TYPE":
+        conn.execute(sql.SQL("DROP TYPE IF EXISTS {}").format(name))
+    elif obj.kind == "FUNCTION":
+        schema, fname = parts if len(parts) == 2 else ("public", parts[0])
+        signatures = conn.execute(
+            "SELECT format('%%I.%%I(%%s)', n.nspname, p.proname, "
+            "pg_get_function_identity_arguments(p.oid)) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s",
+            (schema, fname),
+        ).fetchall()
+        for (signature,) in signatures:
+            conn.execute(f"DROP FUNCTION IF EXISTS {signature}")
 
 
 class ModuleUnavailable(RuntimeError):

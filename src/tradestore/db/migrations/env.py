@@ -10,9 +10,10 @@ connection = config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=None,
-    # Each revision in its own transaction: a failure leaves the database at the last
-    # good revision, never half-way through one.
-    transaction_per_migration=True,
+    # Upgrades: each revision in its own transaction, so a failure leaves the database at
+    # the last good revision, never half-way through one. Downgrades: the whole path in one
+    # transaction, so a revision that refuses (it would drop data) undoes the ones before.
+    transaction_per_migration=config.attributes.get("transaction_per_migration", True),
 )
 with context.begin_transaction():
     context.run_migrations()

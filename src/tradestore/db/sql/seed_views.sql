@@ -2,15 +2,17 @@
 -- table differs in name or shape. Seed 004's schema-qualified names live in place; seed
 -- 002 (Christmas) and 003 (Bithumb) shapes live in the christmas and bithumb schemas.
 -- Seed-003 FLOAT and VARCHAR values come out as NUMERIC and text.
+-- Every view is security_invoker: it reads with the rights of whoever queries it, so the
+-- row-level security of the tables underneath applies (identity/sql/security.sql).
 
 ------------------------------------------------------------------------------- seed 004
-CREATE VIEW market.stocks AS
+CREATE VIEW market.stocks WITH (security_invoker = true) AS
 SELECT i.id AS stock_id, i.symbol AS ticker, i.name, i.market_type, i.sector, i.industry,
        i.market_cap, i.listing_date, i.is_active, i.created_at, i.updated_at
   FROM market.instruments i
  WHERE i.asset_class IN ('EQUITY', 'ETF');
 
-CREATE VIEW account.portfolio AS
+CREATE VIEW account.portfolio WITH (security_invoker = true) AS
 SELECT a.id AS portfolio_id, a.user_id, a.name, a.strategy_type, a.target_return,
        a.max_drawdown_limit AS max_drawdown, a.initial_capital,
        (SELECT v.total_value FROM account.account_valuation(a.id) v) AS current_value,
@@ -20,7 +22,7 @@ SELECT a.id AS portfolio_id, a.user_id, a.name, a.strategy_type, a.target_return
 -- Long holdings, valued at the latest close (seed 004 §4.2 computed this in a trigger
 -- that only ran when the holding row itself was updated, so it went stale on every new
 -- close; here it is computed when read).
-CREATE VIEW account.holdings AS
+CREATE VIEW account.holdings WITH (security_invoker = true) AS
 SELECT v.position_id AS holding_id, v.account_id AS portfolio_id, ei.instrument_id AS stock_id,
        v.quantity, v.avg_entry_price AS avg_purchase_price,
        v.market_value AS current_value,
@@ -31,11 +33,11 @@ SELECT v.position_id AS holding_id, v.account_id AS portfolio_id, ei.instrument_
   FROM trade.position_valuations v
   JOIN trade.positions p ON p.id = v.position_id
   JOIN market.exchange_instruments ei ON ei.id = v.exchange_instrument_id
- WHERE v.quantity > 0;
+ WHERE v.quantity > 0 AND NOT v.is_derivative;  -- what is owned: long spot positions
 
 -- One row per completed backtest with the union of 002, 003 and 004 backtest_results
 -- columns. Ratios in percent as 004 specifies (5.23 = +5.23%).
-CREATE VIEW analytics.backtest_results AS
+CREATE VIEW analytics.backtest_results WITH (security_invoker = true) AS
 SELECT r.id AS backtest_id, r.id, r.strategy_id, r.user_id, r.strategy_name,
        r.start_date, r.end_date,
        (r.start_date AT TIME ZONE 'UTC')::date AS test_period_start,
@@ -54,16 +56,16 @@ SELECT r.id AS backtest_id, r.id, r.strategy_id, r.user_id, r.strategy_name,
  WHERE r.status = 'COMPLETED';
 
 ------------------------------------------------------------------------------- seed 002
-CREATE VIEW christmas.market_data AS
+CREATE VIEW christmas.market_data WITH (security_invoker = true) AS
 SELECT c.id, ei.exchange_symbol AS symbol, c."time" AS "timestamp",
        c.open, c.high, c.low, c.close, c.volume, c.created_at
   FROM market.candles c
   JOIN market.exchange_instruments ei ON ei.id = c.exchange_instrument_id
  WHERE c.timeframe = '1m';
 
-CREATE VIEW christmas.technical_indicators AS
+CREATE VIEW christmas.technical_indicators WITH (security_invoker = true) AS
 SELECT ti.id * 32 + x.ord AS id, ei.exchange_symbol AS symbol, ti.timeframe, ti."time" AS "timestamp",
-       x.indicator_type, x.value, x.parameters, ti.created_at
+       x.indicator_type, x.value::numeric AS value, x.parameters, ti.created_at, ti.exchange_instrument_id
   FROM market.technical_indicators ti
   JOIN market.exchange_instruments ei ON ei.id = ti.exchange_instrument_id
   CROSS JOIN LATERAL (VALUES
@@ -90,14 +92,14 @@ SELECT ti.id * 32 + x.ord AS id, ei.exchange_symbol AS symbol, ti.timeframe, ti.
   ) AS x(ord, indicator_type, value, parameters)
  WHERE x.value IS NOT NULL;
 
-CREATE VIEW christmas.orders AS
+CREATE VIEW christmas.orders WITH (security_invoker = true) AS
 SELECT o.id, a.user_id, ei.exchange_symbol AS symbol, o.order_type, o.side, o.quantity, o.price,
        o.status, o.exchange_order_id AS external_id, o.created_at, o.updated_at
   FROM trade.orders o
   JOIN account.accounts a ON a.id = o.account_id
   JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id;
 
-CREATE VIEW christmas.trades AS
+CREATE VIEW christmas.trades WITH (security_invoker = true) AS
 SELECT e.id, e.order_id, a.user_id, ei.exchange_symbol AS symbol, e.side, e.quantity, e.price,
        e.executed_at AS "timestamp", e.fee, e.created_at
   FROM trade.executions e
@@ -106,7 +108,7 @@ SELECT e.id, e.order_id, a.user_id, ei.exchange_symbol AS symbol, e.side, e.quan
 
 ------------------------------------------------------------------------------- seed 003
 -- Exchange secrets are never readable: the key shows only its last four characters.
-CREATE VIEW bithumb.users AS
+CREATE VIEW bithumb.users WITH (security_invoker = true) AS
 SELECT u.id, u.username, u.email, u.password_hash AS hashed_password, u.is_active, u.is_verified,
        u.created_at, u.updated_at, u.last_login,
        (SELECT '****' || k.key_hint FROM account.api_keys k
@@ -125,14 +127,14 @@ SELECT u.id, u.username, u.email, u.password_hash AS hashed_password, u.is_activ
   FROM account.users u;
 
 -- Tokens exist only as hashes; the view shows the hash (hex) under 003's column names.
-CREATE VIEW bithumb.user_sessions AS
+CREATE VIEW bithumb.user_sessions WITH (security_invoker = true) AS
 SELECT s.id, s.user_id, encode(s.session_token_hash, 'hex') AS session_token,
        encode(s.refresh_token_hash, 'hex') AS refresh_token, s.expires_at, s.created_at,
        (s.is_active AND s.revoked_at IS NULL AND s.expires_at > now()) AS is_active,
        host(s.ip_address) AS ip_address, s.user_agent
   FROM account.user_sessions s;
 
-CREATE VIEW bithumb.orders AS
+CREATE VIEW bithumb.orders WITH (security_invoker = true) AS
 SELECT o.id, a.user_id, o.strategy_id, o.exchange_order_id AS bithumb_order_id,
        ei.exchange_symbol AS symbol,
        lower(o.side) AS order_type,
@@ -146,7 +148,7 @@ SELECT o.id, a.user_id, o.strategy_id, o.exchange_order_id AS bithumb_order_id,
   JOIN account.accounts a ON a.id = o.account_id
   JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id;
 
-CREATE VIEW bithumb.trades AS
+CREATE VIEW bithumb.trades WITH (security_invoker = true) AS
 SELECT e.id, e.order_id, a.user_id, o.strategy_id, e.exchange_trade_id AS bithumb_trade_id,
        ei.exchange_symbol AS symbol, lower(e.side) AS trade_side, e.quantity, e.price, e.value,
        e.fee, e.fee_currency, e.executed_at AS trade_time, e.created_at
@@ -155,7 +157,7 @@ SELECT e.id, e.order_id, a.user_id, o.strategy_id, e.exchange_trade_id AS bithum
   JOIN account.accounts a ON a.id = e.account_id
   JOIN market.exchange_instruments ei ON ei.id = e.exchange_instrument_id;
 
-CREATE VIEW bithumb.positions AS
+CREATE VIEW bithumb.positions WITH (security_invoker = true) AS
 SELECT p.id, a.user_id, p.strategy_id, ei.exchange_symbol AS symbol,
        CASE WHEN p.quantity < 0 THEN 'short' ELSE 'long' END AS side,
        abs(p.quantity) AS quantity, p.avg_entry_price AS entry_price,
@@ -168,7 +170,7 @@ SELECT p.id, a.user_id, p.strategy_id, ei.exchange_symbol AS symbol,
   JOIN account.accounts a ON a.id = p.account_id
   JOIN market.exchange_instruments ei ON ei.id = p.exchange_instrument_id;
 
-CREATE VIEW bithumb.portfolios AS
+CREATE VIEW bithumb.portfolios WITH (security_invoker = true) AS
 WITH snap AS (
     SELECT s.account_id, s.ts, s.total_value,
            s.total_value / nullif(lag(s.total_value) OVER w, 0) - 1 AS ret,
@@ -199,38 +201,40 @@ SELECT a.id, a.user_id, a.name, a.description,
   CROSS JOIN LATERAL account.account_valuation(a.id) v
   LEFT JOIN perf ON perf.account_id = a.id;
 
-CREATE VIEW bithumb.tickers AS
+CREATE VIEW bithumb.tickers WITH (security_invoker = true) AS
 SELECT t.id, ei.exchange_symbol AS symbol, t."time" AS "timestamp", t.opening_price, t.closing_price,
        t.high_price, t.low_price, t.volume, t.value, t.change_24h, t.change_rate_24h,
        t.bid_price, t.ask_price, t.spread
   FROM market.tickers t
   JOIN market.exchange_instruments ei ON ei.id = t.exchange_instrument_id;
 
-CREATE VIEW bithumb.orderbooks AS
+CREATE VIEW bithumb.orderbooks WITH (security_invoker = true) AS
 SELECT b.id, ei.exchange_symbol AS symbol, b."time" AS "timestamp", b.bids::text AS bids,
        b.asks::text AS asks, b.bid_volume, b.ask_volume, b.spread, b.mid_price
   FROM market.order_books b
   JOIN market.exchange_instruments ei ON ei.id = b.exchange_instrument_id;
 
 -- Seed 003's market `transactions` (trade prints).
-CREATE VIEW bithumb.transactions AS
+CREATE VIEW bithumb.transactions WITH (security_invoker = true) AS
 SELECT tp.id, ei.exchange_symbol AS symbol, tp."time" AS "timestamp", tp.price, tp.quantity,
        tp.value, tp.side, tp.exchange_trade_id AS bithumb_tx_id
   FROM market.trade_prints tp
   JOIN market.exchange_instruments ei ON ei.id = tp.exchange_instrument_id;
 
-CREATE VIEW bithumb.candles AS
+-- Every timeframe: ingested bars plus rollup timeframes (materialized buckets and the
+-- live tail, market.candles_all). vwap is the bar's own, else the session VWAP indicator.
+CREATE VIEW bithumb.candles WITH (security_invoker = true) AS
 SELECT c.id, ei.exchange_symbol AS symbol, c.timeframe, c."time" AS "timestamp",
        c.open AS open_price, c.high AS high_price, c.low AS low_price, c.close AS close_price,
-       c.volume, coalesce(c.vwap, ti.vwap) AS vwap, ti.rsi_14 AS rsi, ti.macd_line AS macd,
+       c.volume, coalesce(c.vwap, ti.vwap::numeric) AS vwap, ti.rsi_14 AS rsi, ti.macd_line AS macd,
        ti.bollinger_upper, ti.bollinger_middle, ti.bollinger_lower
-  FROM market.candles c
+  FROM market.candles_all c
   JOIN market.exchange_instruments ei ON ei.id = c.exchange_instrument_id
   LEFT JOIN market.technical_indicators ti
     ON ti.exchange_instrument_id = c.exchange_instrument_id AND ti.timeframe = c.timeframe
    AND ti."time" = c."time";
 
-CREATE VIEW bithumb.technical_indicators AS
+CREATE VIEW bithumb.technical_indicators WITH (security_invoker = true) AS
 SELECT ti.id, ei.exchange_symbol AS symbol, ti.timeframe, ti."time" AS "timestamp",
        ti.ma_5, ti.ma_10, ti.ma_20, ti.ma_50, ti.ma_100, ti.ma_200,
        ti.ema_8, ti.ema_13, ti.ema_21, ti.ema_50, ti.ema_200,

@@ -55,12 +55,48 @@ CREATE TABLE account.user_sessions (
     created_at          timestamptz NOT NULL DEFAULT now(),
     last_seen_at        timestamptz,
     revoked_at          timestamptz,
+    -- Why it ended: 'logout', 'refresh_reuse' (an old refresh token came back, so the
+    -- family is presumed stolen), 'revoked' (by the user or an admin), 'password_changed'.
+    revoke_reason       varchar(30),
     is_active           boolean NOT NULL DEFAULT true,
     ip_address          inet,
     user_agent          text,
+    -- Last refresh-token rotation (the access token was replaced then too).
+    refreshed_at        timestamptz,
     CONSTRAINT user_sessions_session_token_hash_key UNIQUE (session_token_hash),
     CONSTRAINT user_sessions_refresh_token_hash_key UNIQUE (refresh_token_hash),
     CONSTRAINT chk_user_sessions_expiry CHECK (expires_at > created_at)
 );
 CREATE INDEX idx_user_sessions_user_id ON account.user_sessions (user_id);
 CREATE INDEX idx_user_sessions_active_expiry ON account.user_sessions (expires_at) WHERE is_active;
+
+-- A revoked session stays revoked, whoever writes the row (a user may revoke their own
+-- sessions, and must not be able to bring one back).
+CREATE OR REPLACE FUNCTION account.trg_user_sessions_revocation_final()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.revoked_at IS NOT NULL AND (NEW.revoked_at IS DISTINCT FROM OLD.revoked_at OR NEW.is_active) THEN
+        PERFORM system.raise_invalid('revoked_at', 'a revoked session cannot be reactivated', OLD.id::text);
+    END IF;
+    IF NOT OLD.is_active AND NEW.is_active THEN
+        PERFORM system.raise_invalid('is_active', 'an ended session cannot be reactivated', OLD.id::text);
+    END IF;
+    IF NEW.revoked_at IS NOT NULL THEN
+        NEW.is_active := false;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_user_sessions_revocation_final BEFORE UPDATE ON account.user_sessions
+    FOR EACH ROW EXECUTE FUNCTION account.trg_user_sessions_revocation_final();
+
+-- Every refresh token a session was ever given (hash only). The current one is also in
+-- user_sessions.refresh_token_hash; a superseded one presented again is refresh-token
+-- reuse: the token leaked, and the whole session (the token family) is revoked.
+CREATE TABLE account.session_refresh_tokens (
+    token_hash      bytea PRIMARY KEY,
+    session_id      bigint NOT NULL REFERENCES account.user_sessions (id) ON DELETE CASCADE,
+    issued_at       timestamptz NOT NULL DEFAULT now(),
+    superseded_at   timestamptz
+);
+CREATE INDEX idx_session_refresh_tokens_session ON account.session_refresh_tokens (session_id);

@@ -11,7 +11,13 @@ down_revision = "0007_decision_logs"
 branch_labels = None
 depends_on = None
 
-FILES = ("market/sql/timeseries.sql", "trading/sql/valuation.sql")
+FILES = (
+    "market/sql/timeseries.sql",
+    "market/sql/rollups.sql",
+    "market/sql/ingest.sql",
+    "market/sql/retention.sql",
+    "trading/sql/valuation.sql",
+)
 
 
 def upgrade() -> None:

@@ -1,0 +1,170 @@
+"""Market data through Redis: market:{symbol}:latest (5s), ticker:{symbol} and
+orderbook:{symbol} (1s), candle:{symbol}:{tf}:{ts} (1h).
+
+Ingest calls the `on_*` functions after its transaction committed (write-through); the
+readers take the key, and on a miss (expired, flushed, Redis down) read PostgreSQL and
+put the key back. {symbol} is `<exchange>:<exchange symbol>` (see cache.keys).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+
+from tradestore.cache import keys
+from tradestore.cache._db import one
+from tradestore.cache.client import Cache
+from tradestore.cache.keys import Candle, MarketLatest, OrderBook, Ticker
+
+__all__ = [
+    "candle",
+    "latest",
+    "listing_id",
+    "on_candle",
+    "on_orderbook",
+    "on_ticker",
+    "orderbook",
+    "ticker",
+]
+
+
+def listing_id(conn: psycopg.Connection[Any], symbol: str) -> int | None:
+    """The listing of a market symbol `<exchange>:<exchange symbol>`."""
+    exchange, exchange_symbol = keys.parse_market_symbol(symbol)
+    row = one(
+        conn,
+        "SELECT ei.id FROM market.exchange_instruments ei "
+        "JOIN market.exchanges x ON x.id = ei.exchange_id "
+        "WHERE x.code = %s AND ei.exchange_symbol = %s",
+        (exchange, exchange_symbol),
+    )
+    return None if row is None else int(row["id"])
+
+
+# --------------------------------------------------------------------------- write-through
+def on_candle(cache: Cache, value: Candle) -> None:
+    """A bar was stored: cache it, and make it the latest unless a newer bar is cached."""
+    keys.set_candle(cache, value)
+    current = keys.get_market_latest(cache, value.symbol)
+    if current is None or value.timestamp >= current.timestamp:
+        keys.set_market_latest(
+            cache,
+            MarketLatest(
+                symbol=value.symbol,
+                timeframe=value.timeframe,
+                timestamp=value.timestamp,
+                open=value.open,
+                high=value.high,
+                low=value.low,
+                close=value.close,
+                volume=value.volume,
+            ),
+        )
+
+
+def on_ticker(cache: Cache, value: Ticker) -> None:
+    keys.set_ticker(cache, value)
+
+
+def on_orderbook(cache: Cache, value: OrderBook) -> None:
+    keys.set_orderbook(cache, value)
+
+
+# --------------------------------------------------------------------------- read-through
+def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLatest | None:
+    """The newest bar of the listing (any timeframe; the finest wins a tie)."""
+    cached = keys.get_market_latest(cache, symbol)
+    cache.record(cached is not None)
+    if cached is not None:
+        return cached
+    listing = listing_id(conn, symbol)
+    if listing is None:
+        return None
+    row = one(
+        conn,
+        """SELECT c.timeframe, c."time", c.open, c.high, c.low, c.close, c.volume
+             FROM market.candle_series s
+             JOIN market.candles c ON c.exchange_instrument_id = s.exchange_instrument_id
+                                  AND c.timeframe = s.timeframe AND c."time" = s.last_time
+            WHERE s.exchange_instrument_id = %s
+            ORDER BY s.last_time + market.timeframe_interval(s.timeframe) DESC,
+                     market.timeframe_interval(s.timeframe)
+            LIMIT 1""",
+        (listing,),
+    )
+    if row is None:
+        return None
+    value = MarketLatest(symbol=symbol, timestamp=row.pop("time"), **row)
+    keys.set_market_latest(cache, value)
+    return value
+
+
+def ticker(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Ticker | None:
+    cached = keys.get_ticker(cache, symbol)
+    cache.record(cached is not None)
+    if cached is not None:
+        return cached
+    listing = listing_id(conn, symbol)
+    if listing is None:
+        return None
+    row = one(
+        conn,
+        """SELECT "time", opening_price, closing_price, high_price, low_price, volume, value,
+                  change_24h, change_rate_24h, bid_price, ask_price
+             FROM market.tickers WHERE exchange_instrument_id = %s
+            ORDER BY "time" DESC LIMIT 1""",
+        (listing,),
+    )
+    if row is None:
+        return None
+    value = Ticker(symbol=symbol, timestamp=row.pop("time"), **row)
+    keys.set_ticker(cache, value)
+    return value
+
+
+def orderbook(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> OrderBook | None:
+    cached = keys.get_orderbook(cache, symbol)
+    cache.record(cached is not None)
+    if cached is not None:
+        return cached
+    listing = listing_id(conn, symbol)
+    if listing is None:
+        return None
+    row = one(
+        conn,
+        """SELECT "time", bids, asks, bid_volume, ask_volume, spread, mid_price
+             FROM market.order_books WHERE exchange_instrument_id = %s
+            ORDER BY "time" DESC LIMIT 1""",
+        (listing,),
+    )
+    if row is None:
+        return None
+    value = OrderBook(symbol=symbol, timestamp=row.pop("time"), **row)
+    keys.set_orderbook(cache, value)
+    return value
+
+
+def candle(
+    cache: Cache, conn: psycopg.Connection[Any], symbol: str, timeframe: str, ts: dt.datetime
+) -> Candle | None:
+    """The bar of `timeframe` opening at `ts` (ingested or rolled up)."""
+    cached = keys.get_candle(cache, symbol, timeframe, ts)
+    cache.record(cached is not None)
+    if cached is not None:
+        return cached
+    listing = listing_id(conn, symbol)
+    if listing is None:
+        return None
+    row = one(
+        conn,
+        """SELECT open, high, low, close, volume FROM market.candles_all
+            WHERE exchange_instrument_id = %s AND timeframe = %s AND "time" = %s""",
+        (listing, timeframe, ts),
+    )
+    if row is None:
+        return None
+    value = Candle(symbol=symbol, timeframe=timeframe, timestamp=ts, **row)
+    keys.set_candle(cache, value)
+    return value

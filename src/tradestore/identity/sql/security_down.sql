@@ -1,0 +1,72 @@
+-- Undo identity/sql/security.sql in this database (revision 0012's downgrade; the
+-- functions and the bookkeeping table it created are dropped afterwards by the revision).
+-- The tradestore_* roles and their memberships are cluster-wide and stay: other databases
+-- of the cluster may use them. `DROP ROLE` them by hand once no database does.
+
+-- Policies and row-level security.
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN
+        SELECT format('%I.%I', schemaname, tablename) AS tbl, policyname
+          FROM pg_policies
+         WHERE policyname IN ('rls_admin', 'rls_service', 'rls_owner', 'rls_shared_read', 'rls_order_insert')
+    LOOP
+        EXECUTE format('DROP POLICY %I ON %s', p.policyname, p.tbl);
+    END LOOP;
+    FOR p IN
+        SELECT x.tbl FROM unnest(ARRAY[
+            'account.users', 'account.user_profiles', 'account.user_sessions', 'account.api_keys',
+            'account.accounts', 'account.transactions', 'account.equity_snapshots', 'trade.orders',
+            'trade.executions', 'trade.positions', 'analytics.strategies',
+            'analytics.strategy_executions', 'analytics.backtest_sweeps', 'analytics.backtest_runs',
+            'system.alerts', 'system.telegram_chats', 'brain.decision_logs']) AS x(tbl)
+         WHERE to_regclass(x.tbl) IS NOT NULL
+    LOOP
+        EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
+    END LOOP;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS tr_users_role_guard ON account.users;
+
+-- Views switched to security_invoker by the upgrade go back to their owner's rights.
+DO $$
+DECLARE
+    v text;
+BEGIN
+    IF to_regprocedure('system.security_invoker_views()') IS NULL THEN
+        RETURN;
+    END IF;
+    FOREACH v IN ARRAY system.security_invoker_views() LOOP
+        IF to_regclass(v) IS NOT NULL THEN
+            EXECUTE format('ALTER VIEW %s RESET (security_invoker)', v);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Grants (column grants go with the table-level REVOKE ALL).
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['tradestore_readonly', 'tradestore_trader', 'tradestore_analyst',
+                             'tradestore_admin'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            CONTINUE;
+        END IF;
+        EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA market, account, trade, brain, analytics, '
+                       'system, christmas, bithumb FROM %I', r);
+        EXECUTE format('REVOKE ALL ON SCHEMA market, account, trade, brain, analytics, system, '
+                       'christmas, bithumb FROM %I', r);
+        EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA market, account, trade, brain, analytics, '
+                       'system, christmas, bithumb REVOKE ALL ON TABLES FROM %I', r);
+    END LOOP;
+    IF to_regprocedure('account.lock_ledger(bigint)') IS NOT NULL THEN
+        REVOKE EXECUTE ON FUNCTION account.lock_ledger(bigint) FROM tradestore_admin;
+        GRANT EXECUTE ON FUNCTION account.lock_ledger(bigint) TO PUBLIC;
+    END IF;
+END;
+$$;

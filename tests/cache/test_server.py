@@ -1,0 +1,76 @@
+"""The embedded Redis under TRADESTORE_HOME: start, attach, stop, data file, and
+open_cache choosing between REDIS_URL and the embedded server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from tradestore.cache import keys
+from tradestore.cache.client import Cache, open_cache
+from tradestore.cache.server import EmbeddedRedis
+from tradestore.config import load_settings
+
+
+def test_start_attach_and_stop_with_the_data_file_under_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    owner = EmbeddedRedis(home)
+    url = owner.start()
+    try:
+        assert owner.owned and owner.started_fresh
+        assert url == f"unix://{home.resolve()}/redis/redis.sock?db=0"
+        client = redis.Redis.from_url(url, decode_responses=True)
+        client.set("k", "v")
+
+        other = EmbeddedRedis(home)
+        assert other.start() == url
+        assert not other.owned and not other.started_fresh
+        assert other.stop() is False  # not the owner: detaches only
+        assert owner.is_running() and client.get("k") == "v"
+        client.close()
+    finally:
+        assert owner.stop() is True
+    assert not owner.is_running()
+    assert (home / "redis" / "cache.rdb").is_file()  # saved on shutdown
+
+    again = EmbeddedRedis(home)
+    again.start()
+    try:
+        client = redis.Redis.from_url(again.url, decode_responses=True)
+        assert client.get("k") == "v"  # loaded from the data file
+        client.close()
+    finally:
+        again.stop()
+
+
+def test_open_cache_starts_the_embedded_server_and_drops_stale_mirrors(tmp_path: Path) -> None:
+    settings = load_settings(None, TRADESTORE_HOME=tmp_path / "home")
+    with open_cache(settings) as cache:
+        assert cache.server is not None and cache.ping()
+        cache.redis.set(keys.order_status_key(7), "{}")
+        keys.push_telegram(cache, 41)
+    # Restarted from its data file: mirrored state may be older than PostgreSQL, so it
+    # goes; the Telegram queue stays.
+    with open_cache(settings) as cache:
+        assert cache.redis.get(keys.order_status_key(7)) is None
+        assert keys.pop_telegram(cache) == 41
+
+
+def test_open_cache_uses_redis_url_when_set(own_redis: EmbeddedRedis, tmp_path: Path) -> None:
+    settings = load_settings(None, REDIS_URL=own_redis.url, TRADESTORE_HOME=tmp_path / "other")
+    cache = open_cache(settings)
+    try:
+        assert cache.server is None and cache.ping()
+        assert not (tmp_path / "other" / "redis").exists()
+    finally:
+        cache.close()
+    assert own_redis.is_running()  # closing a client never stops a server it did not start
+
+
+def test_a_cache_on_a_dead_server_answers_with_defaults(tmp_path: Path) -> None:
+    cache = Cache.from_url(f"unix://{tmp_path}/nothing.sock", retry_after=60)
+    assert cache.ping() is False
+    assert not cache.available  # breaker open: the next calls do not even try
+    assert cache.run(lambda r: r.get("x"), "fallback") == "fallback"
+    assert cache.errors == 1
