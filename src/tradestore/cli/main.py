@@ -7,6 +7,7 @@ import contextlib
 import typer
 
 from tradestore import __version__
+from tradestore.cli import notify
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.identity import apikeys_app, users_app
@@ -40,6 +41,9 @@ app.add_typer(fills_app, name="fills")
 app.add_typer(positions_app, name="positions")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(notify.app, name="notify")
+app.add_typer(notify.worker_app, name="worker")
+app.command("serve")(notify.serve_command)
 app.add_typer(backup_app, name="backup")
 app.add_typer(ops_app, name="ops")
 
@@ -71,9 +75,17 @@ def up(
 
 
 def services(embedded: bool) -> dict:
-    """What `up` runs beside the database."""
+    """What `up` runs beside the database: the API server (webhooks, health), the
+    notification worker and the operational schedule."""
+    from tradestore.api.server import service as api_service
+    from tradestore.notify.worker import service as notify_service
+
     config = settings()
-    return {"scheduler": make_service(default_jobs(config, embedded=embedded))}
+    return {
+        "api": api_service,
+        "notify-worker": notify_service,
+        "scheduler": make_service(default_jobs(config, embedded=embedded)),
+    }
 
 
 @app.command()

@@ -22,6 +22,32 @@ BEGIN
         UPDATE SET last_seen_at = NOW();
 END $$;
 
+-- The handler's side of seed 001 §5.1 in one call: mark the key seen with mark_idem_seen
+-- and say what it was: 'NEW' (first sight), 'DUPLICATE' (seen with the same payload hash:
+-- ignore) or 'CONFLICT' (seen with a different hash: hold for review). Callers with the
+-- same key are serialized by a transaction-scoped advisory lock, so exactly one of two
+-- concurrent first deliveries is NEW. Call it inside the transaction that records the
+-- verdict.
+CREATE OR REPLACE FUNCTION public.idem_seen_status(p_key text, p_hash text, p_src text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_prev text;
+BEGIN
+    IF p_key IS NULL OR btrim(p_key) = '' OR length(p_key) > 200 THEN
+        PERFORM system.raise_invalid('idempotency_key', 'must be 1 to 200 characters, not blank', p_key);
+    END IF;
+    IF p_hash IS NULL OR length(p_hash) > 64 THEN
+        PERFORM system.raise_invalid('payload_hash', 'must be 1 to 64 characters', p_hash);
+    END IF;
+    IF p_src IS NULL OR btrim(p_src) = '' OR length(p_src) > 50 THEN
+        PERFORM system.raise_invalid('source', 'must be 1 to 50 characters, not blank', p_src);
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('inbound_dedupe:' || p_key, 0));
+    SELECT payload_hash INTO v_prev FROM system.inbound_dedupe_keys WHERE idempotency_key = p_key;
+    PERFORM public.mark_idem_seen(p_key, p_hash, p_src);
+    RETURN CASE WHEN v_prev IS NULL THEN 'NEW' WHEN v_prev = p_hash THEN 'DUPLICATE' ELSE 'CONFLICT' END;
+END $$;
+
 -- Every inbound alert, kept raw (raw_body) even when it is not JSON; payload holds the
 -- parsed JSON, or the body as a JSON string when it does not parse.
 CREATE TABLE system.inbound_alerts (
@@ -34,17 +60,24 @@ CREATE TABLE system.inbound_alerts (
     content_type    text,
     remote_addr     inet,
     payload_hash    varchar(64),
-    -- RECEIVED -> ACCEPTED | DUPLICATE | CONFLICT | INVALID | ERROR
+    -- RECEIVED (stored, not judged yet) -> REJECTED (not authenticated) | INVALID (not JSON,
+    -- too large, schema, unknown symbol/account) | DUPLICATE | CONFLICT (held for review) |
+    -- ACCEPTED (new key; parsed = true once its order exists) -> ERROR (order refused)
     disposition     varchar(20) NOT NULL DEFAULT 'RECEIVED'
-                    CHECK (disposition IN ('RECEIVED', 'ACCEPTED', 'DUPLICATE', 'CONFLICT', 'INVALID', 'ERROR')),
+                    CHECK (disposition IN ('RECEIVED', 'REJECTED', 'INVALID', 'ACCEPTED', 'DUPLICATE',
+                                           'CONFLICT', 'ERROR')),
     parsed          boolean NOT NULL DEFAULT false,
     error           text,
     order_id        bigint REFERENCES trade.orders (id) ON DELETE RESTRICT,
     processed_at    timestamptz
 );
--- Seed 001's unique dedupe index, narrowed so that a replay or a conflicting reuse of a
--- key can still be recorded (the raw body is always kept) without breaking uniqueness of
--- the alert that counts.
+-- Seed 001's unique dedupe index, narrowed to the alert that counts for its key (the one
+-- ACCEPTED, whose order may later have ERRORed), so that replays, conflicting reuses,
+-- rejected and invalid requests carrying the same key are still recorded (the raw body
+-- is always kept).
 CREATE UNIQUE INDEX ux_inbound_alerts_dedupe ON system.inbound_alerts (dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND disposition NOT IN ('DUPLICATE', 'CONFLICT');
+    WHERE dedupe_key IS NOT NULL AND disposition IN ('ACCEPTED', 'ERROR');
+-- Accepted alerts whose order is not made yet (recovered at server start).
+CREATE INDEX idx_inbound_alerts_pending ON system.inbound_alerts (id)
+    WHERE disposition = 'ACCEPTED' AND processed_at IS NULL;
 CREATE INDEX idx_inbound_alerts_received ON system.inbound_alerts (received_at DESC);

@@ -1,0 +1,206 @@
+"""TradingView webhook figures: requests/s and latency under load on loopback.
+
+The app (create_app, served by uvicorn) runs in a process of its own; this process is
+the load generator: CONNECTIONS keep-alive connections, each sending its share of
+REQUESTS one after another. Every webhook request is a valid alert with a new
+idempotency key, so each is stored, authenticated, validated, resolved, deduplicated and
+answered 202, then places an order after the reply. The anchor is a bare FastAPI endpoint
+in the same app that does nothing, measured in the same run with the same load.
+
+The load generator speaks HTTP/1.1 over asyncio streams directly: httpx's client costs
+more per request than the endpoint being measured and would hide the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from benchmarks.harness import Bench, Figure
+from tradestore.db import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-0123456789"
+REQUESTS = 3000
+WARMUP = 200
+CONNECTIONS = 8
+LISTING = """
+INSERT INTO market.exchanges (code, name) VALUES ('binance', 'Binance');
+INSERT INTO market.instruments (symbol, name, asset_class, base_currency, quote_currency)
+VALUES ('BTC/USDT', 'Bitcoin', 'CRYPTO', 'BTC', 'USDT');
+INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_symbol, trading_rules)
+VALUES (1, 1, 'BTCUSDT', '{"tick_size": "0.01", "step_size": "0.00001", "min_notional": "5"}');
+INSERT INTO account.users (username, email, password_hash) VALUES ('bench', 'bench@example.com', 'x');
+INSERT INTO account.accounts (user_id, exchange_id, name) VALUES (1, 1, 'main');
+"""
+
+
+def _body(i: int, run: str) -> bytes:
+    return json.dumps(
+        {
+            "secret": SECRET,
+            "idempotency_key": f"{run}-{i}",
+            "exchange": "binance",
+            "symbol": "BTCUSDT",
+            "account": "main",
+            "side": "buy",
+            "order_type": "limit",
+            "quantity": "0.01",
+            "price": "65000",
+        }
+    ).encode()
+
+
+async def _connection(port: int, path: str, bodies: list[bytes], latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        for body in bodies:
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if status not in (200, 202):
+                raise RuntimeError(f"{path} answered {status}")
+    finally:
+        writer.close()
+
+
+def _load(port: int, path: str, bodies: list[bytes]) -> tuple[float, list[float]]:
+    """(requests/s, latencies in s) for `bodies` spread over CONNECTIONS connections."""
+
+    async def go() -> tuple[float, list[float]]:
+        latencies: list[float] = []
+        shares = [bodies[i::CONNECTIONS] for i in range(CONNECTIONS)]
+        start = time.perf_counter()
+        await asyncio.gather(*(_connection(port, path, share, latencies) for share in shares))
+        return len(bodies) / (time.perf_counter() - start), latencies
+
+    return asyncio.run(go())
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def _serve(conninfo: str, port: int) -> None:
+    """The server process: the tradestore app plus a bare endpoint."""
+    import uvicorn
+
+    from tradestore.api.app import create_app
+    from tradestore.config import load_settings
+    from tradestore.inbound.config import load_webhook_settings
+
+    app = create_app(
+        load_settings(None, DATABASE_URL=conninfo),
+        conninfo=conninfo,
+        webhook_settings=load_webhook_settings(None, TRADINGVIEW_WEBHOOK_SECRET=SECRET),
+    )
+
+    @app.post("/bare")
+    async def bare() -> dict[str, bool]:
+        return {"ok": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(bench: Bench) -> list[Figure]:
+    db = bench.create_database("bench_webhook")
+    migrate.upgrade(db)
+    migrate.enable_modules(db, ["dedupe"])
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(LISTING)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.bench_webhook", "--serve", db, str(port)], cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the webhook server did not come up")
+            time.sleep(0.2)
+        bare_bodies = [_body(i, "bare") for i in range(REQUESTS)]
+        _load(port, "/bare", bare_bodies[:WARMUP])
+        _load(port, "/webhooks/tradingview", [_body(i, "warm") for i in range(WARMUP)])
+        bare_rps, bare_lat = _load(port, "/bare", bare_bodies)
+        hook_rps, hook_lat = _load(
+            port, "/webhooks/tradingview", [_body(i, "run") for i in range(REQUESTS)]
+        )
+        time.sleep(2)  # let the last background orders land
+        with psycopg.connect(db, autocommit=True) as conn:
+            orders = conn.execute(
+                "SELECT count(*) FROM trade.orders WHERE idempotency_key LIKE 'run-%'"
+            ).fetchone()[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        bench.drop_database(db)
+    notes = {"requests": REQUESTS, "connections": CONNECTIONS, "orders_placed": orders}
+    return [
+        Figure(
+            "webhook_throughput",
+            hook_rps,
+            "req/s",
+            anchor="bare FastAPI endpoint",
+            anchor_value=bare_rps,
+            notes=notes,
+        ),
+        Figure(
+            "webhook_p50",
+            _p(hook_lat, 0.5),
+            "ms",
+            anchor="bare p50",
+            anchor_value=_p(bare_lat, 0.5),
+            higher_is_better=False,
+            notes=notes,
+        ),
+        Figure(
+            "webhook_p99",
+            _p(hook_lat, 0.99),
+            "ms",
+            anchor="bare p99",
+            anchor_value=_p(bare_lat, 0.99),
+            higher_is_better=False,
+            notes={**notes, "tradingview_timeout_ms": 3000},
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", nargs=2, metavar=("CONNINFO", "PORT"), required=True)
+    args = parser.parse_args()
+    _serve(args.serve[0], int(args.serve[1]))

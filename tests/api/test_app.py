@@ -1,0 +1,124 @@
+"""The app factory, GET /health, and serving with uvicorn on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import httpx
+import psycopg
+from fastapi.testclient import TestClient
+
+from tests.notify.conftest import wait_until
+from tradestore.api.app import create_app
+from tradestore.api.server import serve
+from tradestore.config import load_settings
+from tradestore.inbound.config import load_webhook_settings
+
+
+def _client(db: str, tmp_path: Path, **settings: object) -> TestClient:
+    app_settings = load_settings(
+        None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path, DB_POOL_SIZE=2, **settings
+    )
+    return TestClient(
+        create_app(app_settings, conninfo=db, webhook_settings=load_webhook_settings(None))
+    )
+
+
+def test_routes_are_mounted(db: str, tmp_path: Path) -> None:
+    with _client(db, tmp_path) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) >= {"/health", "/webhooks/tradingview"}
+    assert "post" in paths["/webhooks/tradingview"] and "get" in paths["/health"]
+
+
+def test_health_reports_database_redis_and_workers(
+    db: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    with _client(db, tmp_path) as client:
+        response = client.get("/health", headers={"X-Request-ID": "probe-1"})
+        assert response.status_code == 200
+        assert response.headers["x-request-id"] == "probe-1"
+        body = response.json()
+        assert body["status"] == "ok"
+        assert body["database"]["status"] == "ok" and body["database"]["server_version"]
+        assert body["redis"]["status"] == "not_configured"
+        assert body["workers"]["notify"]["status"] == "idle"  # nothing due, no worker
+
+        # messages are due and no worker is alive: degraded, and it says why
+        conn.execute("SELECT enqueue_notification(1, 'WARN', 't', 'm')")
+        body = client.get("/health").json()
+        assert body["status"] == "degraded"
+        assert body["workers"]["notify"]["status"] == "down"
+        assert body["workers"]["notify"]["outbox"]["due"] == 1
+
+        # a live heartbeat makes it ok
+        conn.execute(
+            "SELECT system.worker_heartbeat('w1', 'notify', 'running', '{\"heartbeat_seconds\": 15}')"
+        )
+        body = client.get("/health").json()
+        assert body["status"] == "ok"
+        [worker] = body["workers"]["workers"]
+        assert (worker["worker_id"], worker["alive"]) == ("w1", True)
+
+        conn.execute(
+            "UPDATE system.worker_heartbeats SET last_seen_at = now() - interval '10 minutes'"
+        )
+        assert client.get("/health").json()["workers"]["notify"]["status"] == "down"
+
+
+def test_health_checks_redis_when_configured(db: str, tmp_path: Path) -> None:
+    # A port nothing listens on: the check runs for real and reports the failure.
+    with _client(db, tmp_path, REDIS_URL="redis://127.0.0.1:9/0") as client:
+        body = client.get("/health").json()
+    assert body["redis"]["status"] == "down"
+    assert body["status"] == "degraded" and body["problems"] == ["redis"]
+
+
+def test_health_is_503_when_the_database_is_down(tmp_path: Path) -> None:
+    dead = f"host={tmp_path} port=1 dbname=none connect_timeout=1"
+    with _client(dead, tmp_path) as client:
+        response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["database"]["status"] == "down"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_runs_uvicorn_until_stopped(db: str, tmp_path: Path) -> None:
+    settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path, DB_POOL_SIZE=2)
+    port = _free_port()
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=serve,
+        args=(settings, "127.0.0.1", port, stop),
+        kwargs={
+            "conninfo": db,
+            "webhook_settings": load_webhook_settings(None),
+            "log_level": "warning",
+        },
+        daemon=True,
+    )
+    thread.start()
+    try:
+
+        def up() -> httpx.Response | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except httpx.TransportError:
+                return None
+
+        response = wait_until(up, what="the server")
+        assert response.status_code == 200 and response.json()["database"]["status"] == "ok"
+        # the webhook answers over real HTTP too (no secret configured here: 503)
+        hook = httpx.post(f"http://127.0.0.1:{port}/webhooks/tradingview", content=b"{}", timeout=5)
+        assert hook.status_code == 503
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
