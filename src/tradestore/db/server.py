@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -28,7 +27,6 @@ from types import FrameType, TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
 
-import psutil
 import psycopg
 
 from tradestore.db.pgproc import (
@@ -44,7 +42,7 @@ from tradestore.db.pgproc import (
     pg_os_user,
     run_pg,
 )
-from tradestore.filelock import ReentrantFileLock
+from tradestore.ownership import ReentrantFileLock, owner_alive, read_owner, write_owner
 
 __all__ = [
     "DB_NAME",
@@ -209,7 +207,7 @@ class EmbeddedPostgres:
             if pm is not None and is_postmaster_for(pm.pid, self.data_dir):
                 record = self._read_owner() or {}
                 mine = record.get("token") == self._token and record.get("pid") == os.getpid()
-                if force or (mine and record.get("postmaster_pid") == pm.pid):
+                if force or (mine and record.get("server_pid") == pm.pid):
                     self._pg_ctl("stop", "-m", mode, "-w", "-t", str(int(self.timeout)))
                     stopped = True
             if stopped or force:
@@ -224,7 +222,7 @@ class EmbeddedPostgres:
         owner_pid = None
         if pm is not None and running:
             record = self._read_owner()
-            if record and record.get("postmaster_pid") == pm.pid and _alive(record):
+            if record and record.get("server_pid") == pm.pid and owner_alive(record):
                 owner_pid = int(record["pid"])
         if pm is None:
             state = "stopped"
@@ -387,7 +385,7 @@ class EmbeddedPostgres:
     def _attach(self, pm: PostmasterPid) -> None:
         self._endpoint = (pm.socket_dir or self.socket_dir, pm.port or self._socket_port)
         record = self._read_owner()
-        if record and record.get("postmaster_pid") == pm.pid and _alive(record):
+        if record and record.get("server_pid") == pm.pid and owner_alive(record):
             # Someone owns it (maybe another instance in this very process); keep ownership
             # only if it is this instance re-starting.
             self._owned = self.owned and record.get("token") == self._token
@@ -440,25 +438,11 @@ class EmbeddedPostgres:
         return run_pg(argv, user=self._user, cwd=self.data_dir, timeout=self.timeout + 30)
 
     def _take_ownership(self, postmaster_pid: int) -> None:
-        me = psutil.Process()
-        record = {
-            "pid": me.pid,
-            "create_time": me.create_time(),
-            "token": self._token,
-            "postmaster_pid": postmaster_pid,
-        }
-        tmp = self._owner_path.with_suffix(f".tmp{me.pid}")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(self._owner_path)
+        self._owner_pid = write_owner(self._owner_path, self._token, postmaster_pid)
         self._owned = True
-        self._owner_pid = me.pid
 
     def _read_owner(self) -> dict[str, Any] | None:
-        try:
-            record = json.loads(self._owner_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) else None
+        return read_owner(self._owner_path)
 
     def _stop_at_exit(self) -> None:
         try:
@@ -468,15 +452,6 @@ class EmbeddedPostgres:
 
     def _log_excerpt(self) -> str:
         return f"--- last lines of {self.log_file} ---\n{log_tail(self.log_file)}"
-
-
-def _alive(record: dict[str, Any]) -> bool:
-    """Whether the process in an owner record still runs (same pid *and* start time)."""
-    try:
-        proc = psutil.Process(int(record["pid"]))
-        return abs(proc.create_time() - float(record["create_time"])) < 0.01
-    except (KeyError, TypeError, ValueError, psutil.Error):
-        return False
 
 
 def install_signal_handlers(
