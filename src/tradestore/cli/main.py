@@ -8,6 +8,8 @@ import typer
 
 from tradestore import __version__
 from tradestore.cli import notify
+from tradestore.cli.backtest import app as backtest_app
+from tradestore.cli.backtest import strategies_app
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.identity import apikeys_app, users_app
@@ -41,6 +43,8 @@ app.add_typer(fills_app, name="fills")
 app.add_typer(positions_app, name="positions")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(strategies_app, name="strategies")
+app.add_typer(backtest_app, name="backtest")
 app.add_typer(notify.app, name="notify")
 app.add_typer(notify.worker_app, name="worker")
 app.command("serve")(notify.serve_command)

@@ -1,0 +1,190 @@
+"""Candles and listings for the engine, read from the canonical tables.
+
+market.candles is read with one query per run: each listing comes back as one row whose
+columns are whole arrays in PostgreSQL's binary format (array_send), which numpy reads
+without a Python object per bar. Numeric prices become the nearest double (a price with up
+to 15 significant digits comes back as itself through `to_decimal`). Bars of several
+symbols are aligned on the union of their times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from tradestore.db.errors import ValidationError
+from tradestore.strategy.fees import fee_rates
+from tradestore.strategy.metrics import timeframe_minutes
+from tradestore.strategy.model import Instrument, MarketData
+from tradestore.strategy.rules import parse_rules
+
+__all__ = ["load_market_data", "resolve_instruments"]
+
+_LISTING = """
+SELECT ei.id, ei.exchange_symbol, i.symbol, e.code, e.kind, i.asset_class,
+       market.trading_rules_at(ei.id, %(at)s)::text
+  FROM market.exchange_instruments ei
+  JOIN market.instruments i ON i.id = ei.instrument_id
+  JOIN market.exchanges e ON e.id = ei.exchange_id
+ WHERE (ei.exchange_symbol = %(symbol)s OR i.symbol = %(symbol)s)
+   AND (%(exchange)s::text IS NULL OR e.code = %(exchange)s)
+ ORDER BY e.code, ei.id
+"""
+
+# One row per listing, each column one array in PostgreSQL's binary array format
+# (array_send): a stream of COPY rows would cost a Python call per bar on the client.
+_COLUMNS = """array_send(array_agg("time" ORDER BY "time")),
+       array_send(array_agg(open::float8 ORDER BY "time")),
+       array_send(array_agg(high::float8 ORDER BY "time")),
+       array_send(array_agg(low::float8 ORDER BY "time")),
+       array_send(array_agg(close::float8 ORDER BY "time")),
+       array_send(array_agg(volume::float8 ORDER BY "time"))"""
+_CANDLES = f"""
+SELECT exchange_instrument_id, {_COLUMNS}
+  FROM market.candles
+ WHERE exchange_instrument_id = ANY(%s) AND timeframe = %s AND "time" >= %s AND "time" <= %s
+ GROUP BY exchange_instrument_id
+"""
+# A timeframe not ingested for a listing is read from the market module's rollups
+# (market.candles_between: materialized buckets plus the live tail), when it is installed.
+_ROLLUP_FN = "market.candles_between(bigint,text,timestamptz,timestamptz,boolean)"
+_ROLLUP = f"""
+SELECT %s::bigint, {_COLUMNS}
+  FROM market.candles_between(%s, %s, %s, %s, false)
+HAVING count(*) > 0
+"""
+_NAMES = ("time", "open", "high", "low", "close", "volume")
+# Binary array: ndim, has-null flag, element type, (length, lower bound) per dimension,
+# then (length, value) per element; big-endian. timestamptz counts microseconds from
+# 2000-01-01 UTC.
+_ARRAY_HEADER = 20
+_ELEMENT = {"time": np.dtype([("len", ">i4"), ("v", ">i8")]),
+            "float": np.dtype([("len", ">i4"), ("v", ">f8")])}  # fmt: skip
+_PG_EPOCH_US = 946_684_800_000_000
+
+
+def resolve_instruments(
+    conn: psycopg.Connection[Any],
+    symbols: Sequence[str],
+    *,
+    exchange: str | None = None,
+    at: dt.datetime | None = None,
+) -> list[Instrument]:
+    """Listings named by exchange symbol ('BTCUSDT') or instrument symbol ('BTC/USDT'),
+    with the trading rules in force at `at` (the backtest's start)."""
+    if not symbols:
+        raise ValidationError("symbol", "at least one symbol is required", "")
+    out: list[Instrument] = []
+    for symbol in symbols:
+        rows = conn.execute(
+            _LISTING, {"symbol": symbol, "exchange": exchange, "at": at or dt.datetime.now(dt.UTC)}
+        ).fetchall()
+        if not rows:
+            where = f" on exchange {exchange}" if exchange else ""
+            raise ValidationError("symbol", f"must name a listing{where}", symbol)
+        if len(rows) > 1:
+            codes = ", ".join(sorted({r[3] for r in rows}))
+            raise ValidationError(
+                "symbol", f"is listed on several exchanges ({codes}); name the exchange", symbol
+            )
+        lid, ex_symbol, _global, code, kind, asset_class, rules = rows[0]
+        if any(i.listing_id == lid for i in out):
+            raise ValidationError("symbol", "is given twice", symbol)
+        out.append(
+            Instrument(
+                listing_id=int(lid),
+                symbol=ex_symbol,
+                exchange=code,
+                rules=parse_rules(rules),
+                derivative=asset_class in ("FUTURE", "PERPETUAL"),
+                exchange_kind=kind,
+            )
+        )
+    return out
+
+
+def _has_rollups(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (_ROLLUP_FN,)).fetchone()
+    return bool(row and row[0])
+
+
+def _array(data: bytes, kind: str) -> np.ndarray:
+    if int.from_bytes(data[0:4], "big") != 1 or int.from_bytes(data[4:8], "big") != 0:
+        raise RuntimeError("expected a one-dimensional array without NULLs")
+    elements = np.frombuffer(data, dtype=_ELEMENT[kind], offset=_ARRAY_HEADER)
+    return elements["v"].astype(np.int64 if kind == "time" else np.float64)
+
+
+def _read(
+    conn: psycopg.Connection[Any], query: str, params: Sequence[Any]
+) -> dict[int, dict[str, np.ndarray]]:
+    """{listing: {"time": epoch microseconds, "open": ..., ...}} of the query's rows."""
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for row in conn.execute(query, params, binary=True).fetchall():
+        series = {
+            name: _array(bytes(data), "time" if name == "time" else "float")
+            for name, data in zip(_NAMES, row[1:], strict=True)
+        }
+        series["time"] = series["time"] + _PG_EPOCH_US
+        out[int(row[0])] = series
+    return out
+
+
+def load_market_data(
+    conn: psycopg.Connection[Any],
+    instruments: list[Instrument],
+    timeframe: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    fee_rate: Any = None,
+) -> tuple[MarketData, dict[str, str]]:
+    """Candles of the instruments in [start, end], aligned, with the fee of every bar.
+    Returns the data and where each symbol's fee came from."""
+    timeframe_minutes(timeframe)
+    if end <= start:
+        raise ValidationError("end", "must be after start", end.isoformat())
+    found = _read(conn, _CANDLES, ([i.listing_id for i in instruments], timeframe, start, end))
+    missing = [i.listing_id for i in instruments if i.listing_id not in found]
+    if missing and _has_rollups(conn):
+        until = end + dt.timedelta(microseconds=1)  # candles_between's end is exclusive
+        for lid in missing:
+            found.update(_read(conn, _ROLLUP, (lid, lid, timeframe, start, until)))
+    for inst in instruments:
+        if inst.listing_id not in found:
+            raise ValidationError(
+                "symbol",
+                f"has no {timeframe} candles between {start.isoformat()} and {end.isoformat()}",
+                inst.symbol,
+            )
+    series = [found[i.listing_id] for i in instruments]
+    if len(series) == 1:
+        times = series[0]["time"]  # sorted and unique: the key is (listing, timeframe, time)
+    else:
+        times = np.unique(np.concatenate([x["time"] for x in series]))
+    n, m = len(times), len(instruments)
+    cols = {k: np.full((n, m), np.nan) for k in _NAMES[1:]}
+    for s, x in enumerate(series):
+        at = np.searchsorted(times, x["time"])
+        for key, arr in cols.items():
+            arr[at, s] = x[key]
+    stamps = (times * 1000).astype("datetime64[ns]")
+    rates, sources = fee_rates(conn, instruments, stamps, fee_rate)
+    return (
+        MarketData(
+            timeframe=timeframe,
+            times=stamps,
+            instruments=instruments,
+            open=cols["open"],
+            high=cols["high"],
+            low=cols["low"],
+            close=cols["close"],
+            volume=cols["volume"],
+            fee_rates=rates,
+        ),
+        sources,
+    )
