@@ -73,12 +73,32 @@ class Job:
 
 def _premake(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return {"partitions_made": conn.execute("SELECT system.premake_partitions()").fetchone()[0]}
+        made = conn.execute("SELECT market.premake_partitions()").fetchone()[0]
+        return {"partitions_made": made}
 
 
 def _expire_orders(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return {"expired": conn.execute("SELECT trade.expire_orders(now())").fetchone()[0]}
+
+
+def _refresh_rollups(conninfo: str, settings: Settings) -> object:
+    """Materialize closed buckets and re-materialize the ones late or corrected bars
+    invalidated (queries add the live tail themselves)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT sum(buckets_written), sum(buckets_recomputed) FROM market.refresh_rollups()"
+        ).fetchone()
+    return {"buckets_written": int(rows[0] or 0), "buckets_recomputed": int(rows[1] or 0)}
+
+
+def _apply_retention(conninfo: str, settings: Settings) -> object:
+    """Drop whole partitions past each table's retention (seed 003: 30 days)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        dropped = conn.execute(
+            "SELECT count(*) FILTER (WHERE dropped) FROM market.apply_retention()"
+        ).fetchone()[0]
+    return {"partitions_dropped": int(dropped)}
 
 
 def _kpi_snapshot(conninfo: str, settings: Settings) -> object:
@@ -112,7 +132,9 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
     jobs = [
         Job("expire_orders", Cadence("minute"), _expire_orders),  # orders past expires_at
         Job("premake_partitions", Cadence("hour"), _premake),
+        Job("refresh_rollups", Cadence("minute"), _refresh_rollups),  # continuous aggregates
         Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
+        Job("apply_retention", Cadence("day", dt.timedelta(minutes=30)), _apply_retention),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
         Job("analyze", Cadence("day", hour), _steps(monitoring.DAILY)),  # 01:00

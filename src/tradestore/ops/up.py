@@ -41,7 +41,7 @@ def prepare(settings: Settings) -> Runtime:
     applied = migrate.upgrade(conninfo)
     migrate.enable_modules(conninfo, settings.modules)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        made = conn.execute("SELECT system.premake_partitions()").fetchone()[0]
+        made = conn.execute("SELECT market.premake_partitions()").fetchone()[0]
     return Runtime(conninfo, server, applied, migrate.enabled_modules(conninfo), made)
 
 

@@ -1,0 +1,388 @@
+"""`tradestore ingest ...` (bulk ingest of market data) and `tradestore market ...`
+(rollups, queries and exports, indicators, partitions, retention)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tradestore.cli.common import console, database, err_console, handles_errors
+from tradestore.db.connect import connect
+from tradestore.db.errors import ValidationError
+from tradestore.market import indicators as ind
+from tradestore.market import query, retention, rollups
+from tradestore.market.ingest import IngestReport, ingest
+from tradestore.market.listings import find_listing_id
+
+ingest_app = typer.Typer(
+    help="Bulk-ingest market data from CSV or Parquet (validated, idempotent).",
+    no_args_is_help=True,
+)
+market_app = typer.Typer(
+    help="Market data: rollups, queries and exports, indicators, partitions, retention.",
+    no_args_is_help=True,
+)
+rollup_app = typer.Typer(
+    help="Rollup timeframes (1m -> 1h -> 1d, and any you add).", no_args_is_help=True
+)
+indicators_app = typer.Typer(help="Technical indicators (TA-Lib).", no_args_is_help=True)
+partitions_app = typer.Typer(help="Partitions made ahead of time.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention by dropping whole partitions.", no_args_is_help=True)
+market_app.add_typer(rollup_app, name="rollup")
+market_app.add_typer(indicators_app, name="indicators")
+market_app.add_typer(partitions_app, name="partitions")
+market_app.add_typer(retention_app, name="retention")
+
+EXCHANGE = typer.Option(..., "--exchange", "-x", help="exchange code, e.g. binance")
+SYMBOL = typer.Option(..., "--symbol", "-s", help="symbol, e.g. BTC/USDT")
+TIMEFRAME = typer.Option(
+    "1m", "--timeframe", "-t", help="bar timeframe: 1m, 5m, 1h, 4h, 1d, 1w ..."
+)
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _when(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError("time", "must be an ISO-8601 date or time", value) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _print_report(report: IngestReport, show: int) -> None:
+    console.print(report.summary(), highlight=False)
+    console.print(
+        f"  {report.rows_per_second:,.0f} rows/s, {report.partitions_made} partition(s) made",
+        style="dim",
+    )
+    for rejected in report.rejected[:show]:
+        err_console.print(f"  [yellow]rejected[/] {rejected}", highlight=False)
+    if len(report.rejected) > show:
+        err_console.print(f"  ... and {len(report.rejected) - show} more rejected rows")
+
+
+def _ingest(
+    kind: str,
+    file: Path,
+    exchange: str,
+    symbol: str,
+    timeframe: str | None,
+    refresh: bool,
+    show: int,
+) -> None:
+    with database() as conninfo:
+        with _progress(f"ingest {kind}") as progress:
+            report = ingest(
+                conninfo,
+                kind,
+                file,
+                exchange=exchange,
+                symbol=symbol,
+                timeframe=timeframe,
+                progress=progress,
+            )
+        _print_report(report, show)
+        if kind == "candles" and refresh and report.written:
+            done = rollups.refresh_rollups(conninfo, listing_id=report.listing_id)
+            written = sum(r.buckets_written + r.buckets_recomputed for r in done)
+            console.print(f"  rollups refreshed: {written} bucket(s)", style="dim")
+    if report.rejected and not report.written and not report.unchanged:
+        raise typer.Exit(1)
+
+
+SHOW = typer.Option(20, "--show-rejects", help="how many rejected rows to print")
+
+
+@ingest_app.command("candles")
+@handles_errors
+def ingest_candles(
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet: time, open, high, low, close, volume[, vwap, trade_count]"
+    ),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    timeframe: str = TIMEFRAME,
+    refresh: bool = typer.Option(
+        True, "--refresh/--no-refresh", help="refresh the listing's rollups after"
+    ),
+    show: int = SHOW,
+) -> None:
+    """Ingest OHLCV bars. Bad rows are reported with file, line and reason; good rows are kept."""
+    _ingest("candles", file, exchange, symbol, timeframe, refresh, show)
+
+
+@ingest_app.command("trades")
+@handles_errors
+def ingest_trades(
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet: time, trade_id, price, quantity (or amount), side"
+    ),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    show: int = SHOW,
+) -> None:
+    """Ingest public trade prints (seed 003 transactions)."""
+    _ingest("trades", file, exchange, symbol, None, False, show)
+
+
+@ingest_app.command("tickers")
+@handles_errors
+def ingest_tickers(
+    file: Path = typer.Argument(..., help="CSV or Parquet with seed 003's ticker columns"),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    show: int = SHOW,
+) -> None:
+    """Ingest 24h ticker snapshots (seed 003 tickers)."""
+    _ingest("tickers", file, exchange, symbol, None, False, show)
+
+
+@ingest_app.command("orderbooks")
+@handles_errors
+def ingest_orderbooks(
+    file: Path = typer.Argument(
+        ..., help="CSV or Parquet: time, bids, asks (JSON lists of [price, size])"
+    ),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    show: int = SHOW,
+) -> None:
+    """Ingest order book snapshots (seed 003 orderbooks)."""
+    _ingest("orderbooks", file, exchange, symbol, None, False, show)
+
+
+# ------------------------------------------------------------------------------ rollups
+@rollup_app.command("list")
+@handles_errors
+def rollup_list() -> None:
+    """Rollup timeframes and every series' watermark."""
+    with database() as conninfo:
+        timeframes = rollups.rollup_timeframes(conninfo)
+        status = rollups.rollup_status(conninfo)
+    console.print(f"rollup timeframes: {', '.join(timeframes) or 'none'}")
+    table = Table("listing", "timeframe", "source", "watermark", "invalidated buckets")
+    for row in status:
+        table.add_row(
+            row["listing"],
+            row["timeframe"],
+            row["source"],
+            str(row["watermark"] or "-"),
+            str(row["invalidated"]),
+        )
+    console.print(table)
+
+
+@rollup_app.command("add")
+@handles_errors
+def rollup_add(
+    timeframe: str = typer.Argument(..., help="e.g. 5m, 4h, 1w"),
+    keep: str = typer.Option(None, "--retention", help="e.g. 365d (default: keep forever)"),
+) -> None:
+    """Keep TIMEFRAME as materialized buckets (built from the coarsest finer series)."""
+    with database() as conninfo:
+        rollups.add_rollup_timeframe(conninfo, timeframe, retention.parse_retention(keep))
+    console.print(f"rollup timeframe {timeframe} added; run `tradestore market rollup refresh`")
+
+
+@rollup_app.command("drop")
+@handles_errors
+def rollup_drop(timeframe: str = typer.Argument(...)) -> None:
+    """Stop keeping TIMEFRAME and drop its buckets."""
+    with database() as conninfo:
+        rollups.drop_rollup_timeframe(conninfo, timeframe)
+    console.print(f"rollup timeframe {timeframe} dropped")
+
+
+def _listing_id(conninfo: str, exchange: str | None, symbol: str | None) -> int | None:
+    if exchange is None and symbol is None:
+        return None
+    if not exchange or not symbol:
+        raise ValidationError("listing", "needs both --exchange and --symbol", exchange or symbol)
+    with connect(conninfo) as conn:
+        found = find_listing_id(conn, exchange, symbol)
+    if found is None:
+        raise ValidationError("symbol", f"is not listed on {exchange}", symbol)
+    return found
+
+
+@rollup_app.command("refresh")
+@handles_errors
+def rollup_refresh(
+    exchange: str = typer.Option(None, "--exchange", "-x"),
+    symbol: str = typer.Option(None, "--symbol", "-s"),
+    timeframe: str = typer.Option(None, "--timeframe", "-t"),
+) -> None:
+    """Materialize new complete buckets and recompute invalidated ones (incremental)."""
+    with database() as conninfo:
+        listing = _listing_id(conninfo, exchange, symbol)
+        with _progress("refresh rollups") as progress:
+            done = rollups.refresh_rollups(conninfo, listing, timeframe, progress)
+    written = sum(r.buckets_written for r in done)
+    recomputed = sum(r.buckets_recomputed for r in done)
+    console.print(f"{len(done)} series: {written} new bucket(s), {recomputed} recomputed")
+
+
+# ------------------------------------------------------------------------------ queries
+@market_app.command("query")
+@handles_errors
+def market_query(
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    timeframe: str = TIMEFRAME,
+    start: str = typer.Option(None, "--from", help="first bucket (ISO-8601, UTC when no offset)"),
+    end: str = typer.Option(None, "--to", help="end (exclusive)"),
+    fill: bool = typer.Option(
+        False, "--fill", help="forward-fill empty buckets (default: gaps stay gaps)"
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="write CSV or Parquet instead of printing"),
+    limit: int = typer.Option(50, "--limit", help="rows to print (without --out)"),
+) -> None:
+    """Bars at any timeframe: ingested, or rolled up (materialized plus the live tail)."""
+    with database() as conninfo:
+        frame = query.candles(
+            conninfo,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            start=_when(start),
+            end=_when(end),
+            fill=fill,
+        )
+    if out is not None:
+        query.export(frame, out)
+        console.print(f"wrote {frame.height} bars to {out}")
+        return
+    table = Table(*frame.columns)
+    for row in frame.tail(limit).iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+    console.print(f"{frame.height} bars", style="dim")
+
+
+# --------------------------------------------------------------------------- indicators
+@indicators_app.command("compute")
+@handles_errors
+def indicators_compute(
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    timeframe: str = TIMEFRAME,
+    full: bool = typer.Option(False, "--full", help="recompute every bar instead of only new ones"),
+) -> None:
+    """Compute and store indicators for the bars not computed yet (or all with --full)."""
+    with database() as conninfo:
+        listing = _listing_id(conninfo, exchange, symbol)
+        assert listing is not None
+        report = ind.update_indicators(conninfo, listing, timeframe, full=full)
+    console.print(
+        f"{report.rows_written} bar(s) written from {report.bars_read} read "
+        f"({'full' if report.full else 'incremental'}), through {report.computed_through}; "
+        f"{report.rows_per_second:,.0f} rows/s"
+    )
+
+
+@indicators_app.command("export")
+@handles_errors
+def indicators_export(
+    out: Path = typer.Argument(..., help="CSV or Parquet file"),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    timeframe: str = TIMEFRAME,
+    long: bool = typer.Option(
+        False, "--long", help="seed 002's long form instead of 003's wide form"
+    ),
+) -> None:
+    """Export stored indicators."""
+    with database() as conninfo:
+        frame = query.indicators(
+            conninfo,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            form="long" if long else "wide",
+        )
+    query.export(frame, out)
+    console.print(f"wrote {frame.height} rows to {out}")
+
+
+# ---------------------------------------------------------------------- partitions, retention
+@partitions_app.command("premake")
+@handles_errors
+def partitions_premake() -> None:
+    """Make the partitions ahead of time for every partitioned table."""
+    with database() as conninfo:
+        made = retention.premake_partitions(conninfo)
+    console.print(f"{made} partition(s) made")
+
+
+@retention_app.command("show")
+@handles_errors
+def retention_show() -> None:
+    """Retention and partitions of every market table."""
+    with database() as conninfo:
+        policies = retention.retention_policies(conninfo)
+    table = Table("table", "partition", "made ahead", "retention", "partitions")
+    for p in policies:
+        table.add_row(
+            p["table"],
+            p["unit"],
+            str(p["premake"]),
+            str(p["retention"] or "forever"),
+            str(p["partitions"]),
+        )
+    console.print(table)
+
+
+@retention_app.command("set")
+@handles_errors
+def retention_set(
+    table: str = typer.Argument(
+        ..., help="candles, tickers, orderbooks, trades, indicators, daily_prices, rollups"
+    ),
+    keep: str = typer.Argument(..., help="e.g. 30d, 12w, or none (forever)"),
+    timeframe: str = typer.Option(
+        None, "--timeframe", "-t", help="the rollup timeframe (rollups only)"
+    ),
+) -> None:
+    """Set how long TABLE keeps its rows."""
+    with database() as conninfo:
+        name = retention.set_retention(conninfo, table, retention.parse_retention(keep), timeframe)
+    console.print(f"{name}: retention {keep}")
+
+
+@retention_app.command("apply")
+@handles_errors
+def retention_apply(
+    dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be dropped"),
+) -> None:
+    """Drop every partition whose rows are all older than its table's retention."""
+    with database() as conninfo:
+        dropped = retention.apply_retention(conninfo, dry_run=dry_run)
+    for d in dropped:
+        console.print(
+            f"{'would drop' if dry_run else 'dropped'} {d.partition} (rows before {d.upper_bound})"
+        )
+    console.print(f"{len(dropped)} partition(s) {'expired' if dry_run else 'dropped'}")

@@ -1,0 +1,273 @@
+"""Bulk ingest of candles, trade prints, tickers and order books.
+
+A batch is read (tradestore.market.readers), its partitions are made in a short
+transaction of their own (making a partition locks the parent table), then in one
+transaction it is binary-COPYed into a temporary staging table (psycopg 3, with
+`copy.set_types`) and merged by the market.merge_* SQL function, which validates every
+row, writes the good ones and lists the bad ones. Nothing is half-written: the batch's
+good rows are committed together or not at all. Re-ingesting the same data adds nothing;
+a row that differs from the stored one replaces it (for candles this invalidates the
+rollup buckets and indicators computed from the old bar).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from tradestore.db.connect import connect
+from tradestore.db.errors import ValidationError, translate
+from tradestore.market.listings import resolve_listing
+from tradestore.market.readers import KINDS, StagedBatch, read_batch
+from tradestore.market.timeframes import timeframe_delta
+
+__all__ = [
+    "IngestReport",
+    "Progress",
+    "Rejected",
+    "copy_batch",
+    "ingest",
+    "ingest_candles",
+    "ingest_order_books",
+    "ingest_tickers",
+    "ingest_trades",
+    "stage_and_merge",
+]
+
+Progress = Callable[[int, int], None]
+"""Called with (rows copied so far, rows in the batch)."""
+
+_COPY_SLICE = 50_000
+_stage_names = itertools.count(1)
+
+_MERGE = {
+    "candles": "SELECT * FROM market.merge_candles({stage}::regclass, %s, %s)",
+    "trades": "SELECT * FROM market.merge_trades({stage}::regclass, %s)",
+    "tickers": "SELECT * FROM market.merge_tickers({stage}::regclass, %s)",
+    "orderbooks": "SELECT * FROM market.merge_order_books({stage}::regclass, %s)",
+}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row that was not written: where it was and which rule it broke."""
+
+    source: str
+    line: int
+    field: str
+    rule: str
+    value: str | None
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.field}: {self.rule} (value: {self.value!r})"
+
+
+@dataclass
+class IngestReport:
+    kind: str
+    source: str
+    listing_id: int
+    timeframe: str | None
+    staged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    partitions_made: int = 0
+    seconds: float = 0.0
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.staged / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {self.staged} rows, {self.inserted} new, {self.updated} replaced, "
+            f"{self.unchanged} unchanged, {len(self.rejected)} rejected"
+        )
+
+
+@contextmanager
+def _connection(target: str | psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    if isinstance(target, psycopg.Connection):
+        yield target
+    else:
+        with connect(target, autocommit=True) as conn:
+            yield conn
+
+
+def _partition_days(batch: StagedBatch) -> list[Any]:
+    """The distinct UTC days of the batch's readable times (the SQL side folds them into
+    its months or days); unreadable and out-of-range times are rejected row by row."""
+    low, high = -2_208_988_800_000_000, 7_258_118_400_000_000  # 1900 .. 2200
+    days = (
+        batch.frame.lazy()
+        .select(pl.col("t"))
+        .filter(pl.col("t").is_between(low, high, closed="left"))
+        .select(pl.col("t").cast(pl.Datetime("us", "UTC")).dt.truncate("1d").unique().sort())
+        .collect()
+        .to_series()
+    )
+    return days.to_list()
+
+
+def ensure_partitions(conn: psycopg.Connection[Any], table: str, batch: StagedBatch) -> int:
+    """Make the partitions of `table` the batch's rows fall in; returns how many were made."""
+    days = _partition_days(batch)
+    if not days:
+        return 0
+    row = conn.execute(
+        "SELECT market.ensure_partitions_for(%s::regclass, %s::timestamptz[])", (table, days)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def copy_batch(
+    conn: psycopg.Connection[Any],
+    stage: sql.Composable,
+    batch: StagedBatch,
+    progress: Progress | None,
+) -> None:
+    """Binary-COPY the batch into `stage` (psycopg 3, `copy.set_types`, one row at a time
+    through psycopg's C formatter)."""
+    frame = batch.frame
+    total = len(batch)
+    done = 0
+    # Columns the source does not have at all stay NULL in the stage without being sent.
+    types = dict(zip(batch.kind.stage_columns, batch.kind.stage_types, strict=True))
+    columns = [
+        c for c in frame.columns if c in ("line", "t") or frame[c].null_count() < frame.height
+    ]
+    frame = frame.select(columns)
+    query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        stage, sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        copy.set_types([types[c] for c in columns])
+        for chunk in frame.iter_slices(_COPY_SLICE):
+            for row in chunk.iter_rows():
+                copy.write_row(row)
+            done += chunk.height
+            if progress is not None:
+                progress(done, total)
+
+
+def stage_and_merge(
+    conn: psycopg.Connection[Any],
+    batch: StagedBatch,
+    listing_id: int,
+    timeframe: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, int, int, int, list[Rejected]]:
+    """COPY the batch into a temporary staging table and merge it, in the caller's
+    transaction. Returns (staged, inserted, updated, unchanged, rejects)."""
+    kind = batch.kind.name
+    stage = f"ingest_stage_{next(_stage_names)}"
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} OF {} ON COMMIT DROP").format(
+            sql.Identifier(stage), sql.SQL(batch.kind.stage_type)
+        )
+    )
+    copy_batch(conn, sql.Identifier("pg_temp", stage), batch, progress)
+    params: tuple[Any, ...] = (listing_id, timeframe) if kind == "candles" else (listing_id,)
+    merge = sql.SQL(_MERGE[kind]).format(stage=sql.Literal(f"pg_temp.{stage}"))
+    staged, inserted, updated, unchanged, _ = conn.execute(merge, params).fetchone()  # type: ignore[misc]
+    rejects = [
+        Rejected(batch.source, line, fld, rule, value)
+        for line, fld, rule, value in conn.execute(
+            "SELECT line, field, rule, value FROM pg_temp.ingest_rejects ORDER BY line"
+        )
+    ]
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("pg_temp", stage)))
+    return int(staged), int(inserted), int(updated), int(unchanged), rejects
+
+
+def ingest(
+    target: str | psycopg.Connection[Any],
+    kind: str,
+    source: Any,
+    *,
+    exchange: str | None = None,
+    symbol: str | None = None,
+    listing_id: int | None = None,
+    timeframe: str | None = None,
+    create_listing: bool = True,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest `source` as `kind` for one listing (by id, or by exchange and symbol; created
+    when missing unless create_listing=False). `target` is a conninfo or a connection; a
+    connection in autocommit mode gets the partitions made in their own transaction."""
+    if kind not in KINDS:
+        raise ValidationError("kind", f"must be one of {', '.join(KINDS)}", kind)
+    if kind == "candles":
+        timeframe_delta(timeframe or "")
+    elif timeframe is not None:
+        raise ValidationError("timeframe", "applies to candles only", timeframe)
+    started = time.perf_counter()
+    batch = read_batch(source, kind)
+    try:
+        with _connection(target) as conn:
+            if listing_id is None:
+                if not exchange or not symbol:
+                    raise ValidationError(
+                        "listing", "needs a listing id or an exchange and a symbol", None
+                    )
+                with conn.transaction():
+                    listing_id = resolve_listing(conn, exchange, symbol, create=create_listing)
+            with conn.transaction():
+                made = ensure_partitions(conn, batch.kind.table, batch)
+            with conn.transaction():
+                staged, inserted, updated, unchanged, rejects = stage_and_merge(
+                    conn, batch, listing_id, timeframe, progress
+                )
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    return IngestReport(
+        kind=kind,
+        source=batch.source,
+        listing_id=listing_id,
+        timeframe=timeframe,
+        staged=staged,
+        inserted=inserted,
+        updated=updated,
+        unchanged=unchanged,
+        rejected=rejects,
+        partitions_made=made,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ingest_candles(
+    target: str | psycopg.Connection[Any], source: Any, *, timeframe: str = "1m", **kw: Any
+) -> IngestReport:
+    """Ingest OHLCV bars (columns time, open, high, low, close, volume[, vwap, trade_count])."""
+    return ingest(target, "candles", source, timeframe=timeframe, **kw)
+
+
+def ingest_trades(target: str | psycopg.Connection[Any], source: Any, **kw: Any) -> IngestReport:
+    """Ingest public trade prints (time, trade_id, price, quantity, side)."""
+    return ingest(target, "trades", source, **kw)
+
+
+def ingest_tickers(target: str | psycopg.Connection[Any], source: Any, **kw: Any) -> IngestReport:
+    """Ingest 24h tickers (seed 003 columns)."""
+    return ingest(target, "tickers", source, **kw)
+
+
+def ingest_order_books(
+    target: str | psycopg.Connection[Any], source: Any, **kw: Any
+) -> IngestReport:
+    """Ingest order book snapshots (time, bids, asks as lists of [price, size])."""
+    return ingest(target, "orderbooks", source, **kw)

@@ -1,0 +1,376 @@
+"""Read market data from CSV, Parquet, polars or pandas DataFrames, or an iterator of rows
+into the staging shape of bulk ingest: a line number, the time as epoch microseconds,
+and every value as the exact text of the source.
+
+Values stay text on purpose: "5.330000000000001e-05" in a file is that decimal, and
+PostgreSQL parses it into NUMERIC exactly; parsing it as a float first would store
+0.0000533000000000000073... instead. Floats that arrive as floats (a pandas column, a
+Parquet double) are written by their shortest repr, the decimal their producer meant.
+
+Line numbers: for CSV, the physical line of the file (the header is line 1); for
+Parquet and DataFrames, the 1-based row number; for iterators, the 1-based position.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tradestore.db.errors import ValidationError
+
+__all__ = ["KINDS", "Kind", "StagedBatch", "read_batch"]
+
+_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_NUMBER = r"^\s*-?\d+(\.\d+)?\s*$"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A staging column and the source column names that feed it (first match wins)."""
+
+    name: str
+    aliases: tuple[str, ...]
+    json: bool = False  # lists/dicts in the source are written as JSON text
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of market data: its staging type, merge function and partitioned table."""
+
+    name: str
+    stage_type: str
+    table: str
+    columns: tuple[Column, ...]
+    time_aliases: tuple[str, ...] = ("time", "timestamp", "datetime", "date", "open_time", "ts")
+
+    @property
+    def stage_columns(self) -> list[str]:
+        return ["line", "t", "time_text", *(c.name for c in self.columns)]
+
+    @property
+    def stage_types(self) -> list[str]:
+        return ["int4", "int8", "text", *("text" for _ in self.columns)]
+
+
+KINDS: dict[str, Kind] = {
+    "candles": Kind(
+        "candles",
+        "market.candle_stage",
+        "market.candles",
+        (
+            Column("open", ("open", "open_price", "o")),
+            Column("high", ("high", "high_price", "h")),
+            Column("low", ("low", "low_price", "l")),
+            Column("close", ("close", "close_price", "c")),
+            Column("volume", ("volume", "vol", "v", "base_volume")),
+            Column("vwap", ("vwap",)),
+            Column("trade_count", ("trade_count", "trades", "number_of_trades", "count")),
+        ),
+    ),
+    "trades": Kind(
+        "trades",
+        "market.trade_stage",
+        "market.trade_prints",
+        (
+            Column("trade_id", ("trade_id", "exchange_trade_id", "id", "tid", "bithumb_tx_id")),
+            Column("price", ("price", "p")),
+            Column("quantity", ("quantity", "amount", "qty", "size", "q")),
+            Column("side", ("side", "taker_side")),
+        ),
+        time_aliases=("time", "timestamp", "timestamp_ms", "datetime", "date", "ts", "trade_time"),
+    ),
+    "tickers": Kind(
+        "tickers",
+        "market.ticker_stage",
+        "market.tickers",
+        (
+            Column("opening_price", ("opening_price", "open")),
+            Column("closing_price", ("closing_price", "close", "last")),
+            Column("high_price", ("high_price", "high")),
+            Column("low_price", ("low_price", "low")),
+            Column("volume", ("volume", "units_traded", "base_volume")),
+            Column("value", ("value", "acc_trade_value", "quote_volume")),
+            Column("change_24h", ("change_24h", "fluctate_24h", "change")),
+            Column("change_rate_24h", ("change_rate_24h", "fluctate_rate_24h", "percentage")),
+            Column("bid_price", ("bid_price", "bid")),
+            Column("ask_price", ("ask_price", "ask")),
+        ),
+    ),
+    "orderbooks": Kind(
+        "orderbooks",
+        "market.order_book_stage",
+        "market.order_books",
+        (Column("bids", ("bids",), json=True), Column("asks", ("asks",), json=True)),
+    ),
+}
+
+
+@dataclass
+class StagedBatch:
+    """Rows ready for COPY (`frame` has kind.stage_columns, in order) and where they came from."""
+
+    kind: Kind
+    source: str
+    frame: pl.DataFrame
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+
+# ------------------------------------------------------------------------ loading sources
+def _is_pandas(obj: object) -> bool:
+    return type(obj).__module__.split(".")[0] == "pandas" and hasattr(obj, "columns")
+
+
+def _load_path(path: Path) -> tuple[pl.DataFrame, int]:
+    """A file as a frame, and the line/row number of its first row."""
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if not path.exists():
+        raise ValidationError("file", "must exist", str(path))
+    if suffix.endswith((".parquet", ".pq")):
+        return pl.read_parquet(path), 1
+    if suffix.endswith((".csv", ".tsv", ".txt", ".csv.gz")):
+        separator = "\t" if ".tsv" in suffix else ","
+        # All columns as text: values must reach PostgreSQL as written.
+        frame = pl.read_csv(path, infer_schema=False, separator=separator, raise_if_empty=False)
+        return frame, 2
+    raise ValidationError("file", "must be .csv, .tsv or .parquet", str(path))
+
+
+def _text(value: Any, as_json: bool) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if as_json or isinstance(value, list | tuple | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _rows_frame(rows: Iterable[Any], kind: Kind) -> pl.DataFrame:
+    """An iterator of dicts (by column name) or sequences (time, then kind's columns in
+    order) as an all-text frame."""
+    names = ["time", *(c.name for c in kind.columns)]
+    json_cols = {c.name for c in kind.columns if c.json}
+    data: dict[str, list[str | None]] = {}
+    for position, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            items = {str(k): v for k, v in row.items()}
+        elif isinstance(row, Sequence) and not isinstance(row, str | bytes):
+            if len(row) > len(names):
+                raise ValidationError(
+                    "row",
+                    f"must have at most {len(names)} values ({', '.join(names)})",
+                    position + 1,
+                )
+            items = dict(zip(names, row, strict=False))
+        else:
+            raise ValidationError("row", "must be a mapping or a sequence", type(row).__name__)
+        for key in data.keys() - items.keys():
+            data[key].append(None)
+        for key, value in items.items():
+            column = data.setdefault(key, [None] * position)
+            column.append(_text(value, key in json_cols))
+    return pl.DataFrame(data, schema={k: pl.String for k in data})
+
+
+def _load(source: Any, kind: Kind) -> tuple[pl.DataFrame, str, int]:
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        frame, first = _load_path(path)
+        return frame, str(path), first
+    if isinstance(source, pl.LazyFrame):
+        return source.collect(), "<polars>", 1
+    if isinstance(source, pl.DataFrame):
+        return source, "<polars>", 1
+    if _is_pandas(source):
+        pdf = source
+        index_name = getattr(pdf.index, "name", None)
+        if index_name is not None and str(index_name).lower() in kind.time_aliases:
+            pdf = pdf.reset_index()
+        return pl.from_pandas(pdf), "<pandas>", 1
+    if isinstance(source, Iterable):
+        return _rows_frame(source, kind), "<rows>", 1
+    raise ValidationError(
+        "source", "must be a file path, a DataFrame or an iterator of rows", type(source).__name__
+    )
+
+
+# ------------------------------------------------------------------------ column mapping
+def _pick(frame: pl.DataFrame, aliases: Sequence[str]) -> str | None:
+    lower = {c.lower().strip(): c for c in frame.columns}
+    for alias in aliases:
+        if alias in lower:
+            return lower[alias]
+    return None
+
+
+def _as_text(expr: pl.Expr, dtype: pl.DataType, as_json: bool) -> pl.Expr:
+    if dtype == pl.String:
+        return expr
+    if as_json and isinstance(dtype, pl.List | pl.Array | pl.Struct | pl.Object):
+        return expr.map_elements(
+            lambda v: _text(v.to_list() if hasattr(v, "to_list") else v, True),
+            return_dtype=pl.String,
+        )
+    if dtype == pl.Object:
+        return expr.map_elements(lambda v: _text(v, as_json), return_dtype=pl.String)
+    if dtype == pl.Boolean:
+        return expr.cast(pl.String).str.to_lowercase()
+    return expr.cast(pl.String)
+
+
+def _epoch_us_from_number(values: pl.Expr) -> pl.Expr:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude)
+    to microseconds."""
+    magnitude = values.abs()
+    return (
+        pl.when(magnitude < 1e11)
+        .then(values * 1_000_000)
+        .when(magnitude < 1e14)
+        .then(values * 1_000)
+        .when(magnitude < 1e17)
+        .then(values)
+        .otherwise(values / 1_000)
+        .round(0)
+        .cast(pl.Int64, strict=False)
+    )
+
+
+def _parse_with(text: pl.Series, fmt: str) -> pl.Series:
+    return text.str.to_datetime(fmt, time_zone="UTC", strict=False).dt.epoch("us")
+
+
+def _numeric_epoch_us(text: pl.Series) -> pl.Series:
+    frame = pl.DataFrame({"s": text})
+    integer = pl.col("s").cast(pl.Int64, strict=False)
+    # Exact integer arithmetic for integer epochs (a float would round nanoseconds).
+    integer_us = (
+        pl.when(integer.abs() < 100_000_000_000)
+        .then(integer * 1_000_000)
+        .when(integer.abs() < 100_000_000_000_000)
+        .then(integer * 1_000)
+        .when(integer.abs() < 100_000_000_000_000_000)
+        .then(integer)
+        .otherwise(integer // 1_000)
+    )
+    number = _epoch_us_from_number(pl.col("s").cast(pl.Float64, strict=False))
+    return frame.select(
+        pl.when(pl.col("s").str.contains(_NUMBER))
+        .then(pl.when(integer.is_not_null()).then(integer_us).otherwise(number))
+        .otherwise(None)
+    ).to_series()
+
+
+def _time_us(series: pl.Series) -> pl.Series:
+    """Epoch microseconds of a time column of any dtype; null where it cannot be read.
+
+    Text is ISO-8601 (with or without an offset; without one it is UTC) or an epoch
+    number in s, ms, us or ns. The format is picked on a sample and the rare rows it
+    does not read are tried with the others, so a uniform column is parsed in one pass.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            series = series.dt.replace_time_zone("UTC")
+        return series.dt.convert_time_zone("UTC").dt.epoch("us")
+    if dtype == pl.Date:
+        return series.cast(pl.Datetime("us")).dt.epoch("us")
+    if dtype.is_numeric():
+        return pl.select(_epoch_us_from_number(series.cast(pl.Float64))).to_series()
+    text = series.cast(pl.String).str.strip_chars()
+    sample = text.drop_nulls().head(200)
+    readers: list[object] = [*_TIME_FORMATS]
+    if sample.len() and sample.str.contains(_NUMBER).all():
+        readers.insert(0, _numeric_epoch_us)
+    else:
+        readers.append(_numeric_epoch_us)
+        for fmt in _TIME_FORMATS:
+            if sample.len() and _parse_with(sample, fmt).null_count() == 0:
+                readers.remove(fmt)
+                readers.insert(0, fmt)
+                break
+    result: pl.Series | None = None
+    for reader in readers:
+        if result is None:
+            todo = text
+        else:
+            missing = result.is_null() & text.is_not_null()
+            if not missing.any():
+                break
+            todo = pl.select(pl.when(missing).then(text)).to_series()
+        attempt = reader(todo) if callable(reader) else _parse_with(todo, str(reader))
+        result = attempt if result is None else result.fill_null(attempt)
+    assert result is not None
+    return result
+
+
+def read_batch(source: Any, kind: str | Kind) -> StagedBatch:
+    """Read `source` (a CSV/Parquet path, a polars or pandas DataFrame, or an iterator of
+    rows) as a batch of `kind` ('candles', 'trades', 'tickers', 'orderbooks')."""
+    spec = kind if isinstance(kind, Kind) else KINDS[kind]
+    frame, name, first_line = _load(source, spec)
+    time_col = _pick(frame, spec.time_aliases)
+    if time_col is None:
+        raise ValidationError(
+            "columns",
+            f"must include a time column ({', '.join(spec.time_aliases)})",
+            ", ".join(frame.columns),
+        )
+    picked = {c.name: _pick(frame, c.aliases) for c in spec.columns}
+    required = [
+        c for c in spec.columns if c.name not in ("vwap", "trade_count", "bid_price", "ask_price")
+    ]
+    missing = [c.name for c in required if picked[c.name] is None]
+    if missing:
+        raise ValidationError(
+            "columns", f"must include {', '.join(missing)}", ", ".join(frame.columns)
+        )
+
+    frame = frame.with_row_index("__row")
+    source_cols = [time_col, *(c for c in picked.values() if c is not None)]
+    if first_line == 2:  # a CSV: blank lines are not rows (polars reads them as nulls)
+        frame = frame.filter(~pl.all_horizontal([pl.col(c).is_null() for c in source_cols]))
+    times = _time_us(frame[time_col])
+    time_text = frame[time_col].cast(pl.String)
+    columns: dict[str, pl.Series] = {
+        "line": (frame["__row"] + first_line).cast(pl.Int32),
+        "t": times,
+        "time_text": pl.select(pl.when(times.is_null()).then(time_text)).to_series(),
+    }
+    for column in spec.columns:
+        src = picked[column.name]
+        if src is None:
+            columns[column.name] = pl.Series(column.name, [None] * frame.height, dtype=pl.String)
+            continue
+        values = frame.select(_as_text(pl.col(src), frame.schema[src], column.json)).to_series()
+        # PostgreSQL trims spaces around numbers itself; an empty text is a missing value.
+        columns[column.name] = pl.select(
+            pl.when(values.str.len_bytes() > 0).then(values)
+        ).to_series()
+    staged = pl.DataFrame({k: v.alias(k) for k, v in columns.items()})
+    return StagedBatch(spec, name, staged.select(spec.stage_columns))

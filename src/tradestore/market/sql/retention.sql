@@ -1,0 +1,105 @@
+-- Retention by dropping whole partitions (seed 003: 30 days for tickers, order books,
+-- trade prints; configurable per table, and per rollup timeframe since each rollup
+-- timeframe is its own partition tree). A partition goes only when its upper bound is
+-- older than now - retention, so no row younger than the retention is ever dropped.
+
+-- The partitions of a range-partitioned table with their bounds as timestamptz (a date
+-- key's bounds are UTC midnights).
+CREATE OR REPLACE FUNCTION market.partition_bounds(p_table regclass)
+RETURNS TABLE (partition regclass, qualified_name text, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT b.part, b.qualified,
+           CASE WHEN b.m[1] ~ '^\d{4}-\d{2}-\d{2}$' THEN b.m[1]::date::timestamp AT TIME ZONE 'UTC'
+                ELSE b.m[1]::timestamptz END,
+           CASE WHEN b.m[2] ~ '^\d{4}-\d{2}-\d{2}$' THEN b.m[2]::date::timestamp AT TIME ZONE 'UTC'
+                ELSE b.m[2]::timestamptz END
+      FROM (SELECT i.inhrelid::regclass AS part, format('%I.%I', n.nspname, c.relname) AS qualified,
+                   regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') AS m
+              FROM pg_inherits i
+              JOIN pg_class c ON c.oid = i.inhrelid
+              JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE i.inhparent = p_table) b
+     WHERE b.m IS NOT NULL
+$$;
+
+-- Set how long a market table keeps its rows (NULL: forever). p_table is a registered
+-- partitioned table: market.candles, market.tickers, ..., or a rollup timeframe's tree
+-- market.candle_rollups_<timeframe>.
+CREATE OR REPLACE FUNCTION market.set_retention(p_table regclass, p_retention interval)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_retention IS NOT NULL AND p_retention <= interval '0' THEN
+        PERFORM system.raise_invalid('retention', 'must be positive', p_retention::text);
+    END IF;
+    UPDATE system.partitioned_tables SET retention = p_retention WHERE table_name = p_table;
+    IF NOT FOUND THEN
+        PERFORM system.raise_invalid('table', 'must be a registered partitioned table', p_table::text);
+    END IF;
+END;
+$$;
+
+-- Drop the expired partitions of every market table with a retention (or of p_table),
+-- oldest first, and return them. With p_dry_run, only list them. Before ingested
+-- candles go, the rollups built from them are brought up to date, so materialized
+-- buckets outlive the bars they came from (as continuous aggregates do).
+CREATE OR REPLACE FUNCTION market.apply_retention(
+    p_now timestamptz DEFAULT now(), p_dry_run boolean DEFAULT false, p_table regclass DEFAULT NULL)
+RETURNS TABLE (table_name text, partition_name text, upper_bound timestamptz, dropped boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    b record;
+    s record;
+BEGIN
+    FOR r IN
+        SELECT pt.table_name AS tbl, format('%I.%I', n.nspname, c.relname) AS qualified, pt.retention
+          FROM system.partitioned_tables pt
+          JOIN pg_class c ON c.oid = pt.table_name::oid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'market' AND pt.retention IS NOT NULL
+           AND (p_table IS NULL OR pt.table_name = p_table)
+         ORDER BY pt.table_name::text
+    LOOP
+        FOR b IN
+            SELECT * FROM market.partition_bounds(r.tbl) pb
+             WHERE pb.upper_bound <= p_now - r.retention
+             ORDER BY pb.lower_bound
+        LOOP
+            table_name := r.qualified;
+            partition_name := b.qualified_name;
+            upper_bound := b.upper_bound;
+            dropped := NOT p_dry_run;
+            IF NOT p_dry_run THEN
+                IF r.tbl = 'market.candles'::regclass THEN
+                    FOR s IN SELECT DISTINCT cs.exchange_instrument_id FROM market.candle_series cs
+                              WHERE cs.first_time < b.upper_bound LOOP
+                        PERFORM market.refresh_rollups(s.exchange_instrument_id);
+                    END LOOP;
+                END IF;
+                EXECUTE format('DROP TABLE %s', b.qualified_name);
+                IF r.tbl = 'market.candles'::regclass THEN
+                    UPDATE market.candle_series cs
+                       SET retained_from = greatest(coalesce(cs.retained_from, b.upper_bound), b.upper_bound),
+                           first_time = coalesce((SELECT min(c."time") FROM market.candles c
+                                                   WHERE c.exchange_instrument_id = cs.exchange_instrument_id
+                                                     AND c.timeframe = cs.timeframe), cs.last_time),
+                           updated_at = now()
+                     WHERE cs.first_time < b.upper_bound;
+                END IF;
+            END IF;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
+-- Make partitions ahead for every registered table (system.premake_partitions), after
+-- forgetting registrations of tables that no longer exist.
+CREATE OR REPLACE FUNCTION market.premake_partitions()
+RETURNS integer LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM system.partitioned_tables p
+     WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = p.table_name::oid);
+    RETURN system.premake_partitions();
+END;
+$$;

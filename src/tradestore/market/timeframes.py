@@ -1,0 +1,44 @@
+"""Timeframes (1m, 5m, 4h, 1d, 1w): the same grammar and bucket grid as the SQL side
+(market.timeframe_interval, market.timeframe_bucket)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from tradestore.db.errors import ValidationError
+
+__all__ = ["GRID_ORIGIN", "TIMEFRAME_RULE", "bucket_start", "timeframe_delta", "timeframe_us"]
+
+# Every bucket starts on the grid anchored at this Monday midnight UTC: for timeframes
+# that divide a day it is the plain UTC grid, and weeks start on Monday.
+GRID_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)
+TIMEFRAME_RULE = "must be a count and a unit m, h, d or w (1m, 5m, 4h, 1d, 1w)"
+_PATTERN = re.compile(r"^([1-9][0-9]{0,3})([mhdw])$")
+_UNIT = {
+    "m": dt.timedelta(minutes=1),
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+    "w": dt.timedelta(weeks=1),
+}
+
+
+def timeframe_delta(timeframe: str) -> dt.timedelta:
+    """The length of a timeframe; ValidationError for anything but <n><m|h|d|w>."""
+    match = _PATTERN.match(timeframe or "")
+    if not match:
+        raise ValidationError("timeframe", TIMEFRAME_RULE, timeframe)
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def timeframe_us(timeframe: str) -> int:
+    """The length of a timeframe in microseconds."""
+    return timeframe_delta(timeframe) // dt.timedelta(microseconds=1)
+
+
+def bucket_start(timeframe: str, at: dt.datetime) -> dt.datetime:
+    """Start of the bucket of `timeframe` that holds `at` (a naive time is UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    step = timeframe_delta(timeframe)
+    return GRID_ORIGIN + ((at - GRID_ORIGIN) // step) * step
