@@ -58,8 +58,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def ensure_chromium() -> None:
+    """CI only: Debian's chromium for the dashboard's browser test. Without it that test
+    skips, so a failure here is reported, not fatal."""
+    if Path("/usr/bin/chromium").exists() or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    _say("installing Debian's chromium for the browser test")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ok = (
+        subprocess.call(["apt-get", "update", "-qq"], env=env) == 0
+        and subprocess.call(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"], env=env
+        )
+        == 0
+    )
+    if not ok:
+        _say("could not install chromium; the browser test will be skipped")
+
+
 def run_tests(args: list[str]) -> int:
     external = "--external" in args or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if external:
+        ensure_chromium()
     args = [a for a in args if a != "--external"]
     python = str(BIN / "python")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}

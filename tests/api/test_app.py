@@ -29,7 +29,12 @@ def _client(db: str, tmp_path: Path, **settings: object) -> TestClient:
 def test_routes_are_mounted(db: str, tmp_path: Path) -> None:
     with _client(db, tmp_path) as client:
         paths = client.get("/openapi.json").json()["paths"]
-    assert set(paths) >= {"/health", "/webhooks/tradingview"}
+    assert set(paths) >= {
+        "/health",
+        "/webhooks/tradingview",
+        "/api/v1/auth/login",
+        "/api/v1/orders",
+    }
     assert "post" in paths["/webhooks/tradingview"] and "get" in paths["/health"]
 
 
@@ -43,7 +48,8 @@ def test_health_reports_database_redis_and_workers(
         body = response.json()
         assert body["status"] == "ok"
         assert body["database"]["status"] == "ok" and body["database"]["server_version"]
-        assert body["redis"]["status"] == "not_configured"
+        # REDIS_URL unset: the embedded server the app started under TRADESTORE_HOME
+        assert body["redis"]["status"] == "ok" and body["redis"]["embedded"] is True
         assert body["workers"]["notify"]["status"] == "idle"  # nothing due, no worker
 
         # messages are due and no worker is alive: degraded, and it says why
@@ -118,6 +124,21 @@ def test_serve_runs_uvicorn_until_stopped(db: str, tmp_path: Path) -> None:
         # the webhook answers over real HTTP too (no secret configured here: 503)
         hook = httpx.post(f"http://127.0.0.1:{port}/webhooks/tradingview", content=b"{}", timeout=5)
         assert hook.status_code == 503
+        # what `tradestore up` serves a person: the dashboard, its vendored chart library,
+        # and the REST API (here with the embedded Redis the app started itself)
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        lib = httpx.get(
+            f"http://127.0.0.1:{port}/static/vendor/lightweight-charts.standalone.production.js",
+            timeout=5,
+        )
+        assert lib.status_code == 200 and "Lightweight Charts" in lib.text[:300]
+        refused = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={"username": "nobody", "password": "whatever-it-is"},
+            timeout=10,
+        )
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
     finally:
         stop.set()
         thread.join(timeout=30)

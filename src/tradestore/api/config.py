@@ -1,4 +1,4 @@
-"""Where the API listens (environment variables / `.env`)."""
+"""Where the API listens and how much it accepts (environment variables / `.env`)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,10 @@ class ApiSettings(BaseSettings):
     # Loopback by default: put a TLS reverse proxy in front to take TradingView's webhooks.
     API_HOST: str = "127.0.0.1"
     API_PORT: int = Field(default=8000, ge=0, le=65535)
+    # Requests per window (seconds) under /api/, per client address and per logged-in user
+    # (seed 002's rate_limit:{ip}, one minute).
+    API_RATE_LIMIT_PER_IP: int = Field(default=600, ge=1)
+    API_RATE_LIMIT_PER_USER: int = Field(default=1200, ge=1)
+    API_RATE_LIMIT_WINDOW: int = Field(default=60, ge=1)
+    # Request bodies under /api/ larger than this are refused with 413 (an order is < 1 KiB).
+    API_MAX_BODY_BYTES: int = Field(default=64 * 1024, ge=1024)

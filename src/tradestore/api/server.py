@@ -1,7 +1,9 @@
-"""Serving the app with uvicorn: `tradestore serve`, and a service for `tradestore up`."""
+"""Serving the app with uvicorn: `tradestore serve`, and a service for `tradestore up`
+(dashboard at /, REST API at /api/v1, OpenAPI at /docs, health at /health)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -12,7 +14,9 @@ from tradestore.api.config import ApiSettings
 from tradestore.config import Settings, get_settings
 from tradestore.inbound.config import WebhookSettings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve", "service"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve", "service", "urls"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -62,8 +66,23 @@ def serve(
         raise RuntimeError(f"the API server did not start on {host}:{port}")
 
 
+def urls(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """Where a person finds each part of the served app."""
+    shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+    base = f"http://{shown}:{port}"
+    return {
+        "dashboard": f"{base}/",
+        "api": f"{base}/api/v1",
+        "docs": f"{base}/docs",
+        "openapi": f"{base}/openapi.json",
+        "health": f"{base}/health",
+    }
+
+
 def service(conninfo: str, settings: Settings, stop: threading.Event) -> None:
-    """A `tradestore up` service: serve on API_HOST:API_PORT (default 127.0.0.1:8000)
-    until `stop` is set."""
+    """A `tradestore up` service: serve the dashboard, the REST API, /health and the
+    webhooks on API_HOST:API_PORT (default 127.0.0.1:8000) until `stop` is set."""
     api = ApiSettings()
+    for name, url in urls(api.API_HOST, api.API_PORT).items():
+        log.info("%s: %s", name, url)
     serve(settings, api.API_HOST, api.API_PORT, stop, conninfo=conninfo)

@@ -39,11 +39,27 @@ async def check_database(request: Request) -> dict[str, Any]:
     }
 
 
-async def check_redis(settings: Settings) -> dict[str, Any]:
+async def check_redis(settings: Settings, cache: Any = None) -> dict[str, Any]:
     if not settings.REDIS_URL:
+        if cache is None:
+            return {
+                "status": "not_configured",
+                "detail": "REDIS_URL is not set; no Redis is checked (the cache layer is optional)",
+            }
+        # The embedded server under TRADESTORE_HOME (unix socket).
+        started = time.perf_counter()
+        cache.reset()
+        up = await asyncio.to_thread(cache.ping)
+        if not up:
+            return {
+                "status": "down",
+                "embedded": True,
+                "detail": "the embedded redis does not answer",
+            }
         return {
-            "status": "not_configured",
-            "detail": "REDIS_URL is not set; no Redis is checked (the cache layer is optional)",
+            "status": "ok",
+            "embedded": True,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         }
     import redis.asyncio as redis
 
@@ -123,7 +139,8 @@ async def check_workers(request: Request) -> dict[str, Any]:
 @router.get("/health", summary="Database, Redis and worker status")
 async def health(request: Request) -> JSONResponse:
     database, redis_status = await asyncio.gather(
-        check_database(request), check_redis(request.app.state.settings)
+        check_database(request),
+        check_redis(request.app.state.settings, getattr(request.app.state, "cache", None)),
     )
     body: dict[str, Any] = {"database": database, "redis": redis_status}
     if database["status"] == "ok":

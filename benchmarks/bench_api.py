@@ -1,0 +1,235 @@
+"""REST API latency under load: GET /api/v1/portfolio and GET /api/v1/market/ticker.
+
+The app (create_app, the real routes, PostgreSQL, Redis) is served by uvicorn on
+127.0.0.1 in this process; the load comes from a second process (multiprocessing, spawn)
+with CONCURRENCY keep-alive connections sending a bounded number of requests. Latency is
+measured by the client, end to end over loopback.
+
+Each endpoint runs twice:
+- Redis warm: session:{id} and ticker:{symbol} are cached (ticker:{symbol} lives 1s, so
+  about one request a second misses and refills it);
+- Redis flushed: the load process sends FLUSHALL before every request (outside the timed
+  part), so each request authenticates from PostgreSQL and reads the ticker from it,
+  then puts the keys back.
+
+Anchors, measured in the same run: a bare FastAPI endpoint on the same server (HTTP,
+thread pool and JSON only: the floor), and the warm figure for the flushed one. The cache
+hit ratio of each run is the server's read-through hits / (hits + misses).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import uvicorn
+
+from benchmarks.harness import Bench, Figure
+from tradestore.api.app import create_app
+from tradestore.api.config import ApiSettings
+from tradestore.cache.client import Cache
+from tradestore.cache.server import EmbeddedRedis
+from tradestore.config import load_settings
+from tradestore.db import migrate
+from tradestore.db.connect import SEARCH_PATH
+from tradestore.identity import users
+from tradestore.inbound.config import load_webhook_settings
+
+REQUESTS = 1500
+CONCURRENCY = 4
+SYMBOL = "binance:BTCUSDT"
+
+SETUP = """
+INSERT INTO market.exchanges (code, name) VALUES ('binance', 'Binance');
+INSERT INTO market.instruments (symbol, name, asset_class, base_currency, quote_currency)
+VALUES ('BTC/USDT', 'Bitcoin', 'CRYPTO', 'BTC', 'USDT');
+INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_symbol, trading_rules)
+VALUES (1, 1, 'BTCUSDT', '{"tick_size": "0.01", "step_size": "0.00001", "min_notional": "5"}');
+INSERT INTO market.tickers (exchange_instrument_id, "time", opening_price, closing_price, high_price,
+                            low_price, volume, value, change_24h, change_rate_24h)
+SELECT 1, date_trunc('minute', now()) - g * interval '1 second', 100, 101, 102, 99, 5, 500, 1, 0.01
+  FROM generate_series(0, 3000) g;
+"""
+
+
+def _load(
+    url: str,
+    headers: dict[str, str],
+    count: int,
+    concurrency: int,
+    redis_url: str | None,
+    results: Any,
+) -> None:
+    """The second process: `count` GETs over `concurrency` connections; latencies (s)."""
+    import redis
+
+    flusher = redis.Redis.from_url(redis_url) if redis_url else None
+    lock = threading.Lock()
+    latencies: list[float] = []
+    failures = [0]
+
+    def worker(n: int) -> None:
+        with httpx.Client(headers=headers, timeout=30) as client:
+            for _ in range(n):
+                if flusher is not None:
+                    with lock:  # one flush per request, not timed
+                        flusher.flushall()
+                start = time.perf_counter()
+                response = client.get(url)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    latencies.append(elapsed)
+                    if response.status_code != 200:
+                        failures[0] += 1
+
+    share = [
+        count // concurrency + (1 if i < count % concurrency else 0) for i in range(concurrency)
+    ]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in share]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put(
+        {"latencies": latencies, "failures": failures[0], "seconds": time.perf_counter() - started}
+    )
+
+
+def _measure(url: str, headers: dict[str, str], redis_url: str | None = None) -> dict[str, float]:
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    process = ctx.Process(
+        target=_load, args=(url, headers, REQUESTS, CONCURRENCY, redis_url, results)
+    )
+    process.start()
+    out = results.get(timeout=600)
+    process.join(timeout=60)
+    lat = sorted(out["latencies"])
+    if out["failures"]:
+        raise RuntimeError(f"{out['failures']} of {len(lat)} requests to {url} failed")
+    return {
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "rps": len(lat) / out["seconds"],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(bench: Bench) -> list[Figure]:
+    db = bench.create_database("bench_api")
+    migrate.upgrade(db)
+    home = Path(tempfile.mkdtemp(prefix="tradestore-bench-api-"))
+    redis_server = EmbeddedRedis(home / "redis")
+    redis_server.start()
+    cache = Cache.from_url(redis_server.url)
+    with psycopg.connect(
+        db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
+    ) as conn:
+        alice = users.create_user(conn, "alice", "alice@example.com", "bench-password")
+        conn.execute(SETUP)
+        account = conn.execute(
+            "INSERT INTO account.accounts (user_id, exchange_id, name, initial_capital) "
+            "VALUES (%s, 1, 'main', 10000) RETURNING id",
+            (alice.id,),
+        ).fetchone()[0]
+        conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 10000)", (account,))
+        order = conn.execute(
+            "SELECT submit_order(%s, 1, 'BUY', 'LIMIT', 1, 100)", (account,)
+        ).fetchone()[0]
+        conn.execute("SELECT apply_fill(%s, 'T-1', 1, 100, 0.1, 'USDT')", (order,))
+        for i in range(50):
+            conn.execute("SELECT submit_order(%s, 1, 'BUY', 'LIMIT', 0.1, %s)", (account, 50 + i))
+
+    settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=home, DB_POOL_SIZE=8)
+    limits = ApiSettings(  # type: ignore[call-arg]
+        _env_file=None, API_RATE_LIMIT_PER_IP=10**8, API_RATE_LIMIT_PER_USER=10**8
+    )
+    app = create_app(
+        settings,
+        conninfo=db,
+        webhook_settings=load_webhook_settings(None),
+        api_settings=limits,
+        cache=cache,
+    )
+
+    @app.get("/bench/noop")
+    def noop() -> dict[str, bool]:  # the anchor: HTTP, thread pool, JSON; no database
+        return {"ok": True}
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
+    thread.start()
+    figures: list[Figure] = []
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        login = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"username": "alice", "password": "bench-password"},
+            timeout=30,
+        )
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+        bare = _measure(f"{base}/bench/noop", headers)
+        results: dict[str, dict[str, float]] = {}
+        for name, path in (
+            ("portfolio", "/api/v1/portfolio"),
+            ("ticker", f"/api/v1/market/ticker?symbol={SYMBOL}"),
+        ):
+            for state, flush in (("warm", None), ("flushed", redis_server.url)):
+                hits, misses = cache.hits, cache.misses
+                measured = _measure(base + path, headers, flush)
+                dh, dm = cache.hits - hits, cache.misses - misses
+                measured["hit_ratio"] = dh / (dh + dm) if dh + dm else 0.0
+                results[f"{name}_{state}"] = measured
+
+        for name in ("portfolio", "ticker"):
+            warm, flushed = results[f"{name}_warm"], results[f"{name}_flushed"]
+            notes = {
+                "requests": REQUESTS,
+                "concurrency": CONCURRENCY,
+                "hit_ratio_warm": round(warm["hit_ratio"], 4),
+                "hit_ratio_flushed": round(flushed["hit_ratio"], 4),
+                "rps_warm": round(warm["rps"]),
+                "rps_flushed": round(flushed["rps"]),
+            }
+            figures += [
+                Figure(f"api_{name}_p50_warm", warm["p50_ms"], "ms", "bare endpoint p50",
+                       bare["p50_ms"], higher_is_better=False, notes=notes),
+                Figure(f"api_{name}_p99_warm", warm["p99_ms"], "ms", "bare endpoint p99",
+                       bare["p99_ms"], higher_is_better=False, notes=notes),
+                Figure(f"api_{name}_p50_flushed", flushed["p50_ms"], "ms", f"{name} p50 warm",
+                       warm["p50_ms"], higher_is_better=False, notes=notes),
+                Figure(f"api_{name}_p99_flushed", flushed["p99_ms"], "ms", f"{name} p99 warm",
+                       warm["p99_ms"], higher_is_better=False, notes=notes),
+                Figure(f"api_{name}_hit_ratio_warm", warm["hit_ratio"], "ratio",
+                       "hit ratio flushed", flushed["hit_ratio"], notes=notes),
+            ]  # fmt: skip
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        cache.redis.close()
+        redis_server.stop()
+        bench.drop_database(db)
+    return figures

@@ -1,0 +1,259 @@
+"""Market data: listings, candles and indicators for any timeframe, latest ticker and bar.
+
+Candles come from the market layer (tradestore.market.query.candles over
+market.candles_between): ingested bars when the listing has the timeframe, else its
+rollup, with the not-yet-materialized tail aggregated on the fly, so any timeframe
+(`<n>m|h|d|w`) is answered up to the newest bar. Indicators are the stored ones
+(market.technical_indicators) when the series has them, else computed with TA-Lib over
+the same bars (plus a warm-up before the window) for this request.
+
+The latest ticker and bar are read through Redis (ticker:{symbol} 1s, market:{symbol}:
+latest 5s) and fall back to PostgreSQL, which puts the key back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query
+
+from tradestore.api.context import UserContext, current_user
+from tradestore.api.schemas import (
+    CandleOut,
+    CandlesOut,
+    IndicatorsOut,
+    LatestBarOut,
+    ListingOut,
+    TickerOut,
+)
+from tradestore.cache import keys
+from tradestore.cache import market as market_cache
+from tradestore.db.errors import NotFound, ValidationError
+from tradestore.market import query
+from tradestore.market.indicators import INDICATOR_COLUMNS, compute_indicators, session_ids
+from tradestore.market.timeframes import TIMEFRAME_RULE, bucket_start, timeframe_delta
+from tradestore.trading._sql import dicts
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/market", tags=["market"])
+
+MAX_BARS = 5000
+DEFAULT_BARS = 500
+# Bars read before the window when indicators are computed on the fly: enough for the
+# 200-bar averages and for the recursive ones (EMA, RSI, ATR, MACD) to settle.
+WARMUP_BARS = 600
+DEFAULT_INDICATORS = ("ma_20", "ema_50", "bollinger_upper", "bollinger_middle", "bollinger_lower")
+
+SymbolParam = Query(
+    ..., min_length=3, max_length=100, description="<exchange>:<symbol>, e.g. binance:BTCUSDT"
+)
+TimeframeParam = Query("1h", min_length=2, max_length=6, description=TIMEFRAME_RULE)
+StartParam = Query(None, description="first bucket (ISO 8601 with a zone)")
+EndParam = Query(None, description="end of the window, exclusive (ISO 8601 with a zone)")
+BarsParam = Query(DEFAULT_BARS, ge=1, le=MAX_BARS, description=f"bars, 1 to {MAX_BARS}")
+
+
+def _listing(conn: Any, symbol: str) -> int:
+    found = market_cache.listing_id(conn, symbol)
+    if found is None:
+        raise NotFound("symbol", symbol)
+    return found
+
+
+def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValidationError(field, "must carry a time zone (e.g. Z)", value.isoformat())
+    return value
+
+
+def _window(
+    conn: Any,
+    listing: int,
+    timeframe: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    limit: int,
+) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of at most `limit` buckets; by default the newest `limit` bars."""
+    step = timeframe_delta(timeframe)
+    start, end = _aware(start, "start"), _aware(end, "end")
+    if start is not None and end is not None:
+        if end <= start:
+            raise ValidationError("end", "must be after start", end.isoformat())
+        if (end - start) / step > MAX_BARS:
+            raise ValidationError(
+                "start", f"the window may cover at most {MAX_BARS} bars", start.isoformat()
+            )
+        return start, end
+    if start is not None:
+        return start, start + limit * step
+    if end is None:
+        row = conn.execute(
+            "SELECT max(last_time + market.timeframe_interval(timeframe)) "
+            "FROM market.candle_series WHERE exchange_instrument_id = %s",
+            (listing,),
+        ).fetchone()
+        newest = row[0] if row and row[0] else dt.datetime.now(dt.UTC)
+        end = bucket_start(timeframe, newest - dt.timedelta(microseconds=1)) + step
+    return end - limit * step, end
+
+
+@router.get("/listings", summary="Listings (exchange:symbol) with market data")
+def listings(
+    q: str | None = Query(None, max_length=50, description="part of the symbol"),
+    limit: int = Query(100, ge=1, le=500),
+    ctx: UserContext = Depends(current_user),
+) -> list[ListingOut]:
+    with ctx.db() as conn:
+        rows = dicts(
+            conn,
+            """SELECT ei.id, x.code || ':' || ei.exchange_symbol AS symbol, x.code AS exchange,
+                      ei.exchange_symbol, i.symbol AS instrument, i.base_currency, i.quote_currency
+                 FROM market.exchange_instruments ei
+                 JOIN market.exchanges x ON x.id = ei.exchange_id
+                 JOIN market.instruments i ON i.id = ei.instrument_id
+                WHERE %(q)s::text IS NULL
+                   OR strpos(upper(x.code || ':' || ei.exchange_symbol), upper(%(q)s)) > 0
+                ORDER BY EXISTS (SELECT 1 FROM market.candle_series s
+                                  WHERE s.exchange_instrument_id = ei.id) DESC, x.code,
+                         ei.exchange_symbol
+                LIMIT %(limit)s""",
+            {"q": q, "limit": limit},
+        )
+    return [ListingOut.model_validate(r) for r in rows]
+
+
+@router.get("/candles", summary="Bars of any timeframe (aggregated in real time)",
+            responses={404: {}, 422: {}})  # fmt: skip
+def candles(
+    symbol: str = SymbolParam,
+    timeframe: str = TimeframeParam,
+    start: dt.datetime | None = StartParam,
+    end: dt.datetime | None = EndParam,
+    limit: int = BarsParam,
+    ctx: UserContext = Depends(current_user),
+) -> CandlesOut:
+    timeframe_delta(timeframe)
+    with ctx.db() as conn:
+        listing = _listing(conn, symbol)
+        lo, hi = _window(conn, listing, timeframe, start, end, limit)
+        frame = query.candles(conn, timeframe=timeframe, listing_id=listing, start=lo, end=hi)
+    rows = frame.tail(limit).to_dicts()
+    return CandlesOut(
+        symbol=symbol, timeframe=timeframe, candles=[CandleOut.model_validate(r) for r in rows]
+    )
+
+
+def _names(names: str | None) -> list[str]:
+    if not names:
+        return list(DEFAULT_INDICATORS)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in INDICATOR_COLUMNS]
+    if unknown or not chosen or len(chosen) > len(INDICATOR_COLUMNS):
+        raise ValidationError(
+            "names", f"must be a comma-separated subset of {', '.join(INDICATOR_COLUMNS)}", names
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _computed(
+    conn: Any, listing: int, timeframe: str, lo: dt.datetime, hi: dt.datetime, names: list[str]
+) -> list[dict[str, Any]]:
+    step = timeframe_delta(timeframe)
+    bars = query.candles(
+        conn,
+        timeframe=timeframe,
+        listing_id=listing,
+        start=lo - WARMUP_BARS * step,
+        end=hi,
+        numeric="float",
+    )
+    if bars.is_empty():
+        return []
+    times = bars["time"].to_numpy()
+    values = compute_indicators(
+        bars["high"].to_numpy(),
+        bars["low"].to_numpy(),
+        bars["close"].to_numpy(),
+        bars["volume"].to_numpy(),
+        session_ids(times.astype("datetime64[us]").astype(np.int64)),
+    )
+    keep = np.nonzero(times >= np.datetime64(lo.astimezone(dt.UTC).replace(tzinfo=None)))[0]
+    stamps = bars["time"].to_list()
+    return [{"time": stamps[i], **{n: _number(values[n][i]) for n in names}} for i in keep.tolist()]
+
+
+@router.get("/indicators", summary="Indicators of any timeframe (stored, else computed)",
+            responses={404: {}, 422: {}})  # fmt: skip
+def indicators(
+    symbol: str = SymbolParam,
+    timeframe: str = TimeframeParam,
+    names: str | None = Query(
+        None, max_length=600, description="comma-separated, default " + ",".join(DEFAULT_INDICATORS)
+    ),
+    start: dt.datetime | None = StartParam,
+    end: dt.datetime | None = EndParam,
+    limit: int = BarsParam,
+    ctx: UserContext = Depends(current_user),
+) -> IndicatorsOut:
+    timeframe_delta(timeframe)
+    chosen = _names(names)
+    with ctx.db() as conn:
+        listing = _listing(conn, symbol)
+        lo, hi = _window(conn, listing, timeframe, start, end, limit)
+        stored = query.indicators(conn, timeframe=timeframe, listing_id=listing, start=lo, end=hi)
+        if not stored.is_empty():
+            source = "stored"
+            rows = [
+                {"time": r["time"], **{n: _number(r[n]) for n in chosen}}
+                for r in stored.select(["time", *chosen]).tail(limit).to_dicts()
+            ]
+        else:
+            source = "computed"
+            rows = _computed(conn, listing, timeframe, lo, hi, chosen)[-limit:]
+    return IndicatorsOut(symbol=symbol, timeframe=timeframe, source=source, names=chosen, rows=rows)
+
+
+@router.get("/ticker", summary="Latest ticker (Redis ticker:{symbol}, else PostgreSQL)",
+            responses={404: {}})  # fmt: skip
+def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> TickerOut:
+    cache = ctx.cache
+    keys.parse_market_symbol(symbol)
+    with ctx.db() as conn:
+        value = keys.get_ticker(cache, symbol)
+        cached = value is not None
+        if cached:
+            cache.record(True)
+        else:
+            value = market_cache.ticker(cache, conn, symbol)
+    if value is None:
+        raise NotFound("ticker", symbol)
+    return TickerOut(**value.model_dump(), cached=cached)
+
+
+@router.get("/latest", summary="Newest bar (Redis market:{symbol}:latest, else PostgreSQL)",
+            responses={404: {}})  # fmt: skip
+def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> LatestBarOut:
+    cache = ctx.cache
+    keys.parse_market_symbol(symbol)
+    with ctx.db() as conn:
+        value = keys.get_market_latest(cache, symbol)
+        cached = value is not None
+        if cached:
+            cache.record(True)
+        else:
+            value = market_cache.latest(cache, conn, symbol)
+    if value is None:
+        raise NotFound("bar", symbol)
+    return LatestBarOut(**value.model_dump(), cached=cached)
