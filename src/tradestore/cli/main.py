@@ -16,6 +16,7 @@ from tradestore.cli.identity import apikeys_app, users_app
 from tradestore.cli.market import ingest_app, market_app
 from tradestore.cli.ops import backup_app, ops_app
 from tradestore.cli.trading import (
+    accounts_app,
     exchanges_app,
     fills_app,
     instruments_app,
@@ -37,6 +38,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(modules_app, name="modules")
 app.add_typer(users_app, name="users")
 app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(exchanges_app, name="exchanges")
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(orders_app, name="orders")
@@ -75,6 +77,12 @@ def up(
     console.print(f"  connect: {runtime.conninfo}", highlight=False, soft_wrap=True)
     if not wait:
         return
+    from tradestore.api.config import ApiSettings
+    from tradestore.api.server import urls
+
+    api = ApiSettings()
+    for name, url in urls(api.API_HOST, api.API_PORT).items():
+        console.print(f"  {name}: {url}", highlight=False)
     console.print("running; press Ctrl-C to stop")
     with contextlib.suppress(KeyboardInterrupt):
         run_services(runtime, config, services=services(runtime.embedded))

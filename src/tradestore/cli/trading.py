@@ -43,6 +43,10 @@ instruments_app = typer.Typer(
     help="Instruments, listings and their trading rules.", no_args_is_help=True
 )
 
+accounts_app = typer.Typer(
+    help="Trading accounts (portfolios): open one for a user at an exchange.", no_args_is_help=True
+)
+
 ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
 
 
@@ -652,3 +656,44 @@ def instruments_set_rules(
             conn, listing, _rules(rules), effective_from=_when(effective_from, "effective_from")
         )
     console.print(f"rule version {version}")
+
+
+@accounts_app.command("create")
+@handles_errors
+def accounts_create(
+    username: str = typer.Argument(..., help="the owner's username"),
+    name: str = typer.Option(..., "--name", help="the account's name, unique per user"),
+    exchange: str = typer.Option(
+        None, "--exchange", "-x", help="exchange code (see `exchanges list`)"
+    ),
+    base_currency: str = typer.Option(
+        "USDT", "--base-currency", help="currency balances are counted in"
+    ),
+    initial_capital: str = typer.Option(
+        "0", help="reference for returns; deposit money with `ledger deposit`"
+    ),
+) -> None:
+    """Open an account for a user; prints its id."""
+    from tradestore.trading.accounts import create_account
+
+    with _conn() as conn:
+        account_id = create_account(
+            conn, username, name, exchange=exchange, base_currency=base_currency,
+            initial_capital=initial_capital,
+        )  # fmt: skip
+    console.print(f"account {account_id} opened")
+
+
+@accounts_app.command("list")
+@handles_errors
+def accounts_list(username: str = typer.Option(None, "--user", help="only this user's")) -> None:
+    """Every account with its owner and exchange."""
+    from tradestore.trading.accounts import list_accounts
+
+    with _conn() as conn:
+        accounts = list_accounts(conn, username)
+    table = Table("id", "user", "exchange", "name", "currency", "initial capital", "active")
+    for a in accounts:
+        table.add_row(str(a.id), a.username, a.exchange or "-", a.name, a.base_currency,
+                      str(a.initial_capital), "yes" if a.is_active else "no")  # fmt: skip
+    console.print(table)
