@@ -9,7 +9,8 @@ put the key back. {symbol} is `<exchange>:<exchange symbol>` (see cache.keys).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -73,17 +74,39 @@ def on_orderbook(cache: Cache, value: OrderBook) -> None:
 
 
 # --------------------------------------------------------------------------- read-through
-def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLatest | None:
-    """The newest bar of the listing (any timeframe; the finest wins a tie)."""
-    cached = keys.get_market_latest(cache, symbol)
+T = TypeVar("T")
+
+
+def _read_through(
+    cache: Cache,
+    conn: psycopg.Connection[Any],
+    symbol: str,
+    cached: T | None,
+    query: str,
+    extra: tuple[Any, ...],
+    build: Callable[[dict[str, Any]], T],
+    store: Callable[[Cache, T], None],
+) -> T | None:
+    """The cached value, or on a miss the row `query` reads for the symbol's listing
+    (first parameter; `extra` follow), built into a value and put back in the cache."""
     cache.record(cached is not None)
     if cached is not None:
         return cached
     listing = listing_id(conn, symbol)
     if listing is None:
         return None
-    row = one(
-        conn,
+    row = one(conn, query, (listing, *extra))
+    if row is None:
+        return None
+    value = build(row)
+    store(cache, value)
+    return value
+
+
+def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLatest | None:
+    """The newest bar of the listing (any timeframe; the finest wins a tie)."""
+    return _read_through(
+        cache, conn, symbol, keys.get_market_latest(cache, symbol),
         """SELECT c.timeframe, c."time", c.open, c.high, c.low, c.close, c.volume
              FROM market.candle_series s
              JOIN market.candles c ON c.exchange_instrument_id = s.exchange_instrument_id
@@ -92,79 +115,46 @@ def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLa
             ORDER BY s.last_time + market.timeframe_interval(s.timeframe) DESC,
                      market.timeframe_interval(s.timeframe)
             LIMIT 1""",
-        (listing,),
-    )
-    if row is None:
-        return None
-    value = MarketLatest(symbol=symbol, timestamp=row.pop("time"), **row)
-    keys.set_market_latest(cache, value)
-    return value
+        (),
+        lambda row: MarketLatest(symbol=symbol, timestamp=row.pop("time"), **row),
+        keys.set_market_latest,
+    )  # fmt: skip
 
 
 def ticker(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Ticker | None:
-    cached = keys.get_ticker(cache, symbol)
-    cache.record(cached is not None)
-    if cached is not None:
-        return cached
-    listing = listing_id(conn, symbol)
-    if listing is None:
-        return None
-    row = one(
-        conn,
+    return _read_through(
+        cache, conn, symbol, keys.get_ticker(cache, symbol),
         """SELECT "time", opening_price, closing_price, high_price, low_price, volume, value,
                   change_24h, change_rate_24h, bid_price, ask_price
              FROM market.tickers WHERE exchange_instrument_id = %s
             ORDER BY "time" DESC LIMIT 1""",
-        (listing,),
-    )
-    if row is None:
-        return None
-    value = Ticker(symbol=symbol, timestamp=row.pop("time"), **row)
-    keys.set_ticker(cache, value)
-    return value
+        (),
+        lambda row: Ticker(symbol=symbol, timestamp=row.pop("time"), **row),
+        keys.set_ticker,
+    )  # fmt: skip
 
 
 def orderbook(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> OrderBook | None:
-    cached = keys.get_orderbook(cache, symbol)
-    cache.record(cached is not None)
-    if cached is not None:
-        return cached
-    listing = listing_id(conn, symbol)
-    if listing is None:
-        return None
-    row = one(
-        conn,
+    return _read_through(
+        cache, conn, symbol, keys.get_orderbook(cache, symbol),
         """SELECT "time", bids, asks, bid_volume, ask_volume, spread, mid_price
              FROM market.order_books WHERE exchange_instrument_id = %s
             ORDER BY "time" DESC LIMIT 1""",
-        (listing,),
-    )
-    if row is None:
-        return None
-    value = OrderBook(symbol=symbol, timestamp=row.pop("time"), **row)
-    keys.set_orderbook(cache, value)
-    return value
+        (),
+        lambda row: OrderBook(symbol=symbol, timestamp=row.pop("time"), **row),
+        keys.set_orderbook,
+    )  # fmt: skip
 
 
 def candle(
     cache: Cache, conn: psycopg.Connection[Any], symbol: str, timeframe: str, ts: dt.datetime
 ) -> Candle | None:
     """The bar of `timeframe` opening at `ts` (ingested or rolled up)."""
-    cached = keys.get_candle(cache, symbol, timeframe, ts)
-    cache.record(cached is not None)
-    if cached is not None:
-        return cached
-    listing = listing_id(conn, symbol)
-    if listing is None:
-        return None
-    row = one(
-        conn,
+    return _read_through(
+        cache, conn, symbol, keys.get_candle(cache, symbol, timeframe, ts),
         """SELECT open, high, low, close, volume FROM market.candles_all
             WHERE exchange_instrument_id = %s AND timeframe = %s AND "time" = %s""",
-        (listing, timeframe, ts),
-    )
-    if row is None:
-        return None
-    value = Candle(symbol=symbol, timeframe=timeframe, timestamp=ts, **row)
-    keys.set_candle(cache, value)
-    return value
+        (timeframe, ts),
+        lambda row: Candle(symbol=symbol, timeframe=timeframe, timestamp=ts, **row),
+        keys.set_candle,
+    )  # fmt: skip
