@@ -81,49 +81,51 @@ def run_tests(args: list[str]) -> int:
     if external:
         ensure_chromium()
     args = [a for a in args if a != "--external"]
-    python = str(BIN / "python")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
 
     _say("ruff check")
-    if subprocess.call(
-        [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"], cwd=ROOT
-    ):
+    lint = [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"]
+    if subprocess.call(lint, cwd=ROOT):
         return 1
-    _say("test suite against the embedded PostgreSQL")
-    code = subprocess.call([python, "-m", "pytest", *args], cwd=ROOT, env=env)
-    if code or not external:
-        return code
+    # A private temp root: pytest prunes all but the newest three of its shared
+    # /tmp/pytest-of-<user>/ runs, which would delete a concurrent run's live data dirs.
+    basetemp = Path(tempfile.mkdtemp(prefix="tradestore-pytest-"))
+    try:
+        _say("test suite against the embedded PostgreSQL")
+        code = _pytest(args, env, basetemp / "embedded")
+        if code or not external:
+            return code
+        _say("test suite against an external PostgreSQL over TCP with password authentication")
+        return _against_external_server(args, env, basetemp / "external")
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)
 
-    _say("test suite against an external PostgreSQL over TCP with password authentication")
+
+def _pytest(args: list[str], env: dict[str, str], basetemp: Path) -> int:
+    command = [str(BIN / "python"), "-m", "pytest", f"--basetemp={basetemp}", *args]
+    return subprocess.call(command, cwd=ROOT, env=env)
+
+
+def _against_external_server(args: list[str], env: dict[str, str], basetemp: Path) -> int:
     data = Path(tempfile.mkdtemp(prefix="tradestore-external-pg-"))
     port, password = _free_port(), secrets.token_urlsafe(16)
-    helper = [python, "-m", "tests.support.external_pg"]
-    url = (
-        subprocess.run(
-            [
-                *helper,
-                "start",
-                "--dir",
-                str(data),
-                "--port",
-                str(port),
-                "--user",
-                "ci",
-                "--password",
-                password,
-            ],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    helper = [str(BIN / "python"), "-m", "tests.support.external_pg"]
+    start = [
+        *helper,
+        "start",
+        "--dir",
+        str(data),
+        "--port",
+        str(port),
+        "--user",
+        "ci",
+        "--password",
+        password,
+    ]
+    started = subprocess.run(start, cwd=ROOT, check=True, capture_output=True, text=True)
+    url = started.stdout.strip().splitlines()[-1]
     try:
-        return subprocess.call(
-            [python, "-m", "pytest", *args], cwd=ROOT, env={**env, "DATABASE_URL": url}
-        )
+        return _pytest(args, {**env, "DATABASE_URL": url}, basetemp)
     finally:
         subprocess.call([*helper, "stop", "--dir", str(data)], cwd=ROOT)
         shutil.rmtree(data, ignore_errors=True)
