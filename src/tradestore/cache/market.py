@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
 
@@ -20,14 +20,17 @@ from tradestore.cache.client import Cache
 from tradestore.cache.keys import Candle, MarketLatest, OrderBook, Ticker
 
 __all__ = [
+    "Lookup",
     "candle",
     "latest",
+    "latest_lookup",
     "listing_id",
     "on_candle",
     "on_orderbook",
     "on_ticker",
     "orderbook",
     "ticker",
+    "ticker_lookup",
 ]
 
 
@@ -77,6 +80,13 @@ def on_orderbook(cache: Cache, value: OrderBook) -> None:
 T = TypeVar("T")
 
 
+class Lookup(NamedTuple, Generic[T]):
+    """A read-through result and whether Redis served it (False: read from PostgreSQL)."""
+
+    value: T | None
+    cached: bool
+
+
 def _read_through(
     cache: Cache,
     conn: psycopg.Connection[Any],
@@ -86,25 +96,30 @@ def _read_through(
     extra: tuple[Any, ...],
     build: Callable[[dict[str, Any]], T],
     store: Callable[[Cache, T], None],
-) -> T | None:
+) -> Lookup[T]:
     """The cached value, or on a miss the row `query` reads for the symbol's listing
     (first parameter; `extra` follow), built into a value and put back in the cache."""
     cache.record(cached is not None)
     if cached is not None:
-        return cached
+        return Lookup(cached, True)
     listing = listing_id(conn, symbol)
     if listing is None:
-        return None
+        return Lookup(None, False)
     row = one(conn, query, (listing, *extra))
     if row is None:
-        return None
+        return Lookup(None, False)
     value = build(row)
     store(cache, value)
-    return value
+    return Lookup(value, False)
 
 
 def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLatest | None:
     """The newest bar of the listing (any timeframe; the finest wins a tie)."""
+    return latest_lookup(cache, conn, symbol).value
+
+
+def latest_lookup(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Lookup[MarketLatest]:
+    """`latest`, saying whether Redis served it."""
     return _read_through(
         cache, conn, symbol, keys.get_market_latest(cache, symbol),
         """SELECT c.timeframe, c."time", c.open, c.high, c.low, c.close, c.volume
@@ -122,6 +137,11 @@ def latest(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> MarketLa
 
 
 def ticker(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Ticker | None:
+    return ticker_lookup(cache, conn, symbol).value
+
+
+def ticker_lookup(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Lookup[Ticker]:
+    """`ticker`, saying whether Redis served it."""
     return _read_through(
         cache, conn, symbol, keys.get_ticker(cache, symbol),
         """SELECT "time", opening_price, closing_price, high_price, low_price, volume, value,
@@ -143,7 +163,7 @@ def orderbook(cache: Cache, conn: psycopg.Connection[Any], symbol: str) -> Order
         (),
         lambda row: OrderBook(symbol=symbol, timestamp=row.pop("time"), **row),
         keys.set_orderbook,
-    )  # fmt: skip
+    ).value  # fmt: skip
 
 
 def candle(
@@ -157,4 +177,4 @@ def candle(
         (timeframe, ts),
         lambda row: Candle(symbol=symbol, timeframe=timeframe, timestamp=ts, **row),
         keys.set_candle,
-    )  # fmt: skip
+    ).value  # fmt: skip

@@ -231,12 +231,7 @@ def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) 
     cache = ctx.cache
     keys.parse_market_symbol(symbol)
     with ctx.db() as conn:
-        value = keys.get_ticker(cache, symbol)
-        cached = value is not None
-        if cached:
-            cache.record(True)
-        else:
-            value = market_cache.ticker(cache, conn, symbol)
+        value, cached = market_cache.ticker_lookup(cache, conn, symbol)
     if value is None:
         raise NotFound("ticker", symbol)
     return TickerOut(**value.model_dump(), cached=cached)
@@ -248,12 +243,7 @@ def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) 
     cache = ctx.cache
     keys.parse_market_symbol(symbol)
     with ctx.db() as conn:
-        value = keys.get_market_latest(cache, symbol)
-        cached = value is not None
-        if cached:
-            cache.record(True)
-        else:
-            value = market_cache.latest(cache, conn, symbol)
+        value, cached = market_cache.latest_lookup(cache, conn, symbol)
     if value is None:
         raise NotFound("bar", symbol)
     return LatestBarOut(**value.model_dump(), cached=cached)
