@@ -46,10 +46,9 @@ def module_schema_db(
 
 @pytest.fixture
 def conn(db: str) -> Iterator[psycopg.Connection]:
-    """An autocommit connection to a fresh migrated database, with the app search_path."""
-    from tradestore.db.connect import SEARCH_PATH
+    """An autocommit connection to a fresh migrated database, with the app's session
+    settings (search_path, statement timeout)."""
+    from tradestore.db.connect import connect
 
-    with psycopg.connect(
-        db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
-    ) as c:
+    with connect(db, autocommit=True) as c:
         yield c

@@ -7,6 +7,7 @@ disabled (`<name>@base`) one at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def _alembic(conninfo: str, **attributes: object) -> Iterator[Config]:
         engine.dispose()
 
 
+@functools.cache  # the revision files do not change while the process runs
 def _script() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", _script_location())

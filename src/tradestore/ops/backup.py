@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -85,8 +86,6 @@ def _pg_args(conninfo: str) -> list[str]:
 
 
 def _env(conninfo: str) -> dict[str, str]:
-    import os
-
     env = dict(os.environ)
     password = conninfo_to_dict(conninfo).get("password")
     if password:
