@@ -47,6 +47,7 @@ from tradestore.api.routes import (
     strategies,
     webhooks,
 )
+from tradestore.cache import invalidation
 from tradestore.cache.client import Cache, open_cache
 from tradestore.cache.ratelimit import Limit, RateLimiter
 from tradestore.config import Settings, get_settings
@@ -95,6 +96,15 @@ def create_app(
         if target is None:
             target, app.state.embedded_server = await asyncio.to_thread(resolve_conninfo, settings)
         dsn = session_conninfo(target, settings, application_name="tradestore-api")
+        own_cache = cache is None
+        app_cache = cache or await asyncio.to_thread(open_cache, settings)
+
+        async def attach_async(conn: Any) -> None:
+            await invalidation.attach_async(conn, app_cache)
+
+        def attach(conn: Any) -> None:
+            invalidation.attach(conn, app_cache)
+
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             dsn,
             min_size=1,
@@ -102,6 +112,7 @@ def create_app(
             kwargs={"autocommit": True},
             timeout=POOL_TIMEOUT,
             name="tradestore-api",
+            configure=attach_async,
             open=False,
         )
         sync_pool: ConnectionPool[Any] = ConnectionPool(
@@ -111,10 +122,9 @@ def create_app(
             kwargs={"autocommit": True},
             timeout=POOL_TIMEOUT,
             name="tradestore-api-sync",
+            configure=attach,
             open=False,
         )
-        own_cache = cache is None
-        app_cache = cache or await asyncio.to_thread(open_cache, settings)
         await pool.open(wait=False)
         await asyncio.to_thread(sync_pool.open, False)
         window = api_settings.API_RATE_LIMIT_WINDOW

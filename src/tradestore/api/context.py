@@ -10,8 +10,8 @@ request against the user's rate limit and returns a `UserContext`. Routes then d
 so each request runs under the user's identity (system.act_as re-reads the role and
 checks the session is live in the same transaction: a revocation or a role change made
 in SQL applies at once, whatever Redis holds). The transaction commits when the block
-ends; write-through cache hooks run after it, on `ctx.app_db()` (the application's
-own connection, which sees the committed row).
+ends; the pool's connections are attached to the cache (cache.invalidation), so the keys
+the commit made stale are dropped before the block returns.
 
 The routes are plain `def` functions: FastAPI runs them in its thread pool, and they use
 the synchronous domain code (trading, identity, cache) unchanged.
@@ -113,9 +113,9 @@ class UserContext:
 
     @contextmanager
     def app_db(self) -> Iterator[psycopg.Connection[Any]]:
-        """A connection as the application (autocommit): for cache hooks after a commit
-        and for checks the user's role may not run itself, always after the user's own
-        transaction proved the object is theirs."""
+        """A connection as the application (autocommit): for checks the user's role may
+        not run itself, always after the user's own transaction proved the object is
+        theirs."""
         with self.pool.connection() as conn:
             yield conn
 

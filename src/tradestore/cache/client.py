@@ -23,7 +23,7 @@ from redis.retry import Retry
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.config import Settings, get_settings
 
-__all__ = ["Cache", "open_cache", "purge", "purge_pattern"]
+__all__ = ["Cache", "existing_cache", "open_cache", "purge", "purge_pattern"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Cache:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._pending: set[str] = set()
+        self._pending_patterns: set[str] = set()
         self._scripts: dict[str, Any] = {}
         self.hits = 0
         self.misses = 0
@@ -85,7 +86,7 @@ class Cache:
         if not self.available:
             return default
         try:
-            if self._pending:
+            if self._pending or self._pending_patterns:
                 self._replay_invalidations()
             return op(self.redis)
         except _OUTAGE as exc:
@@ -117,6 +118,22 @@ class Cache:
                     self._pending.update(keys)
                 else:  # too much missed: start over from an empty cache
                     self._pending = {"*"}
+
+    def invalidate_pattern(self, pattern: str) -> None:
+        """Delete every key matching `pattern` (SCAN); if Redis is down, as soon as it is
+        back (before anything else is read)."""
+        done = self.run(lambda r: purge_pattern(r, pattern) >= 0, False, f"invalidate {pattern}")
+        if not done:
+            with self._lock:
+                self._pending_patterns.add(pattern)
+
+    def invalidate_mirrors(self) -> None:
+        """Delete every key that mirrors PostgreSQL (cache.client.purge), now or once Redis
+        is back: for when changes may have been missed."""
+        from tradestore.cache.keys import MIRROR_PATTERNS  # keys imports this module
+
+        for pattern in MIRROR_PATTERNS:
+            self.invalidate_pattern(pattern)
 
     def record(self, hit: bool) -> None:
         """Count a read-through lookup (for the cache hit ratio)."""
@@ -167,16 +184,23 @@ class Cache:
     def _replay_invalidations(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, set()
+            patterns, self._pending_patterns = self._pending_patterns, set()
         try:
             if "*" in pending:
                 purge(self.redis, everything=True)
             elif pending:
                 self.redis.delete(*pending)
+            for pattern in sorted(patterns):
+                purge_pattern(self.redis, pattern)
         except _OUTAGE:
             with self._lock:
                 self._pending |= pending
+                self._pending_patterns |= patterns
             raise
-        log.info("replayed %d cache invalidation(s) missed while redis was down", len(pending))
+        log.info(
+            "replayed %d cache invalidation(s) missed while redis was down",
+            len(pending) + len(patterns),
+        )
 
 
 def purge_pattern(client: redis.Redis, pattern: str) -> int:
@@ -218,3 +242,16 @@ def open_cache(settings: Settings | None = None, **kw: Any) -> Cache:
         dropped = cache.run(lambda r: purge(r), 0, "purge")
         log.info("embedded redis started: dropped %d stale mirror key(s)", dropped)
     return cache
+
+
+def existing_cache(settings: Settings | None = None, **kw: Any) -> Cache | None:
+    """The cache to keep current, without starting one: REDIS_URL's, or the embedded
+    server if it runs (an embedded server started later drops its mirror keys anyway).
+    None when there is nothing to keep current. For short-lived processes (the CLI)."""
+    settings = settings or get_settings()
+    if settings.REDIS_URL:
+        return Cache.from_url(settings.REDIS_URL, **kw)
+    server = EmbeddedRedis(settings.TRADESTORE_HOME)
+    if not server.is_running():
+        return None
+    return Cache.from_url(server.url, **kw)

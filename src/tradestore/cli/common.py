@@ -12,6 +12,8 @@ import psycopg
 import typer
 from rich.console import Console
 
+from tradestore.cache import invalidation
+from tradestore.cache.client import existing_cache
 from tradestore.config import Settings, SettingsError, get_settings
 from tradestore.db import migrate
 from tradestore.db.connect import resolve_conninfo
@@ -62,8 +64,16 @@ def database() -> Iterator[str]:
     """The conninfo of the configured database, starting the embedded server if needed
     (and stopping it afterwards if this command started it)."""
     conninfo, server = resolve_conninfo(settings())
+    # Connections this command opens drop the Redis keys their commits make stale, when
+    # there is a Redis to keep current (none is started for it): cache.invalidation.
+    cache = existing_cache(settings())
+    if cache is not None:
+        invalidation.install(cache)
     try:
         yield conninfo
     finally:
+        if cache is not None:
+            invalidation.uninstall()
+            cache.close()
         if server is not None:
             server.stop()

@@ -90,14 +90,16 @@ def up(
 
 
 def services(embedded: bool) -> dict:
-    """What `up` runs beside the database: the API server (webhooks, health), the
-    notification worker and the operational schedule."""
+    """What `up` runs beside the database: the API server (webhooks, health), the cache
+    invalidation listener, the notification worker and the operational schedule."""
     from tradestore.api.server import service as api_service
+    from tradestore.cache.invalidation import service as cache_service
     from tradestore.notify.worker import service as notify_service
 
     config = settings()
     return {
         "api": api_service,
+        "cache-invalidation": cache_service,
         "notify-worker": notify_service,
         "scheduler": make_service(default_jobs(config, embedded=embedded)),
     }

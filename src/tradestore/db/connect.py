@@ -7,6 +7,7 @@ and survive `RESET ALL`/`DISCARD ALL` (they become the session defaults).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -19,8 +20,11 @@ from tradestore.db.server import EmbeddedPostgres
 __all__ = [
     "APPLICATION_NAME",
     "SEARCH_PATH",
+    "ConnectHook",
+    "add_connect_hook",
     "connect",
     "make_pool",
+    "remove_connect_hook",
     "resolve_conninfo",
     "session_conninfo",
     "session_options",
@@ -28,6 +32,26 @@ __all__ = [
 
 SEARCH_PATH = "trade, account, market, brain, analytics, system, public"
 APPLICATION_NAME = "tradestore"
+
+ConnectHook = Callable[[psycopg.Connection[Any]], None]
+# Run on every new connection of `connect` and `make_pool`, in this process (e.g.
+# tradestore.cache.invalidation.install: the connection applies its own cache
+# invalidations as its commits return).
+_connect_hooks: list[ConnectHook] = []
+
+
+def add_connect_hook(hook: ConnectHook) -> None:
+    _connect_hooks.append(hook)
+
+
+def remove_connect_hook(hook: ConnectHook) -> None:
+    if hook in _connect_hooks:
+        _connect_hooks.remove(hook)
+
+
+def _run_connect_hooks(conn: psycopg.Connection[Any]) -> None:
+    for hook in list(_connect_hooks):
+        hook(conn)
 
 
 def _escape_option(value: str) -> str:
@@ -95,11 +119,19 @@ def make_pool(
     settings = settings or get_settings()
     max_size = max_size or settings.db_pool_max_size
     kw.setdefault("name", application_name)
+    configure = kw.pop("configure", None)
+
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        if configure is not None:
+            configure(conn)
+        _run_connect_hooks(conn)
+
     return ConnectionPool(
         session_conninfo(conninfo, settings, application_name=application_name),
         min_size=min(min_size, max_size),
         max_size=max_size,
         open=open,
+        configure=_configure,
         **kw,
     )
 
@@ -112,6 +144,12 @@ def connect(
     **kw: Any,
 ) -> psycopg.Connection[Any]:
     """A single connection with the same session settings as the pool's."""
-    return psycopg.connect(
+    conn = psycopg.connect(
         session_conninfo(conninfo, settings, application_name=application_name), **kw
     )
+    try:
+        _run_connect_hooks(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -3,7 +3,8 @@
 Row-level security shows a user their alerts and the alerts of nobody (system alerts);
 they may acknowledge their own. System alerts are acknowledged by admins (403 for others).
 After an acknowledgement the Redis list notifications:{user_id} that showed it is dropped
-and rebuilt from PostgreSQL on its next read.
+as the transaction commits (cache.invalidation) and rebuilt from PostgreSQL on its next
+read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from fastapi import APIRouter, Depends, Query
 from tradestore.api.context import UserContext, current_user
 from tradestore.api.paging import CursorParam, LimitParam, decode_cursor, split_page
 from tradestore.api.schemas import AcknowledgeOut, AlertOut, Page
-from tradestore.cache import notifications
 from tradestore.db.errors import NotFound
 from tradestore.identity.errors import Forbidden
 from tradestore.identity.rls import Role
@@ -76,5 +76,4 @@ def acknowledge(alert_id: int, ctx: UserContext = Depends(current_user)) -> Ackn
         if owner is None and ctx.principal.role is not Role.ADMIN:
             raise Forbidden("alert_id", "system alerts are acknowledged by an admin", alert_id)
         changed = alerts.acknowledge(conn, alert_id, by=ctx.principal.username)
-    notifications.on_alert_changed(ctx.cache, owner)
     return AcknowledgeOut(alert_id=alert_id, acknowledged=changed)

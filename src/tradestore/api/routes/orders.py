@@ -110,8 +110,6 @@ def submit(
         # created_at defaults to now(), the transaction's start: an older order is the
         # one an active idempotency key already named.
         created = conn.execute("SELECT %s::timestamptz >= now()", (row["created_at"],)).fetchone()
-    with ctx.app_db() as app:
-        order_cache.on_order_changed(ctx.cache, app, order_id)
     response.headers["Location"] = f"/api/v1/orders/{order_id}"
     if not (created and created[0]):
         response.status_code = status.HTTP_200_OK
@@ -124,8 +122,6 @@ def cancel(order_id: int, ctx: UserContext = Depends(current_user)) -> OrderOut:
     with ctx.db() as conn:
         orders.cancel_order(conn, order_id)
         row = _get(conn, order_id)
-    with ctx.app_db() as app:
-        order_cache.on_order_changed(ctx.cache, app, order_id)
     return OrderOut.model_validate(row)
 
 
