@@ -117,29 +117,35 @@ def test_portfolio_positions_balances_ledger(
 
 
 # ----------------------------------------------------------------------------- orders
-def test_submit_is_idempotent_and_written_through(
+def test_submit_is_idempotent_and_keeps_the_cache_current(
     client: TestClient, world: World, redis_cache: Cache
 ) -> None:
     h = bearer(login(client, "alice"))
+    warmed = client.get(f"{API}/orders/{world.alice.open_order_id}/status", headers=h)
+    assert warmed.status_code == 200
+    assert redis_cache.redis.exists(keys.order_status_key(world.alice.open_order_id))
     created = client.post(f"{API}/orders", headers=h, json=_order(world, idempotency_key="k-1"))
     assert created.status_code == 201, created.text
     order = created.json()
     assert created.headers["location"] == f"{API}/orders/{order['id']}"
     assert (order["status"], order["source"], order["price"]) == ("NEW", "API", "35000")
 
-    # write-through: the order's keys are current right after the commit
-    cached = keys.get_order_status(redis_cache, order["id"])
-    assert cached is not None and cached.status == "NEW" and cached.user_id == world.alice.user_id
+    # the commit dropped what it made stale (cache.invalidation): the user's active set
+    assert keys.get_active_orders(redis_cache, world.alice.user_id) is None
 
     again = client.post(f"{API}/orders", headers=h, json=_order(world, idempotency_key="k-1"))
     assert again.status_code == 200 and again.json()["id"] == order["id"]
 
     status = client.get(f"{API}/orders/{order['id']}/status", headers=h).json()
+    assert status["cached"] is False and status["status"] == "NEW"  # rebuilt from PostgreSQL
+    status = client.get(f"{API}/orders/{order['id']}/status", headers=h).json()
     assert status["cached"] is True and status["status"] == "NEW"
 
     canceled = client.post(f"{API}/orders/{order['id']}/cancel", headers=h)
     assert canceled.status_code == 200 and canceled.json()["status"] == "CANCELED"
-    assert keys.get_order_status(redis_cache, order["id"]).status == "CANCELED"
+    assert keys.get_order_status(redis_cache, order["id"]) is None  # the stale NEW is gone
+    status = client.get(f"{API}/orders/{order['id']}/status", headers=h).json()
+    assert (status["cached"], status["status"]) == (False, "CANCELED")
     assert client.post(f"{API}/orders/{order['id']}/cancel", headers=h).status_code == 200
 
     # read-through after a flush: PostgreSQL answers and the key comes back
