@@ -1,9 +1,10 @@
 """Market data through Redis: market:{symbol}:latest (5s), ticker:{symbol} and
 orderbook:{symbol} (1s), candle:{symbol}:{tf}:{ts} (1h).
 
-Ingest calls the `on_*` functions after its transaction committed (write-through); the
-readers take the key, and on a miss (expired, flushed, Redis down) read PostgreSQL and
-put the key back. {symbol} is `<exchange>:<exchange symbol>` (see cache.keys).
+Writes are kept current by cache.invalidation (the database announces every committed
+change and its keys are dropped); the `on_*` functions remain for code that wants to push
+a value it committed itself. The readers take the key, and on a miss (expired, flushed,
+dropped, Redis down) read PostgreSQL and put the key back. {symbol} is `<exchange>:<exchange symbol>` (see cache.keys).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Orders through Redis: order:{id}:status and user:{id}:active_orders.
 
-The trading code calls `on_order_changed` after the transaction that submitted, filled,
-canceled or expired an order committed; it reads the committed row and updates both keys.
-Readers get the key, or PostgreSQL on a miss (and the key is rebuilt).
+Every committed submit, fill, cancel or expiry drops both keys (cache.invalidation, from
+a trigger on trade.orders); `on_order_changed` remains to push a committed row's value
+explicitly. Readers get the key, or PostgreSQL on a miss (and the key is rebuilt).
 
 Cached entries are shared by every reader, so the getters take the acting user's id and
 answer None for another user's order, as row-level security does in the database.
