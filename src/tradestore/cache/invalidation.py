@@ -225,7 +225,7 @@ class Listener:
                 if self.conn is None or self.conn.closed:
                     self.listen()
                 self.poll(poll)
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:  # the server restarted, a network blip, ...
                 log.warning("cache listener lost its connection (%s); retrying", exc)
                 self.close()
                 stop.wait(retry)
