@@ -1,5 +1,7 @@
 -- Trading core (seed 001 pipeline: order -> execution -> position -> ledger), with the
 -- columns of seeds 002, 003 and 004 unified into one table per concept.
+-- Revision 0013 (apply_fill_fast_path.sql) restates the is_finite CHECKs of orders, executions,
+-- positions and transactions with the function body written out (same names and rules).
 
 -- An account holds money at one exchange. Seed 004's portfolio and 003's portfolios are
 -- the same concept and are served by views over this table (portfolio_id = accounts.id).
