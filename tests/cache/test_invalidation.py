@@ -18,13 +18,14 @@ from typer.testing import CliRunner
 
 from tests.inbound.conftest import LISTING, SECRET, alert, post
 from tests.trading.desk import Desk, build_desk
-from tradestore.cache import invalidation, keys, market, notifications, strategies
+from tradestore.cache import invalidation, keys, market, notifications, strategies, users
 from tradestore.cache import orders as order_cache
 from tradestore.cache.client import Cache
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.cli import trading as trading_cli
 from tradestore.config import get_settings
 from tradestore.db.connect import connect
+from tradestore.identity.users import update_profile
 from tradestore.market.ingest import ingest_candles, ingest_order_books, ingest_tickers
 from tradestore.trading import apply_fill, cancel_order, expire_orders, reconcile, submit_order
 from tradestore.trading.reconcile import parse_snapshot
@@ -105,6 +106,17 @@ def test_a_strategy_fill_drops_the_strategy_keys(
     )
     found = strategies.signals(redis_cache, conn, strategy)
     assert found is not None and [s.data for s in found] == [{"action": "buy"}]
+
+
+def test_a_profile_update_drops_the_cached_preferences(
+    redis_cache: Cache, conn: psycopg.Connection[Any], desk: Desk, writer: psycopg.Connection[Any]
+) -> None:
+    update_profile(writer, desk.user_id, {"preferences": {"theme": "light"}})
+    assert users.preferences(redis_cache, conn, desk.user_id) == {"theme": "light"}
+    assert keys.get_preferences(redis_cache, desk.user_id) == {"theme": "light"}  # warmed
+    update_profile(writer, desk.user_id, {"preferences": {"theme": "dark"}})
+    assert keys.get_preferences(redis_cache, desk.user_id) is None
+    assert users.preferences(redis_cache, conn, desk.user_id) == {"theme": "dark"}
 
 
 def test_a_rolled_back_write_leaves_the_cache_untouched(

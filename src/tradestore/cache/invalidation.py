@@ -91,6 +91,8 @@ def stale_keys(change: dict[str, Any]) -> tuple[list[str], list[str]]:
             patterns.append("notifications:*")
         else:
             found.append(keys.notifications_key(int(change["user"])))
+    elif kind == "preferences":
+        found.append(keys.preferences_key(int(change["user"])))
     elif kind == "ticker":
         found.append(keys.ticker_key(change["symbol"]))
     elif kind == "orderbook":

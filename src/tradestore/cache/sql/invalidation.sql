@@ -12,7 +12,8 @@
 -- (read-your-writes). Every other session's changes go to 'tradestore_cache', which the
 -- listener in `tradestore up` applies. Each change is applied by exactly one process.
 --
--- Row triggers where a statement touches few rows (orders, strategies, alerts, outbox);
+-- Row triggers where a statement touches few rows (orders, strategies, alerts, profiles,
+-- outbox);
 -- statement triggers over transition tables, one NOTIFY per listing and timeframe, where
 -- a statement touches many (candles, tickers, order books, strategy executions).
 
@@ -92,6 +93,19 @@ END;
 $$;
 CREATE TRIGGER tr_alerts_cache AFTER INSERT OR UPDATE OR DELETE ON system.alerts
     FOR EACH ROW EXECUTE FUNCTION system.cache_alert_changed();
+
+-------------------------------------------------------------------------- profiles
+-- user:{id}:preferences (identity.users.update_profile, or any UPDATE of the profile).
+CREATE OR REPLACE FUNCTION system.cache_profile_changed()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM system.cache_notify(json_build_object(
+        'kind', 'preferences', 'user', CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END)::text);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tr_user_profiles_cache AFTER INSERT OR UPDATE OR DELETE ON account.user_profiles
+    FOR EACH ROW EXECUTE FUNCTION system.cache_profile_changed();
 
 -- telegram_queue: a hint for the worker (the outbox row's status decides).
 CREATE OR REPLACE FUNCTION system.cache_outbox_enqueued()

@@ -4,6 +4,7 @@ DROP TRIGGER IF EXISTS tr_orders_cache_upd ON trade.orders;
 DROP TRIGGER IF EXISTS tr_strategies_cache ON analytics.strategies;
 DROP TRIGGER IF EXISTS tr_strategy_executions_cache ON analytics.strategy_executions;
 DROP TRIGGER IF EXISTS tr_alerts_cache ON system.alerts;
+DROP TRIGGER IF EXISTS tr_user_profiles_cache ON account.user_profiles;
 DROP TRIGGER IF EXISTS tr_outbox_cache ON system.notification_outbox;
 DROP TRIGGER IF EXISTS tr_candles_cache_ins ON market.candles;
 DROP TRIGGER IF EXISTS tr_candles_cache_upd ON market.candles;
