@@ -13,13 +13,7 @@ import psycopg
 from alembic import context, op
 from psycopg import sql
 
-from tradestore.db.sqlfiles import (
-    SqlObject,
-    created_objects,
-    execute_script,
-    function_definitions,
-    read,
-)
+from tradestore.db.sqlfiles import SqlObject, created_objects, execute_script, read
 
 BACKUP_SCHEMA = "zz_backup"
 
@@ -49,12 +43,6 @@ def apply(*files: str) -> None:
     conn = _raw_connection()
     for path in files:
         execute_script(conn, read(path))
-
-
-def restore_functions(path: str, *names: str) -> None:
-    """Downgrade step of a revision that replaced functions: run their definitions again
-    as the earlier file has them."""
-    execute_script(_raw_connection(), function_definitions(read(path), *names))
 
 
 def revert(*files: str) -> None:
