@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
-__all__ = ["PG_EPOCH_US", "copy_in_float_rows", "copy_out_fixed"]
+__all__ = ["COPY_HEADER", "COPY_TRAILER", "PG_EPOCH_US", "copy_in_float_rows", "copy_out_fixed"]
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER = _SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_TRAILER = b"\xff\xff"
+COPY_HEADER = _SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+COPY_TRAILER = b"\xff\xff"
 # timestamptz in binary is microseconds since 2000-01-01 00:00 UTC.
 PG_EPOCH_US = 946_684_800_000_000
 
@@ -49,7 +49,7 @@ def copy_out_fixed(
     if not payload.startswith(_SIGNATURE):
         raise ValueError("not a binary COPY stream")
     ext = int.from_bytes(payload[15:19], "big")
-    body = payload[19 + ext : len(payload) - len(_TRAILER)]
+    body = payload[19 + ext : len(payload) - len(COPY_TRAILER)]
     dtype = _row_dtype(kinds)
     if len(body) % dtype.itemsize:
         raise ValueError("binary COPY rows are not fixed-width (a NULL?)")
@@ -86,7 +86,7 @@ def copy_in_float_rows(
         conn.cursor() as cur,
         cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
-        copy.write(_HEADER)
+        copy.write(COPY_HEADER)
         for start in range(0, n, chunk_rows):
             stop = min(start + chunk_rows, n)
             rows = np.empty(stop - start, dtype=dtype)
@@ -97,4 +97,4 @@ def copy_in_float_rows(
             for i, column in enumerate(values, start=1):
                 rows[f"f{i}"] = column[start:stop]
             copy.write(rows.tobytes())
-        copy.write(_TRAILER)
+        copy.write(COPY_TRAILER)

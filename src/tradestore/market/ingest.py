@@ -8,6 +8,10 @@ row, writes the good ones and lists the bad ones. Nothing is half-written: the b
 good rows are committed together or not at all. Re-ingesting the same data adds nothing;
 a row that differs from the stored one replaces it (for candles this invalidates the
 rollup buckets and indicators computed from the old bar).
+
+Candles have a fast path (tradestore.market.candle_copy): a plainly good batch for a span
+the series holds no bars in is binary-COPYed straight into market.candles, inside a
+savepoint; anything the database refuses there falls back to the staged merge.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ from psycopg import sql
 
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
+from tradestore.market.candle_copy import copy_candles, fast_path_columns
 from tradestore.market.listings import resolve_listing
 from tradestore.market.readers import KINDS, StagedBatch, read_batch
-from tradestore.market.timeframes import timeframe_delta
+from tradestore.market.timeframes import timeframe_delta, timeframe_us
 
 __all__ = [
     "IngestReport",
     "Progress",
     "Rejected",
     "copy_batch",
+    "copy_candles_directly",
     "ingest",
     "ingest_candles",
     "ingest_order_books",
@@ -83,6 +89,9 @@ class IngestReport:
     rejected: list[Rejected] = field(default_factory=list)
     partitions_made: int = 0
     seconds: float = 0.0
+    # How the rows went in: "copy" (candles' fast path, straight into the table) or
+    # "merge" (staged, checked row by row in SQL, merged).
+    method: str = "merge"
 
     @property
     def written(self) -> int:
@@ -194,6 +203,42 @@ def stage_and_merge(
     return int(staged), int(inserted), int(updated), int(unchanged), rejects
 
 
+def copy_candles_directly(
+    conn: psycopg.Connection[Any],
+    batch: StagedBatch,
+    listing_id: int,
+    timeframe: str,
+    progress: Progress | None = None,
+) -> tuple[int, int, int, int, list[Rejected]] | None:
+    """The fast path, in the caller's transaction: COPY a plainly good candle batch
+    straight into market.candles when the series has no bars in the batch's span.
+    Returns the counts as stage_and_merge does, or None (nothing written) when the batch
+    needs the staged merge: a row that might break a rule, bars already stored in the
+    span, or anything the database refused."""
+    step_us = timeframe_us(timeframe)
+    columns = fast_path_columns(batch.frame, step_us)
+    if columns is None:
+        return None
+    times = batch.frame["t"]
+    stored = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM market.candles c
+                           WHERE c.exchange_instrument_id = %s AND c.timeframe = %s
+                             AND c."time" >= market.epoch_us_time(%s)
+                             AND c."time" <= market.epoch_us_time(%s))""",
+        (listing_id, timeframe, times.min(), times.max()),
+    ).fetchone()
+    if stored is None or stored[0]:
+        return None
+    try:
+        with conn.transaction():
+            copy_candles(conn, batch.frame, listing_id, timeframe, columns, progress)
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
+        # Refused by a constraint or the statement trigger (or a bar written meanwhile):
+        # the savepoint undid the COPY; the staged merge reports row by row.
+        return None
+    return len(batch), len(batch), 0, 0, []
+
+
 def ingest(
     target: str | psycopg.Connection[Any],
     kind: str,
@@ -229,9 +274,14 @@ def ingest(
             with conn.transaction():
                 made = ensure_partitions(conn, batch.kind.table, batch)
             with conn.transaction():
-                staged, inserted, updated, unchanged, rejects = stage_and_merge(
-                    conn, batch, listing_id, timeframe, progress
-                )
+                counts = None
+                method = "merge"
+                if kind == "candles" and timeframe is not None:
+                    counts = copy_candles_directly(conn, batch, listing_id, timeframe, progress)
+                    method = "copy" if counts is not None else method
+                if counts is None:
+                    counts = stage_and_merge(conn, batch, listing_id, timeframe, progress)
+                staged, inserted, updated, unchanged, rejects = counts
     except psycopg.Error as exc:
         raise translate(exc) from exc
     return IngestReport(
@@ -246,6 +296,7 @@ def ingest(
         rejected=rejects,
         partitions_made=made,
         seconds=time.perf_counter() - started,
+        method=method,
     )
 
 

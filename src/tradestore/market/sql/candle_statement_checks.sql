@@ -1,6 +1,6 @@
--- Revision 0015_candle_statement_checks (issue 5's ingest goal): two per-row costs of
--- writing market.candles move into the statement trigger market.candles_changed, which
--- already groups each statement's rows by series.
+-- Revision 0015_candle_statement_checks (issue 5's ingest goal): per-row costs of writing
+-- market.candles go. Two move into the statement trigger market.candles_changed, which
+-- already groups each statement's rows by series; the third is the key's column order.
 --
 -- 1. CHECK chk_candles_timeframe ran a regular expression on every row (about 1.2 s per
 --    million rows in a bulk COPY). The trigger now checks each series' timeframe once, with
@@ -10,9 +10,19 @@
 --    second time to find the span each statement touched. market.candles_changed now sends
 --    that notification from its own loop (same payload, same rows: for UPDATE the union of
 --    old and new rows), and the separate triggers go.
--- The downgrade (candle_statement_checks_undo.sql) puts both back as they were.
+-- 3. The primary key becomes (exchange_instrument_id, "time", timeframe). As (listing,
+--    timeframe, time) every comparison of a B-tree insert's descent compared the varchar
+--    timeframe before reaching the time; now the time decides almost every comparison.
+--    Measured on a 1M-row binary COPY: 1.1-1.4 s less per million rows, about as fast as
+--    a two-column key. Same uniqueness, and ON CONFLICT (listing, timeframe, time) still
+--    infers it (column order does not matter there). Scans of one series by time range
+--    read the listing's other timeframes in that range too, filtered inside the index:
+--    1/60 more entries for a listing that also has 1h bars, nothing when it has one.
+-- The downgrade (candle_statement_checks_undo.sql) puts all three back as they were.
 
 ALTER TABLE market.candles DROP CONSTRAINT chk_candles_timeframe;
+ALTER TABLE market.candles DROP CONSTRAINT candles_pkey;
+ALTER TABLE market.candles ADD CONSTRAINT candles_pkey PRIMARY KEY (exchange_instrument_id, "time", timeframe);
 DROP TRIGGER tr_candles_cache_ins ON market.candles;
 DROP TRIGGER tr_candles_cache_upd ON market.candles;
 DROP TRIGGER tr_candles_cache_del ON market.candles;

@@ -1,6 +1,9 @@
 -- Downgrade of candle_statement_checks.sql (revision 0015): the per-row timeframe CHECK,
--- the separate cache trigger and market.candles_changed as revision 0008 made it.
+-- the separate cache trigger, the key order and market.candles_changed as revisions 0008
+-- and 0014 made them.
 
+ALTER TABLE market.candles DROP CONSTRAINT candles_pkey;
+ALTER TABLE market.candles ADD CONSTRAINT candles_pkey PRIMARY KEY (exchange_instrument_id, timeframe, "time");
 ALTER TABLE market.candles ADD CONSTRAINT chk_candles_timeframe CHECK (timeframe ~ '^[1-9][0-9]{0,3}(m|h|d|w)$');
 
 CREATE OR REPLACE FUNCTION market.candles_changed()
