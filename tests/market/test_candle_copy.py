@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from tests.market.helpers import bars, make_listing, stored
-from tradestore.market.candle_copy import fast_path_columns
+from tradestore.market import ingest
+from tradestore.market.candle_copy import plain_batch
 from tradestore.market.ingest import ingest_candles
 from tradestore.market.readers import read_batch
 
@@ -30,9 +31,12 @@ EXACT = [
     "9999.9999",
     "10000.0001",
     "007.500",
-    "123456789012345678.1234567890123456",
-    "0.0000000000000001",
+    "0.000000000000001",
     "5",
+    ".5",
+    "1.",
+    "+2.50",
+    "999999999999.999",
 ]
 
 
@@ -90,23 +94,35 @@ def test_fast_path_and_staged_merge_store_identical_rows(conn: psycopg.Connectio
     assert series[0][1:] == series[1][1:]
 
 
-def test_a_near_tie_the_float_check_misjudges_is_refused_by_the_table_and_reported(
-    conn: psycopg.Connection,
+def test_a_refused_copy_is_undone_and_the_batch_merged_instead(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """high 1000000.00000000001 < open 1000000.00000000002, but both are 1e6 as floats: the
-    fast path tries, chk_candles_ohlc refuses, the savepoint undoes the COPY and the staged
-    merge reports that row and keeps the others."""
+    """Another session may write bars into the span between the check and the COPY. Here
+    the check is made to miss the stored bars: the COPY hits the primary key, the
+    savepoint undoes it, and the staged merge counts the stored bars as unchanged."""
     listing = make_listing(conn)
-    rows = [_bar(i, "1000000") for i in range(5)]
-    rows[2].update(open="1000000.00000000002", high="1000000.00000000001")
-    batch = read_batch(rows, "candles")
-    assert fast_path_columns(batch.frame, MINUTE_US) is not None  # the fast path is tried
+    rows = bars(10)
+    assert ingest_candles(conn, rows[:4], listing_id=listing).method == "copy"
+    monkeypatch.setattr(ingest, "span_has_bars", lambda *args: False)
     report = ingest_candles(conn, rows, listing_id=listing)
-    assert report.method == "merge"
-    assert report.inserted == 4
-    [bad] = report.rejected
-    assert (bad.line, bad.field, bad.rule) == (3, "high", "must be >= max(open, close)")
-    assert len(stored(conn, listing)) == 4
+    assert (report.method, report.inserted, report.unchanged, report.rejected) == (
+        "merge",
+        6,
+        4,
+        [],
+    )
+    assert len(stored(conn, listing)) == 10
+
+
+def test_float_comparisons_are_exact_on_the_fast_paths_domain() -> None:
+    """Decimals whose digits form an integer below 2**50 keep their order as doubles, so
+    the comparisons that route a batch cannot misjudge a near-tie there; longer texts go
+    staged, where PostgreSQL compares NUMERICs."""
+    rows = [_bar(i, "1000000") for i in range(3)]
+    rows[1].update(open="1000000.00000002", high="1000000.00000001")  # 15 digits, high < open
+    assert plain_batch(read_batch(rows, "candles").frame, MINUTE_US) is None
+    rows[1].update(open="1000000.000000002", high="1000000.000000001")  # 16, below 2**50
+    assert plain_batch(read_batch(rows, "candles").frame, MINUTE_US) is None
 
 
 @pytest.mark.parametrize(
@@ -114,7 +130,12 @@ def test_a_near_tie_the_float_check_misjudges_is_refused_by_the_table_and_report
     [
         ({"open": "-1"}, "a sign"),
         ({"open": " 1"}, "a space"),
-        ({"volume": "NaN"}, "not a plain decimal"),
+        ({"volume": "NaN"}, "not a number"),
+        ({"volume": "1.5e2"}, "an exponent"),
+        ({"volume": "-0.5"}, "a negative volume"),
+        ({"high": "Infinity"}, "not finite"),
+        ({"close": "1.0000000000000001"}, "more fraction digits than kept exact"),
+        ({"close": "12345678901234567"}, "more digits than kept exact"),
         ({"low": "0"}, "a price that is not positive"),
         ({"high": "0.5"}, "high below open"),
         ({"vwap": "1"}, "vwap in some rows only"),
@@ -127,7 +148,7 @@ def test_batches_that_might_break_a_rule_take_the_staged_path(
     rows = [_bar(i, "1") for i in range(3)]
     rows[1].update(change)
     frame = read_batch(rows, "candles").frame
-    assert fast_path_columns(frame, MINUTE_US) is None, why
+    assert plain_batch(frame, MINUTE_US) is None, why
 
 
 def test_duplicate_times_take_the_staged_path_and_are_reported(conn: psycopg.Connection) -> None:

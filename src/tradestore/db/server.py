@@ -317,6 +317,15 @@ class EmbeddedPostgres:
             "password_encryption": _conf_str("scram-sha-256"),
             # Lets `tradestore backup base --incremental` take incremental base backups.
             "summarize_wal": "on",
+            # Bulk ingest writes about 250 MB of WAL per million bars. With the default
+            # 4 MB of WAL buffers the writing backend stalls to write WAL itself; with 64
+            # MB the WAL writer does it on another core (a 1M-bar COPY into market.candles
+            # took 10-15% less time). 256 MB of shared buffers (the default is 128 MB)
+            # keeps the indexes being appended to in memory. Both are modest for the
+            # machine a solo developer runs this on; ALTER SYSTEM overrides them.
+            "shared_buffers": "256MB",
+            "wal_buffers": "64MB",
+            "max_wal_size": "2GB",
         }
         if self.wal_archive is not None:
             # basic_archive (bundled) copies each segment atomically and fsyncs it, which a

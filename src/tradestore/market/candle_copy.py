@@ -9,9 +9,12 @@ into market.candles in one COPY, inside a savepoint.
 The database stays the judge. The checks here only decide whether the fast path is worth
 trying; the rows still pass the table's constraints and market.candles_changed (listing,
 timeframe, series bookkeeping, rollup invalidation, cache). If anything refuses a row (a
-value the float comparison here misjudged, a bar another session wrote meanwhile), the
-savepoint is rolled back and the batch goes through the staged merge, which reports every
-bad row by line, field and rule.
+bar another session wrote meanwhile, an unknown listing), the savepoint is rolled back
+and the batch goes through the staged merge, which reports every bad row by line, field
+and rule. The comparisons here use floats, which is exact on the fast path's domain:
+decimals whose digits, point removed, form an integer below 2**50 (every decimal of up to
+15 digits; longer ones go staged) differ by at least 2**-50 of their size, far more than
+a double's rounding, so their nearest doubles compare as they do.
 
 Numbers are sent exactly as their decimal text, never through a float: "0.10" becomes the
 NUMERIC 0.10 with display scale 2, as numeric_in would make it.
@@ -20,6 +23,7 @@ NUMERIC 0.10 with display scale 2, as numeric_in would make it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,16 +33,41 @@ from psycopg.copy import QueuedLibpqWriter
 
 from tradestore.market.binary import COPY_HEADER, COPY_TRAILER, PG_EPOCH_US
 
-__all__ = ["copy_candles", "fast_path_columns"]
+__all__ = ["PlainBatch", "copy_candles", "plain_batch"]
 
 _PRICES = ("open", "high", "low", "close")
-# Plain decimals only (what exchanges and CSV exports write); anything else, such as an
-# exponent, a sign or spaces, takes the staged path, where PostgreSQL parses it.
-_DECIMAL = r"^[0-9]{1,18}(\.[0-9]{1,16})?$"
-_COUNT = r"^[0-9]{1,9}$"
 _TIME_LOW, _TIME_HIGH = -2_208_988_800_000_000, 7_258_118_400_000_000  # 1900 .. 2200
 _GRID_ORIGIN_US = 946_857_600_000_000  # 2000-01-03 00:00 UTC, market.timeframe_bucket's origin
+_MAX_SCALE = 15  # fraction digits kept exact by the arithmetic of _plain_decimals
+_EXACT_BELOW = 2.0**50
 _SLICE = 100_000
+
+
+@dataclass(frozen=True)
+class PlainDecimals:
+    """A column of plain decimal texts split into integers: whole part, fraction digits
+    as an integer, and the number of fraction digits (the NUMERIC display scale)."""
+
+    whole: np.ndarray
+    fraction: np.ndarray
+    scale: np.ndarray
+    approx: np.ndarray  # the nearest floats, for routing decisions only
+
+
+@dataclass(frozen=True)
+class PlainBatch:
+    """A candle batch every row of which plainly passes the ingest rules, ready to COPY."""
+
+    times_us: np.ndarray
+    decimals: dict[str, PlainDecimals]
+    trade_count: np.ndarray | None
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.decimals, *(["trade_count"] if self.trade_count is not None else [])]
+
+    def __len__(self) -> int:
+        return len(self.times_us)
 
 
 def _full(frame: pl.DataFrame, column: str) -> bool:
@@ -49,141 +78,185 @@ def _empty(frame: pl.DataFrame, column: str) -> bool:
     return frame[column].null_count() == frame.height
 
 
-def fast_path_columns(frame: pl.DataFrame, step_us: int) -> list[str] | None:
-    """The value columns to COPY when every row of the staged candle frame plainly passes
+def _plain_decimals(frame: pl.DataFrame, columns: list[str]) -> dict[str, PlainDecimals] | None:
+    """The columns' texts as exact decimals, or None when one is not a plain decimal
+    (digits with at most one point, perhaps a sign: no exponent, space, NaN or Infinity)
+    or has more digits than the int64 arithmetic here carries exactly.
+
+    The text is parsed as a float, then its digits are recovered exactly: for a text of m
+    digits with s after the point, float(text) * 10**s is within m * 2**-52 of m, so
+    rounding gives m back whenever m < 2**50 (below 0.25 away). Larger numbers take the
+    staged path, where PostgreSQL parses the text itself."""
+    exprs: list[pl.Expr] = []
+    for c in columns:
+        text = pl.col(c)
+        point = text.str.find(".", literal=True)
+        exprs += [
+            # An exponent would change the scale counted below ("1.5e2" is 150, not 150.000);
+            # signs, NaN and Infinity are refused by the value checks of plain_batch.
+            (text.str.contains("e", literal=True) | text.str.contains("E", literal=True))
+            .any()
+            .alias(f"{c}.odd"),
+            text.cast(pl.Float64, strict=False).alias(f"{c}.value"),
+            pl.when(point.is_null())
+            .then(0)
+            .otherwise(text.str.len_bytes().cast(pl.Int64) - point - 1)
+            .cast(pl.Int16)
+            .alias(f"{c}.scale"),
+        ]
+    parsed = frame.select(exprs)
+    out: dict[str, PlainDecimals] = {}
+    for c in columns:
+        value = parsed[f"{c}.value"]
+        if parsed[f"{c}.odd"][0] or value.null_count():
+            return None
+        scale = parsed[f"{c}.scale"].to_numpy()
+        if scale.max() > _MAX_SCALE:
+            return None
+        power = 10 ** scale.astype(np.int64)
+        floats = value.to_numpy()
+        digits = np.rint(floats * power)
+        if not (digits < _EXACT_BELOW).all():
+            return None
+        digits = digits.astype(np.int64)
+        out[c] = PlainDecimals(digits // power, digits % power, scale, floats)
+    return out
+
+
+def plain_batch(frame: pl.DataFrame, step_us: int) -> PlainBatch | None:
+    """The batch split for COPY when every row of the staged candle frame plainly passes
     the ingest rules (times present, in range, on the grid and unique; prices positive
     plain decimals with high >= max(open, close) and low <= min(open, close); volume a
-    plain decimal; vwap and trade_count all present and well-formed or all absent), else
-    None. Comparisons use floats: a misjudged near-tie is caught by the table's CHECK."""
+    plain decimal; vwap within [low, high] and trade_count a whole number, each all
+    present or all absent), else None. Comparisons use floats: a misjudged near-tie is
+    caught by the table's CHECK."""
     if frame.height == 0:
         return None
-    columns = [*_PRICES, "volume"]
+    names = [*_PRICES, "volume"]
     for optional in ("vwap", "trade_count"):
         if _full(frame, optional):
-            columns.append(optional)
+            names.append(optional)
         elif not _empty(frame, optional):
             return None
     if not all(_full(frame, c) for c in ("t", *_PRICES, "volume")):
         return None
+    decimals = [c for c in names if c != "trade_count"]
     t = pl.col("t")
-    decimals = [c for c in columns if c != "trade_count"]
-    checks = [
-        t.is_between(_TIME_LOW, _TIME_HIGH, closed="left").all(),
-        ((t - _GRID_ORIGIN_US) % step_us == 0).all(),
-        t.n_unique() == pl.len(),
-        *(pl.col(c).str.contains(_DECIMAL).all() for c in decimals),
+    exprs = [
+        t.is_between(_TIME_LOW, _TIME_HIGH, closed="left").all().alias("in_range"),
+        ((t - _GRID_ORIGIN_US) % step_us == 0).all().alias("on_grid"),
+        (t.n_unique() == pl.len()).alias("unique"),
     ]
-    if "trade_count" in columns:
-        checks.append(pl.col("trade_count").str.contains(_COUNT).all())
-    if not all(frame.select(e.alias(f"c{i}") for i, e in enumerate(checks)).row(0)):
+    if "trade_count" in names:
+        n = pl.col("trade_count").cast(pl.Int32, strict=False)
+        exprs.append((n.is_not_null() & (n >= 0)).all().alias("counts"))
+    if not all(frame.select(exprs).row(0)):
         return None
-    o, h, lo, c = (pl.col(x).cast(pl.Float64) for x in _PRICES)
-    values = [
-        (lo > 0).all(),
-        (h >= pl.max_horizontal(o, c)).all(),
-        (lo <= pl.min_horizontal(o, c)).all(),
-    ]
-    if "vwap" in columns:
-        vw = pl.col("vwap").cast(pl.Float64)
-        values.append(((vw >= lo) & (vw <= h)).all())
-    if not all(frame.select(e.alias(f"c{i}") for i, e in enumerate(values)).row(0)):
+    parts = _plain_decimals(frame, decimals)
+    if parts is None:
         return None
-    return columns
+    o, h, lo, c = (parts[x].approx for x in _PRICES)
+    good = (lo > 0) & (h >= np.maximum(o, c)) & (lo <= np.minimum(o, c)) & (h < np.inf)
+    good &= parts["volume"].approx >= 0
+    if "vwap" in parts:
+        vw = parts["vwap"].approx
+        good &= (vw >= lo) & (vw <= h)
+    if not good.all():
+        return None
+    counts = None
+    if "trade_count" in names:
+        counts = frame["trade_count"].cast(pl.Int32).to_numpy()
+    return PlainBatch(frame["t"].to_numpy(), parts, counts)
 
 
-def _numeric_fields(text: pl.Series) -> tuple[np.ndarray, np.ndarray, int]:
-    """Plain decimal texts as PostgreSQL binary NUMERIC of one width for the whole
-    column: (dscale per value, base-10000 digits per value, most significant first, and
-    the weight of the first digit).
-    Leading and trailing zero digits are allowed in the binary form; the server strips
-    them (numeric_recv -> make_result), so "7" and "0007.0000" are the same number."""
-    parts = text.str.split_exact(".", 1)
-    whole = parts.struct.field("field_0")
-    frac = parts.struct.field("field_1").fill_null("")
-    dscale = frac.str.len_chars().cast(pl.Int16).to_numpy()
-    int_groups = max(1, -(-int(whole.str.len_chars().max()) // 4))  # type: ignore[arg-type]
-    frac_groups = -(-int(dscale.max()) // 4)
-    groups = []
-    number = whole.cast(pl.Int64).to_numpy()
-    for k in range(int_groups - 1, -1, -1):
-        groups.append((number // 10_000**k) % 10_000)
-    if frac_groups:
-        number = frac.str.pad_end(4 * frac_groups, "0").cast(pl.Int64).to_numpy()
-        for k in range(frac_groups - 1, -1, -1):
-            groups.append((number // 10_000**k) % 10_000)
-    return dscale, np.stack(groups, axis=1), int_groups - 1
+def _groups(value: np.ndarray, count: int) -> list[np.ndarray]:
+    """The `count` base-10000 digits of non-negative int64 values, most significant first."""
+    return [(value // 10_000**k) % 10_000 for k in range(count - 1, -1, -1)]
 
 
-def _encode(
-    frame: pl.DataFrame, listing_id: int, timeframe: str, columns: list[str]
-) -> Iterator[bytes]:
-    """Binary COPY rows of (exchange_instrument_id, timeframe, time, *columns), one
-    fixed-width numpy record per row, a slice at a time."""
+def _widths(d: PlainDecimals) -> tuple[int, int]:
+    """Base-10000 digits before and after the point that every value of a column fits."""
+    whole_groups = max(1, -(-len(str(int(d.whole.max()))) // 4))
+    return whole_groups, -(-int(d.scale.max()) // 4)
+
+
+def _encode(plain: PlainBatch, listing_id: int, timeframe: str) -> Iterator[bytes]:
+    """Binary COPY rows of (exchange_instrument_id, timeframe, time, *columns): one
+    fixed-width numpy record per row, a slice at a time. Every NUMERIC of a column gets
+    the same number of base-10000 digits; the leading and trailing zero digits that adds
+    are stripped by the server (numeric_recv -> make_result), so "7" and "0007.0000"
+    arrive as the same number, with the text's own display scale."""
     tf = timeframe.encode()
-    for start in range(0, frame.height, _SLICE):
-        part = frame.slice(start, _SLICE)
-        numerics = {c: _numeric_fields(part[c]) for c in columns if c != "trade_count"}
-        fields: list[tuple[Any, ...]] = [
-            ("count", ">i2"),
-            ("l_len", ">i4"),
-            ("listing", ">i8"),
-            ("tf_len", ">i4"),
-            ("tf", f"S{len(tf)}"),
-            ("t_len", ">i4"),
-            ("t", ">i8"),
+    widths = {c: _widths(d) for c, d in plain.decimals.items()}
+    fields: list[tuple[Any, ...]] = [
+        ("count", ">i2"),
+        ("l_len", ">i4"),
+        ("listing", ">i8"),
+        ("tf_len", ">i4"),
+        ("tf", f"S{len(tf)}"),
+        ("t_len", ">i4"),
+        ("t", ">i8"),
+    ]
+    for c, (whole, frac) in widths.items():
+        fields += [
+            (f"{c}_len", ">i4"),
+            (f"{c}_ndigits", ">i2"),
+            (f"{c}_weight", ">i2"),
+            (f"{c}_sign", ">i2"),
+            (f"{c}_dscale", ">i2"),
+            (f"{c}_digits", ">i2", (whole + frac,)),
         ]
-        for c in columns:
-            if c == "trade_count":
-                fields += [("n_len", ">i4"), ("n", ">i4")]
-            else:
-                width = numerics[c][1].shape[1]
-                fields += [
-                    (f"{c}_len", ">i4"),
-                    (f"{c}_ndigits", ">i2"),
-                    (f"{c}_weight", ">i2"),
-                    (f"{c}_sign", ">i2"),
-                    (f"{c}_dscale", ">i2"),
-                    (f"{c}_digits", ">i2", (width,)),
-                ]
-        rows = np.zeros(part.height, dtype=np.dtype(fields))
-        rows["count"] = 3 + len(columns)
-        rows["l_len"], rows["listing"] = 8, listing_id
-        rows["tf_len"], rows["tf"] = len(tf), tf
-        rows["t_len"] = 8
-        rows["t"] = part["t"].to_numpy() - PG_EPOCH_US
-        for c in columns:
-            if c == "trade_count":
-                rows["n_len"] = 4
-                rows["n"] = part[c].cast(pl.Int32).to_numpy()
-                continue
-            dscale, digits, weight = numerics[c]
-            rows[f"{c}_len"] = 8 + 2 * digits.shape[1]
-            rows[f"{c}_ndigits"] = digits.shape[1]
-            rows[f"{c}_weight"] = weight
-            rows[f"{c}_dscale"] = dscale
-            rows[f"{c}_digits"] = digits
+    if plain.trade_count is not None:
+        fields += [("n_len", ">i4"), ("n", ">i4")]
+    # The fields every row shares are set once, in a template copied into each slice.
+    template = np.zeros(1, dtype=np.dtype(fields))
+    template["count"] = 3 + len(plain.columns)
+    template["l_len"], template["listing"] = 8, listing_id
+    template["tf_len"], template["tf"] = len(tf), tf
+    template["t_len"] = 8
+    for c, (whole, frac) in widths.items():
+        template[f"{c}_len"] = 8 + 2 * (whole + frac)
+        template[f"{c}_ndigits"] = whole + frac
+        template[f"{c}_weight"] = whole - 1
+    if plain.trade_count is not None:
+        template["n_len"] = 4
+    for start in range(0, len(plain), _SLICE):
+        stop = min(start + _SLICE, len(plain))
+        rows = np.repeat(template, stop - start)
+        rows["t"] = plain.times_us[start:stop] - PG_EPOCH_US
+        for c, (whole, frac) in widths.items():
+            d = plain.decimals[c]
+            scale = d.scale[start:stop]
+            digits = _groups(d.whole[start:stop], whole)
+            if frac:
+                # The fraction's digits, left-aligned in `frac` groups of four.
+                shift = (10 ** (4 * frac - scale.astype(np.int64))).astype(np.int64)
+                digits += _groups(d.fraction[start:stop] * shift, frac)
+            rows[f"{c}_dscale"] = scale
+            rows[f"{c}_digits"] = np.stack(digits, axis=1)
+        if plain.trade_count is not None:
+            rows["n"] = plain.trade_count[start:stop]
         yield rows.tobytes()
 
 
 def copy_candles(
     conn: psycopg.Connection[Any],
-    frame: pl.DataFrame,
+    plain: PlainBatch,
     listing_id: int,
     timeframe: str,
-    columns: list[str],
     progress: Any = None,
 ) -> None:
-    """COPY the staged candle frame into market.candles (columns from fast_path_columns)."""
-    names = ["exchange_instrument_id", "timeframe", '"time"', *columns]
+    """COPY a plain batch (see plain_batch) into market.candles."""
+    names = ["exchange_instrument_id", "timeframe", '"time"', *plain.columns]
     query = f"COPY market.candles ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     done = 0
     # The queued writer sends from a thread, so encoding the next slice overlaps the
     # server's work on this one.
     with conn.cursor() as cur, cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
         copy.write(COPY_HEADER)
-        for chunk in _encode(frame, listing_id, timeframe, columns):
+        for chunk in _encode(plain, listing_id, timeframe):
             copy.write(chunk)
-            done = min(done + _SLICE, frame.height)
+            done = min(done + _SLICE, len(plain))
             if progress is not None:
-                progress(done, frame.height)
+                progress(done, len(plain))
         copy.write(COPY_TRAILER)

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
-from tradestore.market.candle_copy import copy_candles, fast_path_columns
+from tradestore.market.candle_copy import copy_candles, plain_batch
 from tradestore.market.listings import resolve_listing
 from tradestore.market.readers import KINDS, StagedBatch, read_batch
 from tradestore.market.timeframes import timeframe_delta, timeframe_us
@@ -203,6 +203,20 @@ def stage_and_merge(
     return int(staged), int(inserted), int(updated), int(unchanged), rejects
 
 
+def span_has_bars(
+    conn: psycopg.Connection[Any], listing_id: int, timeframe: str, lo_us: int, hi_us: int
+) -> bool:
+    """Whether the series holds any bar from lo_us to hi_us (epoch microseconds)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM market.candles c
+                           WHERE c.exchange_instrument_id = %s AND c.timeframe = %s
+                             AND c."time" >= market.epoch_us_time(%s)
+                             AND c."time" <= market.epoch_us_time(%s))""",
+        (listing_id, timeframe, lo_us, hi_us),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def copy_candles_directly(
     conn: psycopg.Connection[Any],
     batch: StagedBatch,
@@ -216,22 +230,16 @@ def copy_candles_directly(
     needs the staged merge: a row that might break a rule, bars already stored in the
     span, or anything the database refused."""
     step_us = timeframe_us(timeframe)
-    columns = fast_path_columns(batch.frame, step_us)
-    if columns is None:
+    plain = plain_batch(batch.frame, step_us)
+    if plain is None:
         return None
-    times = batch.frame["t"]
-    stored = conn.execute(
-        """SELECT EXISTS (SELECT 1 FROM market.candles c
-                           WHERE c.exchange_instrument_id = %s AND c.timeframe = %s
-                             AND c."time" >= market.epoch_us_time(%s)
-                             AND c."time" <= market.epoch_us_time(%s))""",
-        (listing_id, timeframe, times.min(), times.max()),
-    ).fetchone()
-    if stored is None or stored[0]:
+    if span_has_bars(
+        conn, listing_id, timeframe, int(plain.times_us.min()), int(plain.times_us.max())
+    ):
         return None
     try:
         with conn.transaction():
-            copy_candles(conn, batch.frame, listing_id, timeframe, columns, progress)
+            copy_candles(conn, plain, listing_id, timeframe, progress)
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
         # Refused by a constraint or the statement trigger (or a bar written meanwhile):
         # the savepoint undid the COPY; the staged merge reports row by row.
