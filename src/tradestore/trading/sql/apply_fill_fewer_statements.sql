@@ -8,7 +8,8 @@
 --     INSERT's ON CONFLICT, which then looks the row up: nothing is written before it);
 --   * netting (trade.net_fill) and the exact rounding (system.div_round) are computed
 --     in PL/pgSQL variables instead of by a SELECT and two function calls per fill;
---   * the order and position UPDATEs are one statement;
+--   * the order and position UPDATEs are one statement, and the order's filled_at is
+--     looked up only when the fill completes it;
 --   * rows are locked FOR NO KEY UPDATE (the UPDATEs never change a key), which does not
 --     block other transactions' foreign-key checks against the order or position;
 --   * its statements run with generic plans (plan_cache_mode), not re-planned per call;
@@ -52,6 +53,7 @@ DECLARE
     v_value     numeric;
     v_avg_fill  numeric;
     v_status    text;
+    v_filled_at timestamptz;
     v_n         numeric;
     v_d         numeric;
     v_q         numeric;
@@ -211,6 +213,11 @@ BEGIN
     v_status := CASE WHEN v_filled = o.quantity THEN 'FILLED'
                      WHEN o.status IN ('CANCELED', 'EXPIRED') THEN o.status
                      ELSE 'PARTIALLY_FILLED' END;
+    IF v_status = 'FILLED' THEN
+        -- Filled when its last fill (in execution time) happened. Looked up only here,
+        -- not as a sub-SELECT of the UPDATE that every fill would set up.
+        SELECT max(e.executed_at) INTO v_filled_at FROM trade.executions e WHERE e.order_id = p_order_id;
+    END IF;
 
     WITH upd_order AS (
         UPDATE trade.orders
@@ -222,10 +229,7 @@ BEGIN
                fee_currency = coalesce(fee_currency, v_fee_ccy),
                holding_id = coalesce(holding_id, v_pos.id),
                last_execution_id = v_exec_id,
-               -- Filled when its last fill (in execution time) happened.
-               filled_at = CASE WHEN v_status = 'FILLED'
-                                THEN (SELECT max(e.executed_at) FROM trade.executions e WHERE e.order_id = p_order_id)
-                           END
+               filled_at = v_filled_at
          WHERE id = p_order_id
         RETURNING 1
     )
