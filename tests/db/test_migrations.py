@@ -29,7 +29,7 @@ def _schemas(conninfo: str) -> set[str]:
 
 def test_upgrade_applies_every_core_revision_once(empty_db: str) -> None:
     pending = migrate.pending_revisions(empty_db)
-    assert pending[0] == "0001_foundation" and pending[-1] == "0016_apply_fill_fewer_statements"
+    assert pending[0] == "0001_foundation" and pending[-1] == "0017_candles_between_ordered"
     assert migrate.upgrade(empty_db) == pending
     assert migrate.pending_revisions(empty_db) == []
     assert migrate.upgrade(empty_db) == []  # idempotent
