@@ -277,3 +277,27 @@ def test_deleted_bars_invalidate_and_series_follow(
     assert T0 not in served(conn, listing, "1h")
     refresh_rollups(conn, listing)
     assert served(conn, listing, "1d") == direct_aggregate(rows[60:], D)
+
+
+def test_buckets_then_tail_come_in_time_order_with_their_vwap(conn: psycopg.Connection) -> None:
+    """The materialized buckets (with the stored vwap, turnover / volume) and the live tail
+    after the watermark arrive in time order, without the caller sorting."""
+    listing = make_listing(conn)
+    rows = bars(3 * 1440 + 90)
+    for row in rows:
+        row["vwap"] = row["close"]
+    ingest_candles(conn, rows[: 3 * 1440], listing_id=listing)
+    refresh_rollups(conn, listing)
+    ingest_candles(conn, rows[3 * 1440 :], listing_id=listing)
+    got = conn.execute(
+        "SELECT \"time\", vwap, bar_count FROM market.candles_between(%s, '1h')", (listing,)
+    ).fetchall()
+    times = [r[0] for r in got]
+    assert times == sorted(times) and len(times) == 72 + 2
+    assert [r[2] for r in got[-2:]] == [60, 30]  # the live tail, after the buckets
+    for start, vwap, _ in (got[0], got[71], got[73]):
+        bucket = [r for r in rows if start <= dt.datetime.fromisoformat(r["time"]) < start + H]
+        turnover = sum(Decimal(r["vwap"]) * Decimal(r["volume"]) for r in bucket)
+        volume = sum(Decimal(r["volume"]) for r in bucket)
+        # PostgreSQL's NUMERIC division (its own result scale), as the rollup computes it.
+        assert vwap == conn.execute("SELECT %s::numeric / %s", (turnover, volume)).fetchone()[0]
