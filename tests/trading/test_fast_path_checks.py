@@ -1,7 +1,11 @@
-"""Revision 0013 writes system.is_finite out in the CHECKs of the fill path's tables:
-the rules must still refuse NaN and +-Infinity, written by hand behind the SQL API."""
+"""Revisions 0013 and 0016 restate the CHECKs of the fill path's tables (0013: is_finite
+written out; 0016: cheaper forms of the same rules): under the same names they must still
+refuse NaN and +-Infinity, values outside each vocabulary and wrong signs, written by hand
+behind the SQL API, and accept every value they accepted before."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -84,3 +88,124 @@ def test_fill_path_checks_keep_their_names_and_other_tables_keep_is_finite(desk:
         "AND pg_get_constraintdef(oid) LIKE '%is_finite%'"
     ).fetchone()[0]
     assert others > 0
+
+
+# Revision 0016 restates the vocabulary and sign CHECKs of the fill path's tables:
+# (table, column, constraint, every accepted value, refused values).
+VOCABULARIES = [
+    (
+        "trade.orders",
+        "status",
+        "orders_status_check",
+        ("NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"),
+        ("new", "PENDING", ""),
+    ),
+    ("trade.orders", "side", "orders_side_check", ("BUY", "SELL"), ("buy", "HOLD")),
+    (
+        "trade.orders",
+        "order_type",
+        "orders_order_type_check",
+        ("MARKET", "LIMIT"),  # STOP needs a stop price (chk_order_stop_has_stop_price)
+        ("limit", "OCO"),
+    ),
+    (
+        "trade.orders",
+        "source",
+        "orders_source_check",
+        ("API", "STRATEGY", "WEBHOOK", "MANUAL", "EXTERNAL", "BACKTEST"),
+        ("api", "BOT"),
+    ),
+    ("trade.executions", "side", "executions_side_check", ("BUY", "SELL"), ("sell", "X")),
+    (
+        "trade.executions",
+        "liquidity",
+        "executions_liquidity_check",
+        ("MAKER", "TAKER", None),
+        ("maker", "M"),
+    ),
+]
+
+
+def _write(desk: Desk, table: str, column: str, value: object, row_id: int) -> None:
+    with desk.conn.transaction(force_rollback=True):
+        desk.conn.execute("SET LOCAL session_replication_role = replica")
+        desk.conn.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", (value, row_id))
+
+
+@pytest.mark.parametrize(("table", "column", "constraint", "good", "bad"), VOCABULARIES)
+def test_fill_path_vocabulary_checks(
+    desk: Desk, table: str, column: str, constraint: str, good: tuple, bad: tuple
+) -> None:
+    ids = _filled(desk)
+    for value in good:
+        _write(desk, table, column, value, ids[table])  # accepted
+    for value in bad:
+        with pytest.raises(psycopg.errors.CheckViolation) as err:
+            _write(desk, table, column, value, ids[table])
+        assert err.value.diag.constraint_name == constraint
+
+
+# (table, column, constraint, accepted, refused) for the sign and range rules.
+SIGNS = [
+    # quantity 0 or < 0 breaks chk_order_filled_quantity first (checked in name order)
+    ("trade.orders", "quantity", "chk_order_quantity", ("2", "0.5"), ()),
+    ("trade.orders", "price", "chk_order_price", ("0.01",), ("0", "-5")),  # a LIMIT order
+    ("trade.orders", "stop_price", "chk_order_stop_price", ("1", None), ("0", "-1")),
+    ("trade.orders", "fee", "chk_order_fee", ("-3", "0", "5"), ()),
+    ("trade.orders", "filled_quantity", "chk_order_filled_quantity", ("0", "2"), ("-1", "2.0001")),
+    ("trade.executions", "quantity", "chk_execution_quantity", ("0.1",), ("0", "-0.1")),
+    ("trade.executions", "price", "chk_execution_price", ("1",), ("0", "-1")),
+    ("trade.executions", "fee", "chk_execution_fee", ("-1", "0"), ()),
+    ("trade.positions", "quantity", "positions_quantity_check", ("-3", "3"), ()),
+    ("trade.positions", "avg_entry_price", "positions_avg_entry_price_check", ("1",), ("-1",)),
+    ("trade.positions", "realized_pnl", "positions_realized_pnl_check", ("-7", "7"), ()),
+    ("trade.positions", "total_fees", "positions_total_fees_check", ("-1", "1"), ()),
+    (
+        "trade.positions",
+        "stop_loss_price",
+        "positions_stop_loss_price_check",
+        ("1", None),
+        ("0", "-1"),
+    ),
+    (
+        "trade.positions",
+        "take_profit_price",
+        "positions_take_profit_price_check",
+        ("1", None),
+        ("0",),
+    ),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "constraint", "good", "bad"), SIGNS)
+def test_fill_path_sign_checks(
+    desk: Desk, table: str, column: str, constraint: str, good: tuple, bad: tuple
+) -> None:
+    ids = _filled(desk)
+    for value in good:
+        _write(desk, table, column, None if value is None else Decimal(value), ids[table])
+    for value in bad:
+        with pytest.raises(psycopg.errors.CheckViolation) as err:
+            _write(desk, table, column, Decimal(value), ids[table])
+        assert err.value.diag.constraint_name == constraint
+
+
+def test_flat_position_has_no_entry_and_ledger_sign_rules(desk: Desk) -> None:
+    ids = _filled(desk)
+    with pytest.raises(psycopg.errors.CheckViolation) as err:
+        _write(desk, "trade.positions", "quantity", Decimal(0), ids["trade.positions"])
+    assert err.value.diag.constraint_name == "chk_positions_flat_has_no_entry"
+    for kind, amount, constraint in (
+        ("DEPOSIT", "-1", "chk_transactions_deposit_sign"),
+        ("WITHDRAWAL", "1", "chk_transactions_withdrawal_sign"),
+        ("ADJUSTMENT", "0", "chk_transactions_amount"),
+        ("BONUS", "1", "transactions_transaction_type_check"),
+    ):
+        with pytest.raises(psycopg.errors.CheckViolation) as err, desk.conn.transaction():
+            desk.conn.execute("SET LOCAL session_replication_role = replica")
+            desk.conn.execute(
+                "INSERT INTO account.transactions (account_id, transaction_type, currency, amount, "
+                "chain_seq, row_hash) VALUES (%s, %s, 'USDT', %s, 1, ''::bytea)",
+                (desk.account_id, kind, Decimal(amount)),
+            )
+        assert err.value.diag.constraint_name == constraint

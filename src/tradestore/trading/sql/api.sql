@@ -468,6 +468,8 @@ END;
 $$;
 
 ------------------------------------------------------------------------ fills
+-- Revision 0016 (apply_fill_fewer_statements.sql) replaces apply_fill with a version that
+-- checks the same rules in fewer statements; this is the definition it replaces.
 -- Seed SQL API: record one fill and carry it through the books in one transaction.
 --   execution  deduplicated by (exchange, exchange_trade_id): a repeat returns the first id
 --   order      filled / remaining quantity, average fill price, status (overfill refused)

@@ -2,6 +2,8 @@
 -- columns of seeds 002, 003 and 004 unified into one table per concept.
 -- Revision 0013 (apply_fill_fast_path.sql) restates the is_finite CHECKs of orders, executions,
 -- positions and transactions with the function body written out (same names and rules).
+-- Revision 0016 (apply_fill_fewer_statements.sql) restates the CHECKs of those four tables
+-- once more, in a form that is cheaper to rebuild per statement (same names and rules).
 
 -- An account holds money at one exchange. Seed 004's portfolio and 003's portfolios are
 -- the same concept and are served by views over this table (portfolio_id = accounts.id).
