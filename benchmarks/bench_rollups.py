@@ -56,10 +56,22 @@ SELECT count(*), md5(string_agg(x::text, ',' ORDER BY x.t))
 """
 
 
+REPEATS = 3  # per symbol and side, alternating; the best counts (the machine is shared)
+
+
 def _timed(conn: psycopg.Connection, query: str, params: dict) -> tuple[float, list]:
     started = time.perf_counter()
     rows = conn.execute(query, params).fetchall()
     return time.perf_counter() - started, rows
+
+
+def _best_of(conn: psycopg.Connection, ours: str, raw: str, params: dict) -> tuple[float, float]:
+    """Best times of REPEATS runs of each query, run alternately so load hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(REPEATS):
+        times[0].append(_timed(conn, ours, params)[0])
+        times[1].append(_timed(conn, raw, params)[0])
+    return min(times[0]), min(times[1])
 
 
 def run(bench: Bench) -> list[Figure]:
@@ -100,8 +112,10 @@ def run(bench: Bench) -> list[Figure]:
                 assert got == conn.execute(DIGEST.format(query=RAW), params).fetchone(), (
                     f"rollup {tf} of listing {listing} differs from the raw aggregation"
                 )
-                ours += _timed(conn, COMPUTED.format(query=OURS), params)[0]
-                raw += _timed(conn, COMPUTED.format(query=RAW), params)[0]
+                best = _best_of(
+                    conn, COMPUTED.format(query=OURS), COMPUTED.format(query=RAW), params
+                )
+                ours, raw = ours + best[0], raw + best[1]
                 t_ours, got_rows = _timed(conn, OURS, params)
                 t_raw, want_rows = _timed(conn, RAW, params)
                 assert got_rows == want_rows
@@ -112,6 +126,7 @@ def run(bench: Bench) -> list[Figure]:
                 "buckets_per_symbol": got[0],
                 "values": "identical",
                 "live tail minutes": TAIL,
+                "timing": f"best of {REPEATS} alternating runs per symbol and side",
             }
             figures.append(
                 Figure(
