@@ -2,9 +2,10 @@
 
 Most batches are a first load or an append of well-formed bars. For those the staging
 table and the INSERT ... SELECT merge (tradestore.market.ingest) are pure overhead, so
-when a batch is plainly good and the series holds no bars in the batch's span, its rows
-are encoded column by column with numpy into PostgreSQL's binary COPY format and written
-into market.candles in one COPY, inside a savepoint.
+when the series holds no bars in the batch's span, the batch is written into
+market.candles by one binary COPY inside a savepoint: slice by slice, each slice checked
+and encoded column by column with numpy while the server writes the slice before. The
+first slice that is not plainly good abandons the COPY (NotPlain) for the staged merge.
 
 The database stays the judge. The checks here only decide whether the fast path is worth
 trying; the rows still pass the table's constraints and market.candles_changed (listing,
@@ -22,7 +23,6 @@ NUMERIC 0.10 with display scale 2, as numeric_in would make it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from tradestore.market.binary import COPY_HEADER, COPY_TRAILER, PG_EPOCH_US
 
-__all__ = ["PlainBatch", "copy_candles", "plain_batch"]
+__all__ = ["NotPlain", "PlainBatch", "copy_candles", "plain_batch", "plain_columns"]
 
 _PRICES = ("open", "high", "low", "close")
 _TIME_LOW, _TIME_HIGH = -2_208_988_800_000_000, 7_258_118_400_000_000  # 1900 .. 2200
@@ -123,14 +123,15 @@ def _plain_decimals(frame: pl.DataFrame, columns: list[str]) -> dict[str, PlainD
     return out
 
 
-def plain_batch(frame: pl.DataFrame, step_us: int) -> PlainBatch | None:
-    """The batch split for COPY when every row of the staged candle frame plainly passes
-    the ingest rules (times present, in range, on the grid and unique; prices positive
-    plain decimals with high >= max(open, close) and low <= min(open, close); volume a
-    plain decimal; vwap within [low, high] and trade_count a whole number, each all
-    present or all absent), else None. Comparisons use floats: a misjudged near-tie is
-    caught by the table's CHECK."""
-    if frame.height == 0:
+class NotPlain(Exception):
+    """A slice of the batch is not plainly good: the COPY is abandoned for the merge."""
+
+
+def plain_columns(frame: pl.DataFrame) -> list[str] | None:
+    """The value columns a fast-path COPY of the staged candle frame writes, or None when
+    a required value is missing somewhere or vwap/trade_count is present in some rows
+    only (the merge keeps stored values for the missing ones)."""
+    if frame.height == 0 or not all(_full(frame, c) for c in ("t", *_PRICES, "volume")):
         return None
     names = [*_PRICES, "volume"]
     for optional in ("vwap", "trade_count"):
@@ -138,7 +139,20 @@ def plain_batch(frame: pl.DataFrame, step_us: int) -> PlainBatch | None:
             names.append(optional)
         elif not _empty(frame, optional):
             return None
-    if not all(_full(frame, c) for c in ("t", *_PRICES, "volume")):
+    return names
+
+
+def plain_batch(
+    frame: pl.DataFrame, step_us: int, names: list[str] | None = None
+) -> PlainBatch | None:
+    """The rows split for COPY when every row of the staged candle frame (or a slice of
+    it) plainly passes the ingest rules (times present, in range, on the grid and unique;
+    prices positive plain decimals with high >= max(open, close) and low <= min(open,
+    close); volume a plain decimal >= 0; vwap within [low, high] and trade_count a whole
+    number, each all present or all absent), else None. `names` is plain_columns(frame)
+    when known."""
+    names = plain_columns(frame) if names is None else names
+    if names is None:
         return None
     decimals = [c for c in names if c != "trade_count"]
     t = pl.col("t")
@@ -180,9 +194,9 @@ def _widths(d: PlainDecimals) -> tuple[int, int]:
     return whole_groups, -(-int(d.scale.max()) // 4)
 
 
-def _encode(plain: PlainBatch, listing_id: int, timeframe: str) -> Iterator[bytes]:
+def _encode(plain: PlainBatch, listing_id: int, timeframe: str) -> bytes:
     """Binary COPY rows of (exchange_instrument_id, timeframe, time, *columns): one
-    fixed-width numpy record per row, a slice at a time. Every NUMERIC of a column gets
+    fixed-width numpy record per row. Every NUMERIC of a column gets
     the same number of base-10000 digits; the leading and trailing zero digits that adds
     are stripped by the server (numeric_recv -> make_result), so "7" and "0007.0000"
     arrive as the same number, with the text's own display scale."""
@@ -220,43 +234,47 @@ def _encode(plain: PlainBatch, listing_id: int, timeframe: str) -> Iterator[byte
         template[f"{c}_weight"] = whole - 1
     if plain.trade_count is not None:
         template["n_len"] = 4
-    for start in range(0, len(plain), _SLICE):
-        stop = min(start + _SLICE, len(plain))
-        rows = np.repeat(template, stop - start)
-        rows["t"] = plain.times_us[start:stop] - PG_EPOCH_US
-        for c, (whole, frac) in widths.items():
-            d = plain.decimals[c]
-            scale = d.scale[start:stop]
-            digits = _groups(d.whole[start:stop], whole)
-            if frac:
-                # The fraction's digits, left-aligned in `frac` groups of four.
-                shift = (10 ** (4 * frac - scale.astype(np.int64))).astype(np.int64)
-                digits += _groups(d.fraction[start:stop] * shift, frac)
-            rows[f"{c}_dscale"] = scale
-            rows[f"{c}_digits"] = np.stack(digits, axis=1)
-        if plain.trade_count is not None:
-            rows["n"] = plain.trade_count[start:stop]
-        yield rows.tobytes()
+    rows = np.repeat(template, len(plain))
+    rows["t"] = plain.times_us - PG_EPOCH_US
+    for c, (whole, frac) in widths.items():
+        d = plain.decimals[c]
+        digits = _groups(d.whole, whole)
+        if frac:
+            # The fraction's digits, left-aligned in `frac` groups of four.
+            shift = (10 ** (4 * frac - d.scale.astype(np.int64))).astype(np.int64)
+            digits += _groups(d.fraction * shift, frac)
+        rows[f"{c}_dscale"] = d.scale
+        rows[f"{c}_digits"] = np.stack(digits, axis=1)
+    if plain.trade_count is not None:
+        rows["n"] = plain.trade_count
+    return rows.tobytes()
 
 
 def copy_candles(
     conn: psycopg.Connection[Any],
-    plain: PlainBatch,
+    frame: pl.DataFrame,
     listing_id: int,
     timeframe: str,
+    step_us: int,
     progress: Any = None,
 ) -> None:
-    """COPY a plain batch (see plain_batch) into market.candles."""
-    names = ["exchange_instrument_id", "timeframe", '"time"', *plain.columns]
-    query = f"COPY market.candles ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-    done = 0
-    # The queued writer sends from a thread, so encoding the next slice overlaps the
-    # server's work on this one.
+    """COPY the staged candle frame into market.candles, checking and encoding a slice
+    while the server writes the one before. Raises NotPlain, with the COPY abandoned,
+    at the first slice that is not plainly good (see plain_batch)."""
+    names = plain_columns(frame)
+    if names is None:
+        raise NotPlain("the batch has missing values")
+    columns = ["exchange_instrument_id", "timeframe", '"time"', *names]
+    query = f"COPY market.candles ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+    # The queued writer sends from a thread, so checking and encoding the next slice
+    # overlaps the server's work on this one.
     with conn.cursor() as cur, cur.copy(query, writer=QueuedLibpqWriter(cur)) as copy:
         copy.write(COPY_HEADER)
-        for chunk in _encode(plain, listing_id, timeframe):
-            copy.write(chunk)
-            done = min(done + _SLICE, len(plain))
+        for start in range(0, frame.height, _SLICE):
+            plain = plain_batch(frame.slice(start, _SLICE), step_us, names)
+            if plain is None:
+                raise NotPlain(f"rows {start + 1}..{start + _SLICE} need the staged merge")
+            copy.write(_encode(plain, listing_id, timeframe))
             if progress is not None:
-                progress(done, len(plain))
+                progress(min(start + _SLICE, frame.height), frame.height)
         copy.write(COPY_TRAILER)

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
-from tradestore.market.candle_copy import copy_candles, plain_batch
+from tradestore.market.candle_copy import NotPlain, copy_candles, plain_columns
 from tradestore.market.listings import resolve_listing
 from tradestore.market.readers import KINDS, StagedBatch, read_batch
 from tradestore.market.timeframes import timeframe_delta, timeframe_us
@@ -229,20 +229,20 @@ def copy_candles_directly(
     Returns the counts as stage_and_merge does, or None (nothing written) when the batch
     needs the staged merge: a row that might break a rule, bars already stored in the
     span, or anything the database refused."""
-    step_us = timeframe_us(timeframe)
-    plain = plain_batch(batch.frame, step_us)
-    if plain is None:
+    if plain_columns(batch.frame) is None:
         return None
-    if span_has_bars(
-        conn, listing_id, timeframe, int(plain.times_us.min()), int(plain.times_us.max())
-    ):
+    times = batch.frame["t"]
+    if span_has_bars(conn, listing_id, timeframe, int(times.min()), int(times.max())):  # type: ignore[arg-type]
         return None
     try:
         with conn.transaction():
-            copy_candles(conn, plain, listing_id, timeframe, progress)
-    except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
-        # Refused by a constraint or the statement trigger (or a bar written meanwhile):
-        # the savepoint undid the COPY; the staged merge reports row by row.
+            copy_candles(
+                conn, batch.frame, listing_id, timeframe, timeframe_us(timeframe), progress
+            )
+    except (NotPlain, psycopg.errors.IntegrityError, psycopg.errors.DataError):
+        # A slice that might break a rule, or a row refused by a constraint or the
+        # statement trigger (or a bar written meanwhile): the savepoint undid the COPY;
+        # the staged merge checks and reports row by row.
         return None
     return len(batch), len(batch), 0, 0, []
 
