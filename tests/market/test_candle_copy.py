@@ -219,3 +219,24 @@ def test_polars_frame_with_counts_and_vwap(conn: psycopg.Connection) -> None:
         ("12", "14", "11", "13", "0", "12.5", "214748364"),
     ]
     assert stored(conn, listing)[0][1] == Decimal("10")
+
+
+def test_a_bad_row_in_a_later_slice_abandons_the_copy_for_the_merge(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices are checked while the COPY runs: the first slices are already sent when a
+    later one turns out to need the merge. The savepoint drops them; the merge writes the
+    good rows once and reports the bad one."""
+    from tradestore.market import candle_copy
+
+    monkeypatch.setattr(candle_copy, "_SLICE", 10)
+    listing = make_listing(conn)
+    rows = bars(35)
+    rows[25]["low"] = "-1"
+    seen: list[tuple[int, int]] = []
+    report = ingest_candles(conn, rows, listing_id=listing, progress=lambda *p: seen.append(p))
+    assert (report.method, report.inserted) == ("merge", 34)
+    [bad] = report.rejected
+    assert (bad.line, bad.field) == (26, "low")
+    assert len(stored(conn, listing)) == 34
+    assert seen[:2] == [(10, 35), (20, 35)] and seen[-1] == (35, 35)
