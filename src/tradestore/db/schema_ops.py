@@ -13,7 +13,13 @@ import psycopg
 from alembic import context, op
 from psycopg import sql
 
-from tradestore.db.sqlfiles import SqlObject, created_objects, execute_script, read
+from tradestore.db.sqlfiles import (
+    SqlObject,
+    created_objects,
+    execute_script,
+    function_definitions,
+    read,
+)
 
 BACKUP_SCHEMA = "zz_backup"
 
@@ -43,6 +49,12 @@ def apply(*files: str) -> None:
     conn = _raw_connection()
     for path in files:
         execute_script(conn, read(path))
+
+
+def restore_functions(path: str, *names: str) -> None:
+    """Downgrade step of a revision that replaced functions: run their definitions again
+    as the earlier file has them."""
+    execute_script(_raw_connection(), function_definitions(read(path), *names))
 
 
 def revert(*files: str) -> None:
