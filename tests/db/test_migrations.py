@@ -153,3 +153,60 @@ def test_unknown_module_is_named(empty_db: str) -> None:
     migrate.upgrade(empty_db)
     with pytest.raises(migrate.UnknownModule, match="'nope'"):
         migrate.enable_modules(empty_db, ["nope"])
+
+
+_DEFINITIONS = {
+    "functions": """SELECT pg_get_functiondef(p.oid) FROM pg_proc p
+                     JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = ANY(%(s)s) AND p.prokind IN ('f', 'p')""",
+    "constraints": """SELECT c.conrelid::regclass::text || ' ' || c.conname || ' '
+                             || pg_get_constraintdef(c.oid)
+                        FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+                       WHERE n.nspname = ANY(%(s)s)""",
+    "triggers": """SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t
+                    JOIN pg_class c ON c.oid = t.tgrelid
+                    JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE NOT t.tgisinternal AND n.nspname = ANY(%(s)s)""",
+    "indexes": """SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                   JOIN pg_class c ON c.oid = i.indrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = ANY(%(s)s)""",
+    "columns": """SELECT a.attrelid::regclass::text || '.' || a.attname || ' '
+                         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attgenerated::text
+                    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                    JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v')
+                     AND n.nspname = ANY(%(s)s)""",
+}
+
+
+def _definitions(conninfo: str) -> dict[str, set[str]]:
+    with psycopg.connect(conninfo) as conn:
+        return {
+            kind: {r[0] for r in conn.execute(query, {"s": [*OUR_SCHEMAS, "public"]})}
+            for kind, query in _DEFINITIONS.items()
+        }
+
+
+def test_downgrades_of_the_revisions_that_replace_objects_restore_them_exactly(
+    empty_db: str, pg_conninfo: str
+) -> None:
+    """Revisions 0013 on replace functions, constraints, keys and triggers that earlier
+    revisions made. Downgrading past them gives back exactly what 0012 had made: every
+    function body, constraint, trigger, index and column."""
+    from alembic import command
+
+    before = "0012_roles_security"
+    reference = create_database(pg_conninfo, "t_migrate_ref")
+    try:
+        with migrate._alembic(reference) as config:
+            command.upgrade(config, before)
+        want = _definitions(reference)
+    finally:
+        drop_database(pg_conninfo, reference)
+    migrate.upgrade(empty_db)
+    assert _definitions(empty_db) != want  # the revisions did change something
+    migrate.downgrade(empty_db, before)
+    got = _definitions(empty_db)
+    for kind in _DEFINITIONS:
+        assert got[kind] == want[kind], (kind, got[kind] ^ want[kind])

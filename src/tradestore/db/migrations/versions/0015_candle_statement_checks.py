@@ -11,7 +11,7 @@ comparisons (see market/sql/candle_statement_checks.sql). The same rows are refu
 the same notifications sent; the downgrade restores the previous objects.
 """
 
-from tradestore.db.schema_ops import apply
+from tradestore.db.schema_ops import apply, restore_functions
 
 revision = "0015_candle_statement_checks"
 down_revision = "0014_cache_invalidation"
@@ -27,4 +27,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    restore_functions("market/sql/timeseries.sql", "market.candles_changed")
+    restore_functions("cache/sql/invalidation.sql", "system.cache_candles_changed")
     apply(UNDO)

@@ -9,7 +9,7 @@ stores each bucket's vwap (see market/sql/candles_between_ordered.sql). Same row
 order; the downgrade restores the SQL function and drops the column.
 """
 
-from tradestore.db.schema_ops import apply
+from tradestore.db.schema_ops import apply, restore_functions
 
 revision = "0017_candles_between_ordered"
 down_revision = "0016_apply_fill_fewer_statements"
@@ -25,4 +25,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    restore_functions("market/sql/rollups.sql", "market.candles_between")
     apply(UNDO)
