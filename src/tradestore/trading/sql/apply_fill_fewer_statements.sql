@@ -16,7 +16,8 @@
 --   * the CHECKs of the tables a fill writes are restated in a form that is cheaper to
 --     rebuild for every statement (below; same names, same accepted values).
 -- Tables, triggers, indexes and the ledger rows' content are unchanged; the downgrade
--- (apply_fill_fewer_statements_undo.sql) restores the previous function and CHECK texts.
+-- (restore_functions from api.sql, then apply_fill_fewer_statements_undo.sql) restores the
+-- previous function and CHECK texts.
 
 CREATE OR REPLACE FUNCTION public.apply_fill(
     p_order_id bigint, p_exchange_trade_id text, p_quantity numeric, p_price numeric,
