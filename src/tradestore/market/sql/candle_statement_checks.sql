@@ -48,9 +48,6 @@ BEGIN
             -- regular expression per row (raises 'timeframe: must be a count and a unit ...').
             PERFORM market.timeframe_interval(r.timeframe);
         END IF;
-        -- Drop the Redis copies of the bars and buckets this statement touched
-        -- (was the separate trigger system.cache_candles_changed: one pass, not two).
-        PERFORM system.cache_notify_candles(r.listing, r.timeframe, r.lo, r.hi);
         IF TG_OP = 'DELETE' THEN
             UPDATE market.candle_series s
                SET first_time = b.lo, last_time = b.hi, updated_at = now()
@@ -74,6 +71,10 @@ BEGIN
                SET first_time = least(s.first_time, EXCLUDED.first_time),
                    last_time = greatest(s.last_time, EXCLUDED.last_time), updated_at = now();
         END IF;
+
+        -- Drop the Redis copies of the bars and buckets this statement touched
+        -- (was the separate trigger system.cache_candles_changed: one pass, not two).
+        PERFORM system.cache_notify_candles(r.listing, r.timeframe, r.lo, r.hi);
 
         UPDATE market.indicator_series i
            SET dirty_from = least(coalesce(i.dirty_from, r.lo), r.lo), updated_at = now()

@@ -29,4 +29,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     restore_functions("trading/sql/api.sql", "public.apply_fill")
-    apply(UNDO)
+    apply(UNDO, "trading/sql/apply_fill_fast_path.sql")
