@@ -76,7 +76,8 @@ CREATE TABLE market.candles (
     CONSTRAINT chk_candles_trade_count CHECK (trade_count IS NULL OR trade_count >= 0)
 ) PARTITION BY RANGE ("time");
 -- The primary key (listing, timeframe, time) serves 003's idx_candles_symbol_timeframe_time
--- and 002's idx_market_data_symbol.
+-- and 002's idx_market_data_symbol. (Revision 0015 reorders it to (listing, time,
+-- timeframe), which serves the same lookups; see market/sql/candle_statement_checks.sql.)
 
 -- One row per ingested series (listing, timeframe): its time span. Maintained by the
 -- statement triggers of market.candles; rollups resolve their sources from it and
