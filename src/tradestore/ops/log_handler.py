@@ -81,7 +81,8 @@ class DatabaseLogHandler(logging.Handler):
         self.settings = settings
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.dropped = 0
+        self.dropped = 0  # since the writer last logged a "records dropped" warning
+        self.dropped_total = 0  # since the handler started (dropped is reset as it is reported)
         self.written = 0
         self._queue: queue.Queue[Row | _Flush | None] = queue.Queue(max_queue)
         self._conn: psycopg.Connection[Any] | None = None
@@ -103,6 +104,7 @@ class DatabaseLogHandler(logging.Handler):
             self._queue.put_nowait(row)
         except queue.Full:
             self.dropped += 1
+            self.dropped_total += 1
 
     def _row(self, record: logging.LogRecord) -> Row:
         stack = None
