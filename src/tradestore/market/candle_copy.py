@@ -32,12 +32,12 @@ import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
 from tradestore.market.binary import COPY_HEADER, COPY_TRAILER, PG_EPOCH_US
+from tradestore.market.readers import TIME_RANGE_US
+from tradestore.market.timeframes import GRID_ORIGIN_US
 
 __all__ = ["NotPlain", "PlainBatch", "copy_candles", "plain_batch", "plain_columns"]
 
 _PRICES = ("open", "high", "low", "close")
-_TIME_LOW, _TIME_HIGH = -2_208_988_800_000_000, 7_258_118_400_000_000  # 1900 .. 2200
-_GRID_ORIGIN_US = 946_857_600_000_000  # 2000-01-03 00:00 UTC, market.timeframe_bucket's origin
 _MAX_SCALE = 15  # fraction digits kept exact by the arithmetic of _plain_decimals
 _EXACT_BELOW = 2.0**50
 _SLICE = 100_000
@@ -157,8 +157,8 @@ def plain_batch(
     decimals = [c for c in names if c != "trade_count"]
     t = pl.col("t")
     exprs = [
-        t.is_between(_TIME_LOW, _TIME_HIGH, closed="left").all().alias("in_range"),
-        ((t - _GRID_ORIGIN_US) % step_us == 0).all().alias("on_grid"),
+        t.is_between(*TIME_RANGE_US, closed="left").all().alias("in_range"),
+        ((t - GRID_ORIGIN_US) % step_us == 0).all().alias("on_grid"),
         (t.n_unique() == pl.len()).alias("unique"),
     ]
     if "trade_count" in names:
@@ -256,14 +256,13 @@ def copy_candles(
     listing_id: int,
     timeframe: str,
     step_us: int,
+    names: list[str],
     progress: Any = None,
 ) -> None:
     """COPY the staged candle frame into market.candles, checking and encoding a slice
-    while the server writes the one before. Raises NotPlain, with the COPY abandoned,
-    at the first slice that is not plainly good (see plain_batch)."""
-    names = plain_columns(frame)
-    if names is None:
-        raise NotPlain("the batch has missing values")
+    while the server writes the one before; `names` is plain_columns(frame). Raises
+    NotPlain, with the COPY abandoned, at the first slice that is not plainly good (see
+    plain_batch)."""
     columns = ["exchange_instrument_id", "timeframe", '"time"', *names]
     query = f"COPY market.candles ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
     # The queued writer sends from a thread, so checking and encoding the next slice

@@ -31,7 +31,7 @@ from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
 from tradestore.market.candle_copy import NotPlain, copy_candles, plain_columns
 from tradestore.market.listings import resolve_listing
-from tradestore.market.readers import KINDS, StagedBatch, read_batch
+from tradestore.market.readers import KINDS, TIME_RANGE_US, StagedBatch, read_batch
 from tradestore.market.timeframes import timeframe_delta, timeframe_us
 
 __all__ = [
@@ -120,11 +120,10 @@ def _connection(target: str | psycopg.Connection[Any]) -> Iterator[psycopg.Conne
 def _partition_days(batch: StagedBatch) -> list[Any]:
     """The distinct UTC days of the batch's readable times (the SQL side folds them into
     its months or days); unreadable and out-of-range times are rejected row by row."""
-    low, high = -2_208_988_800_000_000, 7_258_118_400_000_000  # 1900 .. 2200
     days = (
         batch.frame.lazy()
         .select(pl.col("t"))
-        .filter(pl.col("t").is_between(low, high, closed="left"))
+        .filter(pl.col("t").is_between(*TIME_RANGE_US, closed="left"))
         .select(pl.col("t").cast(pl.Datetime("us", "UTC")).dt.truncate("1d").unique().sort())
         .collect()
         .to_series()
@@ -229,7 +228,8 @@ def copy_candles_directly(
     Returns the counts as stage_and_merge does, or None (nothing written) when the batch
     needs the staged merge: a row that might break a rule, bars already stored in the
     span, or anything the database refused."""
-    if plain_columns(batch.frame) is None:
+    names = plain_columns(batch.frame)
+    if names is None:
         return None
     times = batch.frame["t"]
     if span_has_bars(conn, listing_id, timeframe, int(times.min()), int(times.max())):  # type: ignore[arg-type]
@@ -237,7 +237,7 @@ def copy_candles_directly(
     try:
         with conn.transaction():
             copy_candles(
-                conn, batch.frame, listing_id, timeframe, timeframe_us(timeframe), progress
+                conn, batch.frame, listing_id, timeframe, timeframe_us(timeframe), names, progress
             )
     except (NotPlain, psycopg.errors.IntegrityError, psycopg.errors.DataError):
         # A slice that might break a rule, or a row refused by a constraint or the

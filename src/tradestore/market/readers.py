@@ -24,7 +24,11 @@ import polars as pl
 
 from tradestore.db.errors import ValidationError
 
-__all__ = ["KINDS", "Kind", "StagedBatch", "read_batch"]
+__all__ = ["KINDS", "TIME_RANGE_US", "Kind", "StagedBatch", "read_batch"]
+
+# Staged times (epoch microseconds) that can be stored: 1900-01-01 up to 2200-01-01 UTC, the
+# range market.epoch_us_time accepts and partitions are made for.
+TIME_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
 
 _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%SZ",

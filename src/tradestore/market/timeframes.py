@@ -8,11 +8,19 @@ import re
 
 from tradestore.db.errors import ValidationError
 
-__all__ = ["GRID_ORIGIN", "TIMEFRAME_RULE", "bucket_start", "timeframe_delta", "timeframe_us"]
+__all__ = [
+    "GRID_ORIGIN",
+    "GRID_ORIGIN_US",
+    "TIMEFRAME_RULE",
+    "bucket_start",
+    "timeframe_delta",
+    "timeframe_us",
+]
 
 # Every bucket starts on the grid anchored at this Monday midnight UTC: for timeframes
 # that divide a day it is the plain UTC grid, and weeks start on Monday.
 GRID_ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)
+GRID_ORIGIN_US = int(GRID_ORIGIN.timestamp()) * 1_000_000  # as epoch microseconds
 TIMEFRAME_RULE = "must be a count and a unit m, h, d or w (1m, 5m, 4h, 1d, 1w)"
 _PATTERN = re.compile(r"^([1-9][0-9]{0,3})([mhdw])$")
 _UNIT = {
