@@ -132,10 +132,10 @@ def _write(desk: Desk, table: str, column: str, value: object, row_id: int) -> N
         desk.conn.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", (value, row_id))
 
 
-@pytest.mark.parametrize(("table", "column", "constraint", "good", "bad"), VOCABULARIES)
-def test_fill_path_vocabulary_checks(
+def _accepts_and_refuses(
     desk: Desk, table: str, column: str, constraint: str, good: tuple, bad: tuple
 ) -> None:
+    """Every good value is written; every bad one is refused by `constraint`."""
     ids = _filled(desk)
     for value in good:
         _write(desk, table, column, value, ids[table])  # accepted
@@ -143,6 +143,13 @@ def test_fill_path_vocabulary_checks(
         with pytest.raises(psycopg.errors.CheckViolation) as err:
             _write(desk, table, column, value, ids[table])
         assert err.value.diag.constraint_name == constraint
+
+
+@pytest.mark.parametrize(("table", "column", "constraint", "good", "bad"), VOCABULARIES)
+def test_fill_path_vocabulary_checks(
+    desk: Desk, table: str, column: str, constraint: str, good: tuple, bad: tuple
+) -> None:
+    _accepts_and_refuses(desk, table, column, constraint, good, bad)
 
 
 # (table, column, constraint, accepted, refused) for the sign and range rules.
@@ -181,13 +188,11 @@ SIGNS = [
 def test_fill_path_sign_checks(
     desk: Desk, table: str, column: str, constraint: str, good: tuple, bad: tuple
 ) -> None:
-    ids = _filled(desk)
-    for value in good:
-        _write(desk, table, column, None if value is None else Decimal(value), ids[table])
-    for value in bad:
-        with pytest.raises(psycopg.errors.CheckViolation) as err:
-            _write(desk, table, column, Decimal(value), ids[table])
-        assert err.value.diag.constraint_name == constraint
+    def number(value: str | None) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    good, bad = tuple(map(number, good)), tuple(map(number, bad))
+    _accepts_and_refuses(desk, table, column, constraint, good, bad)
 
 
 def test_flat_position_has_no_entry_and_ledger_sign_rules(desk: Desk) -> None:
