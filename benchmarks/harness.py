@@ -23,6 +23,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tradestore.db.server import EmbeddedPostgres
 
+EXPECTED_TOLERANCE = 0.10
+
 
 @dataclass
 class Figure:
@@ -36,6 +38,8 @@ class Figure:
     anchor_value: float | None = None
     higher_is_better: bool = True
     goal: float | None = None
+    # A ratio the figure is held to, within EXPECTED_TOLERANCE either way.
+    expected: float | None = None
     notes: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -55,6 +59,12 @@ class Figure:
             if self.goal is not None:
                 text += (
                     f", goal >= {self.goal:g}x: {'met' if self.ratio >= self.goal else 'NOT met'}"
+                )
+            if self.expected is not None:
+                within = abs(self.ratio / self.expected - 1) <= EXPECTED_TOLERANCE
+                text += (
+                    f", expected {self.expected:g}x +/- {EXPECTED_TOLERANCE:.0%}: "
+                    f"{'within' if within else 'OUTSIDE'}"
                 )
             text += ")"
         return text
