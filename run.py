@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bootstrap tradestore on a machine that has only Python 3.11+, then run it.
 
-    python3 run.py up        # set up .venv, start the embedded database, migrate, run
-    python3 run.py test      # set up .venv, lint, and run the whole test suite
+    python3 run.py up        # set up .venv (core only), start the embedded database, migrate, run
+    python3 run.py test      # set up .venv with the test extras, lint, and run the whole test suite
 
 `test` also runs the suite a second time against a separately started PostgreSQL reached
 over TCP with password authentication when CI is set (or with --external). Any other
@@ -25,7 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-STAMP = VENV / ".tradestore-install-stamp"
+# Each install target records the pyproject it installed, so `test` after `up` adds the
+# extras `up` left out, and neither reinstalls until pyproject.toml changes.
+TARGETS = {"core": str(ROOT), "test": f"{ROOT}[test]"}
+# A target counts as installed when it or a target that includes it is.
+INCLUDED_BY = {"core": ("core", "test"), "test": ("test",)}
 
 
 def _say(message: str) -> None:
@@ -36,20 +40,30 @@ def _install_hash() -> str:
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
 
 
-def ensure_venv() -> None:
-    """Create .venv and install tradestore with its test extras, once per pyproject change."""
+def _stamp(target: str) -> Path:
+    return VENV / f".tradestore-install-{target}"
+
+
+def _installed(target: str) -> bool:
+    current = _install_hash()
+    return any(_stamp(t).exists() and _stamp(t).read_text() == current for t in INCLUDED_BY[target])
+
+
+def ensure_venv(target: str) -> None:
+    """Create .venv and install tradestore for `target` (core: what `up` uses; test: the
+    extras and test tools too), once per pyproject change."""
     if sys.version_info < (3, 11):  # noqa: UP036  (run.py may be started by an older python3)
         sys.exit(f"tradestore needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    if STAMP.exists() and STAMP.read_text() == _install_hash():
+    if _installed(target):
         return
     if not (BIN / "python").exists():
         _say(f"creating {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    _say("installing tradestore and its dependencies (first run only)")
+    _say(f"installing tradestore ({target}) and its dependencies")
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
-    STAMP.write_text(_install_hash())
+    subprocess.run([*pip, "-e", TARGETS[target]], check=True)
+    _stamp(target).write_text(_install_hash())
 
 
 def _free_port() -> int:
@@ -76,6 +90,16 @@ def ensure_chromium() -> None:
         _say("could not install chromium; the browser test will be skipped")
 
 
+def static_checks() -> list[tuple[str, list[str]]]:
+    """What runs before the suite, in order; the first failure stops `test`."""
+    paths = ["src", "tests", "benchmarks", "run.py"]
+    ruff = str(BIN / "ruff")
+    return [
+        ("ruff check", [ruff, "check", *paths]),
+        ("ruff format --check", [ruff, "format", "--check", *paths]),
+    ]
+
+
 def run_tests(args: list[str]) -> int:
     external = "--external" in args or os.environ.get("CI", "").lower() in ("1", "true", "yes")
     if external:
@@ -83,10 +107,10 @@ def run_tests(args: list[str]) -> int:
     args = [a for a in args if a != "--external"]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
 
-    _say("ruff check")
-    lint = [str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "run.py"]
-    if subprocess.call(lint, cwd=ROOT):
-        return 1
+    for name, command in static_checks():
+        _say(name)
+        if subprocess.call(command, cwd=ROOT):
+            return 1
     # A private temp root: pytest prunes all but the newest three of its shared
     # /tmp/pytest-of-<user>/ runs, which would delete a concurrent run's live data dirs.
     basetemp = Path(tempfile.mkdtemp(prefix="tradestore-pytest-"))
@@ -135,8 +159,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
-    ensure_venv()
     command, rest = argv[0], argv[1:]
+    # The tests and the benchmarks compare against the extras' libraries; the rest is `up`.
+    ensure_venv("test" if command in ("test", "bench") else "core")
     if command == "test":
         return run_tests(rest)
     if command == "bench":

@@ -20,6 +20,7 @@ import psycopg
 
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
+from tradestore.extras import requires_extra
 from tradestore.market.indicators import INDICATOR_COLUMNS
 from tradestore.market.listings import find_listing_id
 from tradestore.market.timeframes import timeframe_delta
@@ -110,9 +111,17 @@ def candles(
     return _frame(names, rows, schema)
 
 
+def _require_research(feature: str) -> None:
+    """pandas, and pyarrow, through which polars converts to pandas."""
+    with requires_extra("research", feature):
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+
+
 def candles_pandas(target: str | psycopg.Connection[Any], **kw: Any) -> Any:
     """candles() as a pandas DataFrame indexed by time (Decimal columns are object
     columns of decimal.Decimal)."""
+    _require_research("candles as a pandas DataFrame")
     frame = candles(target, **kw)
     return frame.to_pandas(use_pyarrow_extension_array=False).set_index("time")
 
@@ -165,6 +174,7 @@ def indicators(
 
 def indicators_pandas(target: str | psycopg.Connection[Any], **kw: Any) -> Any:
     """indicators() as a pandas DataFrame (wide: indexed by time)."""
+    _require_research("indicators as a pandas DataFrame")
     frame = indicators(target, **kw).to_pandas()
     return frame.set_index("time") if kw.get("form", "wide") == "wide" else frame
 

@@ -16,9 +16,9 @@ import math
 import time
 from decimal import Decimal
 
-import numba
 import numpy as np
 
+from tradestore.extras import requires_extra
 from tradestore.strategy.engine import ACTIONS
 from tradestore.strategy.model import (
     BacktestConfig,
@@ -31,6 +31,9 @@ from tradestore.strategy.model import (
     to_decimal,
 )
 from tradestore.strategy.trades import build_trades
+
+with requires_extra("backtest", "the fast backtest engine"):
+    import numba
 
 __all__ = ["run_fast", "warm_up"]
 

@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import psycopg
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from plotly.subplots import make_subplots
 
 from tradestore.config import get_settings
+from tradestore.extras import requires_extra
 from tradestore.strategy.metrics import drawdown_series
 from tradestore.strategy.store import get_run
+
+with requires_extra("reports", "backtest reports"):
+    import plotly.graph_objects as go
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from plotly.subplots import make_subplots
 
 __all__ = ["RunReport", "reports_dir", "run_report", "standalone_html", "write_run_report"]
 

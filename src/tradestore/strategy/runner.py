@@ -18,7 +18,6 @@ import psycopg
 from tradestore.db.errors import NotFound, ValidationError
 from tradestore.strategy import store
 from tradestore.strategy.engine import Progress, run_event
-from tradestore.strategy.fast import run_fast
 from tradestore.strategy.metrics import Conventions, Metrics, compute_metrics, periods_per_year
 from tradestore.strategy.model import BacktestConfig, MarketData, SignalMatrix, SimResult
 from tradestore.strategy.registry import (
@@ -209,6 +208,8 @@ def simulate(
     if engine == "fast":
         if strategy.event_only:
             raise ValidationError("engine", "the fast path runs signal strategies only", engine)
+        from tradestore.strategy.fast import run_fast
+
         result = run_fast(prepared.data, signals, prepared.config)
         if progress is not None:
             progress(prepared.data.n_bars, prepared.data.n_bars)
@@ -239,6 +240,9 @@ def run_backtest(
 ) -> RunOutcome:
     """Run and record one backtest; returns its run id, metrics and result. A failure
     after the run row exists marks it FAILED (with the error) before re-raising."""
+    if request.write_report:
+        # Before the run is recorded: a missing reports extra should cost nothing.
+        from tradestore.strategy import reports  # noqa: F401
     prepared = prepare(conn, request)
     strategy = prepared.strategy()
     with conn.transaction():

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import ValidationError
+from tradestore.extras import requires_extra
 from tradestore.strategy import store
 from tradestore.strategy.runner import BacktestRequest, Prepared, extra_results, prepare, simulate
 from tradestore.strategy.strategies import Strategy, coerce_params
@@ -99,7 +100,8 @@ def evaluate(prepared: Prepared, params: Mapping[str, Any], engine: str) -> dict
 def open_client(scheduler_address: str | None = None, n_workers: int | None = None) -> Any:
     """A Dask client: to the scheduler at scheduler_address, else to a new LocalCluster of
     n_workers single-threaded worker processes (default: one per core)."""
-    from dask.distributed import Client, LocalCluster
+    with requires_extra("backtest", "a parameter sweep on Dask"):
+        from dask.distributed import Client, LocalCluster
 
     if scheduler_address:
         return Client(scheduler_address)
@@ -133,7 +135,8 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every combination of `grid` (over the request's base parameters) on Dask and
     store each as a run of a new sweep. Pass `client` to reuse a running cluster."""
-    from dask.distributed import as_completed
+    with requires_extra("backtest", "a parameter sweep on Dask"):
+        from dask.distributed import as_completed
 
     started = time.perf_counter()
     prepared = prepare(conn, request)
