@@ -169,3 +169,26 @@ def test_stats_only_follow_runs_of_the_registered_parameters(
     assert get_strategy(conn, "s").total_trades == 0
     outcome = run_backtest(conn, request(strategy="s", parameters={}, write_report=False))
     assert get_strategy(conn, "s").total_trades == outcome.metrics.total_trades > 0
+
+
+def test_a_report_without_the_reports_extra_is_refused_before_the_run_is_recorded(
+    conn: psycopg.Connection[Any], btc: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import tradestore.strategy
+    from tradestore.extras import MissingExtra
+
+    # As if reports had never been imported, and matplotlib were not installed.
+    monkeypatch.delitem(sys.modules, "tradestore.strategy.reports", raising=False)
+    monkeypatch.delattr(tradestore.strategy, "reports", raising=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    runs = conn.execute("SELECT count(*) FROM analytics.backtest_runs").fetchone()[0]
+    with pytest.raises(MissingExtra, match=r"tradestore\[reports\]"):
+        run_backtest(conn, request(), home=tmp_path)
+    assert conn.execute("SELECT count(*) FROM analytics.backtest_runs").fetchone()[0] == runs
+    # Without a report, the event engine needs no extra at all.
+    outcome = run_backtest(conn, request(write_report=False), home=tmp_path)
+    assert outcome.report is None
