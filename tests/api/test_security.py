@@ -527,3 +527,113 @@ def test_secrets_never_reach_a_response_or_a_log_line(
     for line in lines:
         for secret in secrets:
             assert secret not in line, (secret[:12], line[:200])
+
+
+BEYOND_BIGINT = [str(2**63), str(2**64 + 5), str(-(2**63) - 1), "9" * 40]
+
+
+def _refused(response: Any, field: str, rule: str) -> None:
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"], error["rule"]) == ("validation_error", field, rule)
+
+
+def test_integers_beyond_bigint_are_422_naming_the_field(client: TestClient, world: World) -> None:
+    h = bearer(login(client, "alice"))
+    rule = f"must be an integer from {-(2**63)} to {2**63 - 1}"
+    order = {"account_id": world.alice.account_id, "symbol": SYMBOL, "side": "BUY",
+             "order_type": "LIMIT", "quantity": "0.01", "price": "30000"}  # fmt: skip
+    for big in BEYOND_BIGINT:
+        for method, path, field in (
+            ("GET", f"/orders/{big}", "order_id"),
+            ("GET", f"/orders/{big}/status", "order_id"),
+            ("POST", f"/orders/{big}/cancel", "order_id"),
+            ("GET", f"/accounts/{big}", "account_id"),
+            ("GET", f"/accounts/{big}/portfolio", "account_id"),
+            ("GET", f"/accounts/{big}/balances", "account_id"),
+            ("GET", f"/accounts/{big}/ledger", "account_id"),
+            ("GET", f"/accounts/{big}/ledger/verify", "account_id"),
+            ("GET", f"/strategies/{big}", "strategy_id"),
+            ("GET", f"/backtests/{big}", "run_id"),
+            ("POST", f"/alerts/{big}/acknowledge", "alert_id"),
+        ):
+            _refused(client.request(method, API + path, headers=h), field, rule)
+        for path, param in (
+            ("/orders", "account_id"),
+            ("/fills", "order_id"),
+            ("/positions", "account_id"),
+            ("/backtests", "strategy_id"),
+            ("/market/listings", "limit"),
+        ):
+            _refused(client.get(API + path, params={param: big}, headers=h), param, rule)
+        _refused(
+            client.post(f"{API}/orders", json={**order, "account_id": int(big)}, headers=h),
+            "account_id",
+            rule,
+        )
+    # The largest bigint is a well-formed id that names nothing.
+    assert client.get(f"{API}/orders/{2**63 - 1}", headers=h).status_code == 404
+    assert client.get(f"{API}/orders/{2**63 - 1}/status", headers=h).status_code == 404
+
+
+def _raw_json(obj: dict[str, Any], fragment: str, *, quoted: bool = True) -> str:
+    """`obj` as JSON with the marker RAW replaced by `fragment` as written (a JSON escape
+    such as \\ud800, or a bare literal such as NaN when not `quoted`)."""
+    text = json.dumps(obj)
+    return text.replace("RAW", fragment) if quoted else text.replace('"RAW"', fragment)
+
+
+def test_lone_surrogates_in_any_string_field_are_422_naming_the_field(
+    client: TestClient, world: World, conn: psycopg.Connection[Any]
+) -> None:
+    h = bearer(login(client, "alice"))
+    rule = "must be valid Unicode text (no lone UTF-16 surrogate)"
+    json_headers = {**h, "Content-Type": "application/json"}
+    order = {"account_id": world.alice.account_id, "symbol": SYMBOL, "side": "BUY",
+             "order_type": "LIMIT", "quantity": "0.01", "price": "30000"}  # fmt: skip
+    for lone in ("\\ud800", "\\udfff", "ok\\ud83d", "\\ude00x"):
+        for path, body, field in (
+            ("/auth/login", {"username": "RAW", "password": "x"}, "username"),
+            ("/auth/login", {"username": "alice", "password": "RAW"}, "password"),
+            ("/auth/refresh", {"refresh_token": "RAW"}, "refresh_token"),
+            ("/orders", {**order, "notes": "RAW"}, "notes"),
+            ("/orders", {**order, "client_order_id": "RAW"}, "client_order_id"),
+            ("/orders", {**order, "symbol": "RAW"}, "symbol"),
+            # a key: named as the client wrote it (a lone surrogate cannot be sent back raw)
+            ("/orders", {**order, "RAW": 1}, lone),
+        ):
+            response = client.post(API + path, content=_raw_json(body, lone), headers=json_headers)
+            if field == "password":
+                assert response.json()["error"]["value"] == "********"
+            _refused(response, field, rule)
+    # Raw UTF-8-encoded surrogates (CESU bytes) are refused the same way.
+    raw = b'{"username": "\xed\xa0\x80", "password": "x"}'
+    _refused(client.post(f"{API}/auth/login", content=raw, headers=json_headers), "username", rule)
+    # A surrogate pair is a character like any other: stored as it.
+    before = conn.execute("SELECT count(*) FROM trade.orders").fetchone()[0]
+    stored = client.post(
+        f"{API}/orders",
+        content=_raw_json({**order, "notes": "RAW"}, "\\ud83d\\ude00"),
+        headers=json_headers,
+    )
+    assert stored.status_code == 201, stored.text
+    assert conn.execute("SELECT count(*) FROM trade.orders").fetchone()[0] == before + 1
+    assert (
+        conn.execute(
+            "SELECT notes FROM trade.orders WHERE id = %s", (stored.json()["id"],)
+        ).fetchone()[0]
+        == "\U0001f600"
+    )
+    # Percent-encoded surrogates in the URL decode to U+FFFD: never a 500.
+    for url in ("/market/listings?q=%ED%A0%80", "/orders/%ED%A0%80", "/orders?status=%ED%B0%80"):
+        assert client.get(API + url, headers=h).status_code < 500
+
+
+def test_nan_and_infinity_in_a_json_body_are_422(client: TestClient, world: World) -> None:
+    h = {**bearer(login(client, "alice")), "Content-Type": "application/json"}
+    order = {"account_id": world.alice.account_id, "symbol": SYMBOL, "side": "BUY",
+             "order_type": "LIMIT", "quantity": "RAW", "price": "30000"}  # fmt: skip
+    for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
+        body = _raw_json(order, literal, quoted=False)
+        _refused(client.post(f"{API}/orders", content=body, headers=h), "quantity",
+                 "must be a finite number")  # fmt: skip

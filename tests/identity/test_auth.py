@@ -227,3 +227,57 @@ def test_purge_expired_drops_old_sessions_with_their_refresh_history(
         live.session_id
     ]
     assert conn.execute("SELECT count(*) FROM account.session_refresh_tokens").fetchone()[0] == 1
+
+
+def test_login_failures_are_counted_per_account_across_username_and_email(
+    conn: psycopg.Connection[Any], redis_cache: Cache, alice: users.User
+) -> None:
+    # Alternating the username and the email (in any case) does not get round the count:
+    # the per-name limits would each allow 3 more here, the account allows 4 in all.
+    auth = AuthService(
+        redis_cache,
+        AuthConfig(
+            hasher=FAST,
+            login_per_username=Limit(3, 300),
+            login_failures_per_account=Limit(4, 300),
+        ),
+    )
+    for name in ("alice", "alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.com"):
+        with pytest.raises(AuthError):
+            auth.login(conn, name, "guess-guess")
+    with pytest.raises(RateLimited) as err:
+        auth.login(conn, "alice@example.com", PASSWORD)  # even the right password waits
+    assert 1 <= err.value.retry_after <= 300
+    assert redis_cache.redis.ttl(f"rate_limit:login_account:{alice.id}") > 0
+    # Another account is not affected, and its success does not clear alice's count.
+    users.create_user(conn, "bob", "bob@example.com", PASSWORD, hasher=FAST)
+    auth.login(conn, "bob", PASSWORD)
+    with pytest.raises(RateLimited):
+        auth.login(conn, "alice", PASSWORD)
+
+
+def test_a_successful_login_clears_the_account_failure_count(
+    conn: psycopg.Connection[Any], redis_cache: Cache, alice: users.User
+) -> None:
+    auth = AuthService(
+        redis_cache, AuthConfig(hasher=FAST, login_failures_per_account=Limit(2, 300))
+    )
+    for name in ("alice", "alice@example.com"):
+        with pytest.raises(AuthError):
+            auth.login(conn, name, "guess-guess")
+        auth.login(conn, "alice", PASSWORD)  # the second failure did not lock: count restarted
+    assert redis_cache.redis.get(f"rate_limit:login_account:{alice.id}") is None
+
+
+def test_creating_a_user_or_setting_a_password_refuses_common_and_contextual_ones(
+    conn: psycopg.Connection[Any], alice: users.User
+) -> None:
+    for bad in ("password", "12345678", "bob-the-trader", "bob@example.com"):
+        with pytest.raises(ValidationError) as err:
+            users.create_user(conn, "bob-the-trader", "bob@example.com", bad, hasher=FAST)
+        assert err.value.field == "password"
+    assert users.find_user(conn, "bob-the-trader") is None
+    for bad in ("iloveyou", "Alice@Example.com", "alice-secret-99"):
+        with pytest.raises(ValidationError) as err:
+            users.set_password(conn, alice.id, bad, hasher=FAST)
+        assert err.value.field == "password"

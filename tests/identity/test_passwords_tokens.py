@@ -37,6 +37,44 @@ def test_password_rules_name_the_rule_and_never_echo_the_password(password: str,
     assert password.strip() == "" or password not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("password", "must not be a commonly used password"),
+        ("12345678", "must not be a commonly used password"),
+        ("Iloveyou1", "must not be a commonly used password"),
+        ("QWERTYUIOP", "must not be a commonly used password"),
+        (
+            "alice-trader-2024",
+            "must not contain the username, the email address or the service's name",
+        ),
+        ("ALICE.SMITH", "must not contain the username, the email address or the service's name"),
+        (
+            "my-TradeStore-pw",
+            "must not contain the username, the email address or the service's name",
+        ),
+        (
+            "alice.smith@example.com",
+            "must not contain the username, the email address or the service's name",
+        ),
+    ],
+)
+def test_common_and_context_specific_passwords_are_refused(password: str, rule: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        passwords.check_password_rules(
+            password, username="alice-trader", email="Alice.Smith@example.com"
+        )
+    assert err.value.field == "password" and err.value.rule == rule
+    assert err.value.value in ("a common password", "a context-specific password")
+
+
+def test_the_blocklist_ships_with_the_package_and_good_passwords_pass() -> None:
+    common = passwords.common_passwords()
+    assert len(common) > 19_000 and {"password", "12345678", "qwerty"} <= common
+    for fine in ("s3cret-enough", "correct horse battery", "bob-is-not-in-here"):
+        passwords.check_password_rules(fine, username="bob", email="bob@example.com")
+
+
 def test_access_tokens_carry_the_session_id_and_are_stored_as_sha256() -> None:
     token = tokens.new_access_token(42)
     assert token.startswith("42.") and len(token) == 3 + 43

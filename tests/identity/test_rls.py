@@ -5,6 +5,7 @@ admin sets a role, and an identity cannot be claimed by setting the GUC by hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,6 +20,7 @@ from tradestore.db.errors import ValidationError
 from tradestore.identity import users
 from tradestore.identity.errors import AuthError, Forbidden
 from tradestore.identity.rls import Role, as_role, as_user, as_user_async, current_identity
+from tradestore.ops import monitoring
 
 ALICE, BOB, RITA, ANN, ADAM = 1, 2, 3, 4, 5
 
@@ -438,3 +440,109 @@ def test_async_connections_act_as_users_too(world: dict[str, Any]) -> None:
 
     everyone, accounts = asyncio.run(main())
     assert accounts == 1 and everyone > 1
+
+
+def _production_login(conn: psycopg.Connection[Any], world: dict[str, Any]) -> tuple[str, str]:
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE tradestore_app")
+    return name, make_conninfo(
+        world["db"],
+        user=name,
+        password=password,
+        options=f"-c search_path={SEARCH_PATH.replace(' ', '')}",
+    )
+
+
+@pytest.mark.parametrize("superuser", [True, False], ids=["superuser", "app_login"])
+def test_the_acting_identity_cannot_be_switched_with_set_config(
+    conn: psycopg.Connection[Any], world: dict[str, Any], superuser: bool
+) -> None:
+    name, conninfo = _production_login(conn, world)
+    try:
+        with (
+            contextlib.nullcontext(conn)
+            if superuser
+            else psycopg.connect(conninfo, autocommit=True)
+        ) as app:
+            with as_user(app, ALICE) as c:
+                mine = c.execute("SELECT count(*) FROM trade.orders").fetchone()[0]
+                assert mine > 0
+            bobs = conn.execute(
+                "SELECT count(*) FROM trade.orders o JOIN account.accounts a "
+                "ON a.id = o.account_id WHERE a.user_id = %s",
+                (BOB,),
+            ).fetchone()[0]
+            assert bobs > 0
+            # Switching the id (alone, or with alice's seal copied along) is refused, never
+            # read as bob.
+            for forge in (
+                "SELECT set_config('tradestore.user_id', '2', true)",
+                "SELECT set_config('tradestore.user_id', '2', true), "
+                "set_config('tradestore.user_seal', current_setting('tradestore.user_seal'), true)",
+                "SET LOCAL tradestore.user_id = '2'",
+            ):
+                with pytest.raises(Forbidden) as refused, as_user(app, ALICE) as c:
+                    c.execute(forge)
+                    c.execute("SELECT count(*) FROM trade.orders").fetchone()
+                assert refused.value.field == "tradestore.user_id"
+            # The trader role can neither seal another id nor act as someone else.
+            for call in ("SELECT system.identity_seal(2)", "SELECT system.act_as(2)"):
+                with pytest.raises(Forbidden), as_user(app, ALICE) as c:
+                    c.execute(call)
+            # A seal from an earlier transaction does not verify in a later one.
+            with as_user(app, BOB) as c:
+                seal = c.execute("SELECT current_setting('tradestore.user_seal')").fetchone()[0]
+            with pytest.raises(Forbidden), as_user(app, ALICE) as c:
+                c.execute(
+                    "SELECT set_config('tradestore.user_id', '2', true), "
+                    "set_config('tradestore.user_seal', %s, true)",
+                    (seal,),
+                )
+                c.execute("SELECT count(*) FROM trade.orders").fetchone()
+            # Setting the id back to the acting user's own is harmless.
+            with as_user(app, ALICE) as c:
+                c.execute("SELECT set_config('tradestore.user_id', '1', true)")
+                assert c.execute("SELECT count(*) FROM trade.orders").fetchone()[0] == mine
+    finally:
+        conn.execute(f"DROP ROLE {name}")
+
+
+def test_the_seal_secret_is_unreadable_to_every_tradestore_role(
+    conn: psycopg.Connection[Any],
+) -> None:
+    for role in ("readonly", "trader", "analyst", "admin", "app"):
+        assert not conn.execute(
+            "SELECT has_table_privilege(%s, 'system.identity_key', 'SELECT')",
+            (f"tradestore_{role}",),
+        ).fetchone()[0], role
+    with pytest.raises(Forbidden), as_role(conn, Role.ADMIN) as c:
+        c.execute("SELECT secret FROM system.identity_key")
+
+
+def test_pg_stat_statements_is_for_admins_only(
+    conn: psycopg.Connection[Any], world: dict[str, Any]
+) -> None:
+    for user in (ALICE, RITA, ANN):
+        for query in (
+            "SELECT count(*) FROM pg_stat_statements",
+            "SELECT count(*) FROM pg_stat_statements(true)",
+        ):
+            with pytest.raises(Forbidden), as_user(conn, user) as c:
+                c.execute(query)
+    for role in ("readonly", "trader", "analyst"):
+        assert not conn.execute(
+            "SELECT has_table_privilege(%s, 'pg_stat_statements', 'SELECT')",
+            (f"tradestore_{role}",),
+        ).fetchone()[0]
+    with as_user(conn, ADAM) as c:
+        assert c.execute("SELECT count(*) >= 0 FROM pg_stat_statements").fetchone()[0]
+    # ops slow-queries works for a login that holds tradestore_admin (not a superuser).
+    name = f"ops_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}' IN ROLE tradestore_admin")
+    try:
+        rows = monitoring.slow_queries(make_conninfo(world["db"], user=name, password=password), 5)
+        assert isinstance(rows, list)
+    finally:
+        conn.execute(f"DROP ROLE {name}")

@@ -32,6 +32,7 @@ from tradestore.api.context import limit_ip
 from tradestore.api.errors import install_error_handlers
 from tradestore.api.middleware import (
     BodyLimitMiddleware,
+    MalformedInputMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -166,6 +167,8 @@ def create_app(
     app.state.webhook_settings = webhook_settings
     app.state.api_settings = api_settings
     install_error_handlers(app)
+    # Inside the body limit: it reads only bodies that limit has already bounded.
+    app.add_middleware(MalformedInputMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api_settings.API_MAX_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -7,7 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tradestore.cli import common
 from tradestore.cli.common import console, database, handles_errors, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
@@ -53,15 +54,7 @@ def parse_time(text: str, field: str, *, end: bool = False) -> dt.datetime:
 
 
 def parse_decimal(text: str | None, field: str) -> Decimal | None:
-    if text is None:
-        return None
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise ValidationError(field, "must be a number", text) from None
-    if not value.is_finite():
-        raise ValidationError(field, "must be a finite number", text)
-    return value
+    return common.parse_decimal(field, text)
 
 
 def parse_params(items: Sequence[str], field: str = "param") -> dict[str, str]:
@@ -75,7 +68,7 @@ def parse_params(items: Sequence[str], field: str = "param") -> dict[str, str]:
 
 
 def _range_values(start: str, stop: str, step: str, item: str) -> list[str]:
-    a, b, c = Decimal(start), Decimal(stop), Decimal(step)
+    a, b, c = (common.parse_decimal("grid", v) for v in (start, stop, step))
     if c <= 0 or b < a or (b - a) / c > 100_000:
         raise ValidationError(
             "grid", "a range is start:stop:step with step > 0, stop >= start", item

@@ -4,8 +4,10 @@ translation of errors into one clear line (field, rule, value) and a non-zero ex
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import ParamSpec, TypeVar
 
 import psycopg
@@ -17,7 +19,7 @@ from tradestore.cache.client import existing_cache
 from tradestore.config import Settings, SettingsError, get_settings
 from tradestore.db import migrate
 from tradestore.db.connect import resolve_conninfo
-from tradestore.db.errors import TradestoreError, translate
+from tradestore.db.errors import TradestoreError, ValidationError, translate
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,6 +55,28 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(str(translated).strip()) from None
 
     return wrapper
+
+
+# Plain decimal notation only: an optional sign, ASCII digits, at most one point. Python's
+# Decimal() would also read "1_000", full-width digits, "1e3", "NaN" and "Infinity"; a
+# typo in a price or a size should stop the command rather than mean something else.
+# Exponents are refused too: "2e-3" is never how a price or a fee is written by hand.
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+DECIMAL_RULE = (
+    "must be a plain decimal number: optional sign, ASCII digits 0-9, at most one '.' "
+    "(no exponent, underscore, NaN or Infinity)"
+)
+
+
+def parse_decimal(field: str, text: str | None) -> Decimal | None:
+    """The exact Decimal of a command-line option written in plain decimal notation
+    (None stays None). ValidationError names the option, the rule and the value."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not _PLAIN_DECIMAL.fullmatch(stripped):
+        raise ValidationError(field, DECIMAL_RULE, text)
+    return Decimal(stripped)
 
 
 def settings() -> Settings:

@@ -17,11 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradestore import trading
-from tradestore.cli.common import console, database, fail, handles_errors
+from tradestore.cli.common import console, database, fail, handles_errors, parse_decimal
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import reference
-from tradestore.trading._sql import to_decimal
 from tradestore.trading.fills import parse_time
 
 orders_app = typer.Typer(help="Submit, cancel, expire and list orders.", no_args_is_help=True)
@@ -57,9 +56,7 @@ def _conn() -> Iterator[psycopg.Connection[Any]]:
 
 
 def _dec(field: str, text: str | None) -> Decimal | None:
-    if text is None:
-        return None
-    return to_decimal(field, text)
+    return parse_decimal(field, text)
 
 
 def _when(text: str | None, field: str) -> dt.datetime | None:

@@ -1,7 +1,8 @@
 """Login, token authentication, refresh and logout (seeds 002 and 003 sessions).
 
     login      username (or email) + password -> an access token (24h) and a refresh
-               token (30 days); attempts are rate-limited per IP and per username
+               token (30 days); attempts are rate-limited per IP and per name given, and
+               failed attempts are counted per account (whichever name found it)
     authenticate  access token -> Principal (session:{id} in Redis, else PostgreSQL)
     refresh    refresh token -> a new access token and a new refresh token; the old
                refresh token is dead, and presenting it again revokes the session
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,10 @@ class AuthConfig:
     refresh_ttl: dt.timedelta = dt.timedelta(days=30)  # absolute: rotation does not extend it
     login_per_ip: Limit = field(default_factory=lambda: Limit(30, 60))
     login_per_username: Limit = field(default_factory=lambda: Limit(10, 300))
+    # Wrong passwords per account, whether the login named its username or its email:
+    # past this the account takes no password until the window ends (the window is the
+    # backoff; a correct password then clears the count).
+    login_failures_per_account: Limit = field(default_factory=lambda: Limit(10, 300))
     hasher: PasswordHasher | None = None
 
 
@@ -82,6 +88,7 @@ class AuthService:
         self.config = config or AuthConfig()
         self._per_ip = RateLimiter(cache, self.config.login_per_ip)
         self._per_username = RateLimiter(cache, self.config.login_per_username)
+        self._per_account = RateLimiter(cache, self.config.login_failures_per_account)
 
     # ----------------------------------------------------------------- login
     def login(
@@ -112,12 +119,20 @@ class AuthService:
         if user is None:
             passwords.waste_time(password, hasher)
             raise AuthError("unknown user", "invalid username or password")
+        account = keys.rate_limit_scope_key("login_account", str(user["id"]))
+        # A cost-0 hit reads the count without adding to it: a locked account is refused
+        # before its password is checked, so guesses past the limit learn nothing.
+        failures = self._per_account.hit(account, cost=0)
+        if failures.remaining == 0:
+            raise RateLimited("login", max(1, math.ceil(failures.reset_after)))
         if not passwords.verify_password(user["password_hash"], password, hasher):
+            self._per_account.hit(account)
             raise AuthError("wrong password", "invalid username or password")
         if not user["is_active"]:
             raise AuthError("user disabled", "invalid username or password")
 
         self._per_username.reset(keys.rate_limit_scope_key("login", name.casefold()))
+        self._per_account.reset(account)
         new_hash = (
             passwords.hash_password(password, hasher)
             if passwords.needs_rehash(user["password_hash"], hasher)

@@ -149,7 +149,7 @@ def create_user(
     username = _check_username(username)
     email = _check_email(email)
     role = _role(role)
-    passwords.check_password_rules(password, username=username)
+    passwords.check_password_rules(password, username=username, email=email)
     password_hash = passwords.hash_password(password, hasher)
 
     def insert(c: psycopg.Connection[Any]) -> User:
@@ -227,7 +227,7 @@ def set_password(
     the old one may be known). Returns how many sessions were ended; drop them from the
     cache with tradestore.identity.auth.AuthService.forget_sessions."""
     user = get_user(conn, user_id)
-    passwords.check_password_rules(new_password, username=user.username)
+    passwords.check_password_rules(new_password, username=user.username, email=user.email)
     password_hash = passwords.hash_password(new_password, hasher)
     with _Tx(conn) as c:
         c.execute(

@@ -61,13 +61,60 @@ END;
 $$;
 
 ------------------------------------------------------------------------------- identity
+-- The acting identity is sealed. tradestore.user_id is an ordinary setting that any role
+-- may change with set_config, so act_as also stores tradestore.user_seal: a MAC of (this
+-- backend, this transaction's start, the user id) under a secret that only the functions
+-- below (SECURITY DEFINER, owned by the migration role) can read. A session acting as a
+-- user runs as tradestore_<role>, which can neither read the secret nor execute
+-- identity_seal, so it cannot produce a seal for another user id, and an old seal does
+-- not verify in another transaction or backend.
+CREATE TABLE IF NOT EXISTS system.identity_key (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret      bytea NOT NULL CHECK (length(secret) >= 32)
+);
+REVOKE ALL ON system.identity_key FROM PUBLIC;
+-- gen_random_uuid draws from the server's strong random source: 3 x 122 random bits.
+INSERT INTO system.identity_key (secret)
+VALUES (decode(replace(gen_random_uuid()::text || gen_random_uuid()::text
+                       || gen_random_uuid()::text, '-', ''), 'hex'))
+ON CONFLICT DO NOTHING;
+
+-- The seal of p_user_id for the current backend and transaction (hex). The construction
+-- H(k || H(k || m)) over a fixed-layout message is not open to length extension; the
+-- transaction start is taken as epoch microseconds so TimeZone and DateStyle do not
+-- change it.
+CREATE OR REPLACE FUNCTION system.identity_seal(p_user_id bigint)
+RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT encode(sha256(k.secret || sha256(k.secret || convert_to(
+               pg_backend_pid()::text || ':' || (extract(epoch FROM now()) * 1000000)::bigint::text
+               || ':' || p_user_id::text, 'UTF8'))), 'hex')
+      FROM system.identity_key k
+$$;
+REVOKE EXECUTE ON FUNCTION system.identity_seal(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION system.identity_seal(bigint) TO tradestore_app;
+
 -- The application user a transaction acts for, or NULL. Honoured only for sessions that
 -- logged in as the application (members of tradestore_app, or a superuser): a database
--- login granted tradestore_trader directly cannot claim another user by setting it.
+-- login granted tradestore_trader directly cannot claim another user by setting it. A
+-- user id whose seal does not verify (set by hand after act_as) is refused with an error
+-- rather than read as nobody, so the forgery is loud. The policies call it as
+-- `(SELECT system.app_user_id())`: once per statement.
 CREATE OR REPLACE FUNCTION system.app_user_id()
-RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN pg_has_role(session_user, 'tradestore_app', 'MEMBER')
-                THEN nullif(current_setting('tradestore.user_id', true), '')::bigint END
+RETURNS bigint LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id text := nullif(current_setting('tradestore.user_id', true), '');
+BEGIN
+    IF v_id IS NULL OR NOT pg_has_role(session_user, 'tradestore_app', 'MEMBER') THEN
+        RETURN NULL;
+    END IF;
+    IF v_id !~ '^[0-9]{1,19}$' OR v_id::numeric > 9223372036854775807
+       OR current_setting('tradestore.user_seal', true) IS DISTINCT FROM system.identity_seal(v_id::bigint) THEN
+        RAISE EXCEPTION 'tradestore.user_id: must be set by system.act_as in this transaction (value: %)', v_id
+            USING ERRCODE = 'insufficient_privilege', COLUMN = 'tradestore.user_id',
+                  CONSTRAINT = 'must be set by system.act_as', DETAIL = v_id;
+    END IF;
+    RETURN v_id::bigint;
+END;
 $$;
 
 -- Whether the current role holds tradestore_admin's privileges (superusers do).
@@ -79,7 +126,7 @@ $$;
 -- Act for an application user until the transaction ends: check that the user is active
 -- (and, given p_session_id, that the session is live and theirs), take the user's role
 -- from account.users (p_role may only narrow it to readonly), then SET LOCAL ROLE and
--- SET LOCAL tradestore.user_id. One round trip; tradestore.identity.rls.as_user calls it.
+-- SET LOCAL tradestore.user_id with its seal. One round trip; tradestore.identity.rls.as_user calls it.
 -- Returns the database role now in effect.
 CREATE OR REPLACE FUNCTION system.act_as(p_user_id bigint, p_role text DEFAULT NULL,
                                          p_session_id bigint DEFAULT NULL)
@@ -113,12 +160,15 @@ BEGIN
     END IF;
     v_dbrole := 'tradestore_' || v_role;
     PERFORM set_config('tradestore.user_id', p_user_id::text, true);
+    PERFORM set_config('tradestore.user_seal', system.identity_seal(p_user_id), true);
     EXECUTE format('SET LOCAL ROLE %I', v_dbrole);
     RETURN v_dbrole;
 END;
 $$;
--- Only the application switches identity: once acting as a user, a session cannot call
--- it again to become someone else.
+-- Only the application switches identity: once acting as a user (as tradestore_<role>),
+-- a session can neither call it again nor seal another user id. RESET ROLE takes the
+-- session back to the application's own login, which already reads every row
+-- (rls_service) and may call act_as anyway: nothing is gained that it did not have.
 REVOKE EXECUTE ON FUNCTION system.act_as(bigint, text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION system.act_as(bigint, text, bigint) TO tradestore_app;
 
@@ -249,6 +299,41 @@ BEGIN
     IF to_regprocedure('account.lock_ledger(bigint)') IS NOT NULL THEN
         REVOKE EXECUTE ON FUNCTION account.lock_ledger(bigint) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION account.lock_ledger(bigint) TO tradestore_app, tradestore_admin;
+    END IF;
+END;
+$$;
+
+-- The seal's secret is for the definer functions alone, whatever the grants above gave.
+REVOKE ALL ON system.identity_key FROM PUBLIC, tradestore_readonly, tradestore_admin, tradestore_app;
+
+-- pg_stat_statements keeps statements per database role, and every trader runs as
+-- tradestore_trader: readable by PUBLIC (the extension's default), each trader would see
+-- every trader's normalized queries. Admins only (ops slow-queries, the monthly reset).
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure AS sig FROM pg_proc p
+          JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_stat_statements'
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f.sig);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO tradestore_admin', f.sig);
+    END LOOP;
+    FOR f IN
+        SELECT c.oid::regclass AS name FROM pg_class c
+          JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_stat_statements'
+         WHERE c.relkind = 'v'
+    LOOP
+        EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', f.name);
+        EXECUTE format('GRANT SELECT ON %s TO tradestore_admin', f.name);
+    END LOOP;
+    IF to_regclass('public.pg_stat_statements') IS NOT NULL
+       AND has_table_privilege('tradestore_readonly', 'public.pg_stat_statements', 'SELECT') THEN
+        RAISE WARNING 'pg_stat_statements stays readable by every role: % does not own it', current_user
+            USING HINT = 'Run this migration as the extension''s owner or a superuser (docs/security.md).';
     END IF;
 END;
 $$;

@@ -70,3 +70,31 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- The seal's secret; pg_stat_statements readable by PUBLIC again (the extension's default).
+DROP TABLE IF EXISTS system.identity_key;
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure AS sig, p.proname FROM pg_proc p
+          JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_stat_statements'
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM tradestore_admin', f.sig);
+        IF f.proname <> 'pg_stat_statements_reset' THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f.sig);
+        END IF;
+    END LOOP;
+    FOR f IN
+        SELECT c.oid::regclass AS name FROM pg_class c
+          JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+          JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_stat_statements'
+         WHERE c.relkind = 'v'
+    LOOP
+        EXECUTE format('REVOKE SELECT ON %s FROM tradestore_admin', f.name);
+        EXECUTE format('GRANT SELECT ON %s TO PUBLIC', f.name);
+    END LOOP;
+END;
+$$;
