@@ -606,7 +606,9 @@ class TradingViewIntake:
             "%(addr)s, NULL, NULL) RETURNING id",
             {**params, "text": text},
         )
-        return int((await cur.fetchone())[0]), False  # type: ignore[index]
+        # A body cut short is still judged as what it parsed to (it cannot be accepted:
+        # only unauthenticated or oversized bodies are cut).
+        return int((await cur.fetchone())[0]), cut and parsed.is_json  # type: ignore[index]
 
     # ------------------------------------------------------------------ process
     async def process(self, alert_id: int) -> str | None:
