@@ -152,3 +152,19 @@ def test_system_alerts_are_for_admins_only(conn: psycopg.Connection, db: str) ->
 def client(db: str, market: None, tmp_path: Path):
     with make_client(db, tmp_path) as c:
         yield c
+
+
+def test_the_daily_retention_job_prunes_the_alert_box(
+    client, conn: psycopg.Connection, db: str
+) -> None:
+    from tradestore.config import load_settings
+    from tradestore.ops.scheduler import _apply_retention
+
+    old = post(client, alert(secret="nope")).json()["alert_id"]
+    conn.execute(
+        "UPDATE system.inbound_alerts SET received_at = now() - interval '31 days' WHERE id = %s",
+        (old,),
+    )
+    detail = _apply_retention(db, load_settings(None, DATABASE_URL=db))
+    assert detail["inbound_alerts_deleted"] == 1
+    assert conn.execute("SELECT count(*) FROM system.inbound_alerts").fetchone() == (0,)
