@@ -115,7 +115,12 @@ def _serve(conninfo: str, port: int) -> None:
     app = create_app(
         load_settings(None, DATABASE_URL=conninfo),
         conninfo=conninfo,
-        webhook_settings=load_webhook_settings(None, TRADINGVIEW_WEBHOOK_SECRET=SECRET),
+        webhook_settings=load_webhook_settings(
+            None,
+            TRADINGVIEW_WEBHOOK_SECRET=SECRET,
+            TRADINGVIEW_WEBHOOK_USER="bench",
+            WEBHOOK_RATE_LIMIT_PER_IP=10**9,  # one load generator, one address
+        ),
     )
 
     @app.post("/bare")

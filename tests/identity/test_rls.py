@@ -111,7 +111,7 @@ def world(module_schema_db: str) -> Iterator[dict[str, Any]]:
     with psycopg.connect(module_schema_db, autocommit=True) as conn:
         conn.execute(WORLD)
         rows = {ALICE: _trader_rows(conn, ALICE), BOB: _trader_rows(conn, BOB)}
-        # Shared rows: a backtest and an alert of nobody.
+        # Rows of nobody: a shared backtest, and a system alert (admins only).
         conn.execute(
             "INSERT INTO analytics.backtest_runs (strategy_name, start_date, end_date, symbols, "
             "initial_capital, status) VALUES ('shared', '2024-01-01', '2024-02-01', ARRAY['X'], 1, 'COMPLETED')"
@@ -144,7 +144,7 @@ OWNERSHIP = {
     "analytics.strategy_executions": "user_id = %(u)s",
     "analytics.backtest_sweeps": "user_id = %(u)s",
     "analytics.backtest_runs": "user_id = %(u)s OR user_id IS NULL",
-    "system.alerts": "user_id = %(u)s OR user_id IS NULL",
+    "system.alerts": "user_id = %(u)s",  # system alerts (no user) are for admins only
     "system.telegram_chats": "user_id = %(u)s",
     "brain.decision_logs": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
 }

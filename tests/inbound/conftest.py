@@ -65,7 +65,8 @@ def make_client(db: str, tmp_path: Path, **webhook: Any) -> TestClient:
     settings = load_settings(
         None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path / "home", DB_POOL_SIZE=2
     )
-    options = {"TRADINGVIEW_WEBHOOK_SECRET": SECRET, **webhook}
+    # The legacy shared secret, acting for alice only.
+    options = {"TRADINGVIEW_WEBHOOK_SECRET": SECRET, "TRADINGVIEW_WEBHOOK_USER": "alice", **webhook}
     return TestClient(
         create_app(settings, conninfo=db, webhook_settings=load_webhook_settings(None, **options))
     )

@@ -149,8 +149,8 @@ def test_schema_errors_name_field_rule_and_value(
     [
         ({"symbol": "DOGEUSDT"}, "symbol", "must be listed on binance"),
         ({"symbol": "ETHUSDT"}, "symbol", "listing is HALTED, not TRADING"),
-        ({"account": "nobody"}, "account", "must name an existing account"),
-        ({"strategy": "unknown"}, "strategy", "must name a strategy of the account's user"),
+        ({"account": "nobody"}, "account", "must name one of your accounts"),
+        ({"strategy": "unknown"}, "strategy", "must name one of your strategies"),
         ({"exchange": "upbit"}, "exchange", "must be the account's exchange (binance)"),
     ],
 )
@@ -230,14 +230,14 @@ def test_ip_allowlist(db: str, market: None, conn: psycopg.Connection, tmp_path:
     assert _row(conn, response.json()["alert_id"])["remote_addr"] == "127.0.0.1"
 
 
-def test_no_secret_configured_means_503(
+def test_legacy_secret_without_its_user_is_ignored(
     db: str, market: None, conn: psycopg.Connection, tmp_path: Path
 ) -> None:
-    with make_client(db, tmp_path, TRADINGVIEW_WEBHOOK_SECRET=None) as client:
+    with make_client(db, tmp_path, TRADINGVIEW_WEBHOOK_USER=None) as client:
         response = post(client, alert())
-    assert response.status_code == 503
-    assert "TRADINGVIEW_WEBHOOK_SECRET" in response.json()["detail"]
+    assert response.status_code == 401
     assert _row(conn, response.json()["alert_id"])["disposition"] == "REJECTED"
+    assert _orders(conn) == []
 
 
 def test_module_disabled_means_503(db: str, market: None, tmp_path: Path) -> None:
@@ -256,11 +256,11 @@ def test_accepted_alert_left_unprocessed_is_recovered_at_start(
     # As if the server died between the reply and the order: ACCEPTED, not processed.
     payload = alert()
     conn.execute(
-        "SELECT public.idem_seen_status('tv-1', %s, 'tradingview')", (payload_hash(payload),)
+        "SELECT public.idem_seen_status('tv-1', %s, 'tradingview', 1)", (payload_hash(payload),)
     )
     alert_id = conn.execute(
-        "INSERT INTO system.inbound_alerts (payload, raw_body, dedupe_key, disposition) "
-        "VALUES (%s::jsonb, %s, 'tv-1', 'ACCEPTED') RETURNING id",
+        "INSERT INTO system.inbound_alerts (payload, raw_body, dedupe_key, disposition, user_id) "
+        "VALUES (%s::jsonb, %s, 'tv-1', 'ACCEPTED', 1) RETURNING id",
         (json.dumps(payload), json.dumps(payload).encode()),
     ).fetchone()[0]
     with make_client(db, tmp_path) as client:

@@ -53,19 +53,33 @@ def test_route_with_dedupe_key_queues_once_per_chat(conn: psycopg.Connection, ch
     ).fetchall() == [("disk-full@1",), ("disk-full@2",)]
 
 
-def test_chats_of_a_user_hear_only_that_user_and_nobody(conn: psycopg.Connection) -> None:
+def test_user_messages_reach_only_that_users_chats_and_system_ones_only_operators(
+    conn: psycopg.Connection,
+) -> None:
     alice, bob = _user(conn, "alice"), _user(conn, "bob")
+    root = _user(conn, "root")
+    conn.execute("UPDATE account.users SET role = 'admin' WHERE id = %s", (root,))
     outbox.add_chat(conn, 10, "INFO", user_id=alice)
     outbox.add_chat(conn, 20, "INFO", user_id=bob)
-    outbox.add_chat(conn, 30, "INFO")  # the operator: hears everything
+    outbox.add_chat(conn, 30, "INFO")  # an operator's chat (bound to no user)
+    outbox.add_chat(conn, 40, "INFO", user_id=root)  # an admin's chat
     outbox.route(conn, "INFO", "t", "for alice", user_id=alice)
-    outbox.route(conn, "INFO", "t", "for all")
+    outbox.route(conn, "INFO", "t", "system")
     rows = conn.execute(
         "SELECT chat_id, message FROM system.notification_outbox ORDER BY id"
     ).fetchall()
-    assert sorted(rows) == sorted(
-        [(10, "for alice"), (30, "for alice"), (10, "for all"), (20, "for all"), (30, "for all")]
-    )
+    assert sorted(rows) == sorted([(10, "for alice"), (30, "system"), (40, "system")])
+
+
+def test_an_alert_about_a_users_object_goes_only_to_that_users_chat(
+    conn: psycopg.Connection,
+) -> None:
+    alice, bob = _user(conn, "alice"), _user(conn, "bob")
+    outbox.add_chat(conn, 10, "INFO", user_id=alice)
+    outbox.add_chat(conn, 20, "INFO", user_id=bob)
+    outbox.add_chat(conn, 30, "INFO")
+    alerts.raise_alert(conn, "HIGH", "alice's order 7 failed", module="inbound", user_id=alice)
+    assert [c for c, _ in _queued(conn)] == [10]
 
 
 def test_enqueue_from_python_and_sql_share_the_dedupe_key(conn: psycopg.Connection) -> None:

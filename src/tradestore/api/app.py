@@ -69,6 +69,7 @@ def _api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(limit_ip)])
     for module in (auth, portfolio, orders, market, alerts, strategies, kpis):
         api.include_router(module.router)
+    api.include_router(webhooks.api_router)
     return api
 
 
@@ -140,7 +141,9 @@ def create_app(
         app.state.user_limiter = RateLimiter(
             app_cache, Limit(api_settings.API_RATE_LIMIT_PER_USER, window)
         )
-        app.state.tradingview = TradingViewIntake(pool, webhook_settings)
+        app.state.tradingview = TradingViewIntake(pool, webhook_settings, app_cache)
+        # Judges alerts stored but never judged (sweep_unjudged), then places the orders
+        # of accepted alerts cut short; at start, then every minute.
         sweeper = asyncio.create_task(
             app.state.tradingview.sweep_forever(), name="tradingview-sweep"
         )

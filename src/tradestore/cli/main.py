@@ -7,7 +7,7 @@ import contextlib
 import typer
 
 from tradestore import __version__
-from tradestore.cli import notify
+from tradestore.cli import notify, webhooks
 from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
 from tradestore.cli.common import console, handles_errors, settings
@@ -51,6 +51,7 @@ app.add_typer(market_app, name="market")
 app.add_typer(strategies_app, name="strategies")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(notify.app, name="notify")
+app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(notify.worker_app, name="worker")
 app.command("serve")(notify.serve_command)
 app.add_typer(backup_app, name="backup")

@@ -1,7 +1,7 @@
 """The TradingView alert schema (the JSON an alert's message must be).
 
     {
-      "secret": "<TRADINGVIEW_WEBHOOK_SECRET>",
+      "secret": "<webhook token>",     a credential of the acting user
       "idempotency_key": "{{strategy.order.id}}-{{timenow}}",
       "exchange": "binance",              optional: the account's exchange, or the
       "symbol": "BTCUSDT",                "BINANCE:BTCUSDT" prefix of the symbol

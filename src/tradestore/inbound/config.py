@@ -1,7 +1,9 @@
 """Settings of the TradingView webhook (environment variables / `.env`).
 
-The shared secret lives in the environment only (seed 001 §10: no secrets in the
-database); TradingView puts it inside the alert's JSON body, since it signs nothing.
+Requests authenticate with a per-user webhook credential (tradestore.inbound.credentials),
+which TradingView puts inside the alert's JSON body, since it signs nothing. The old
+global TRADINGVIEW_WEBHOOK_SECRET is kept only as a legacy credential of one explicitly
+named user (TRADINGVIEW_WEBHOOK_USER); without that user it is ignored.
 """
 
 from __future__ import annotations
@@ -29,13 +31,24 @@ class WebhookSettings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
-    # Unset: the webhook answers 503 (it refuses to take orders from anyone).
+    # Legacy: one shared secret acting for TRADINGVIEW_WEBHOOK_USER (a username) only.
+    # Ignored unless both are set; prefer per-user credentials (`tradestore webhooks`).
     TRADINGVIEW_WEBHOOK_SECRET: SecretStr | None = None
+    TRADINGVIEW_WEBHOOK_USER: str | None = None
     # Comma-separated addresses or networks; `tradingview` stands for TradingView's
     # published addresses. Empty: any source (the secret still applies).
     WEBHOOK_IP_ALLOWLIST: str = ""
-    # Larger bodies are answered 413; their first WEBHOOK_MAX_BODY_BYTES bytes are kept.
-    WEBHOOK_MAX_BODY_BYTES: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    # Larger bodies are answered 413 (reading stops there).
+    WEBHOOK_MAX_BODY_BYTES: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # Oversized bodies, and bodies of requests that did not authenticate, are stored only
+    # up to this many bytes (raw_truncated = true), so strangers cannot fill the disk.
+    WEBHOOK_STORED_BODY_BYTES: int = Field(default=2048, ge=256, le=1024 * 1024)
+    # Requests per source address per minute, counted before the body is read or stored
+    # (429 beyond). TradingView sends every user's alerts from the same few addresses.
+    WEBHOOK_RATE_LIMIT_PER_IP: int = Field(default=120, ge=1)
+    # Alerts stored but not judged (the server stopped) are judged again by the sweep
+    # when younger than this many seconds; older ones become EXPIRED, never acted on.
+    WEBHOOK_REJUDGE_WINDOW_SECONDS: int = Field(default=300, ge=0)
 
     @field_validator("WEBHOOK_IP_ALLOWLIST")
     @classmethod
@@ -48,8 +61,11 @@ class WebhookSettings(BaseSettings):
         return _networks(self.WEBHOOK_IP_ALLOWLIST)
 
     def secret(self) -> str | None:
+        """The legacy shared secret, when it is configured together with its user."""
         value = self.TRADINGVIEW_WEBHOOK_SECRET
-        return value.get_secret_value() if value is not None and value.get_secret_value() else None
+        if value is None or not value.get_secret_value() or not self.TRADINGVIEW_WEBHOOK_USER:
+            return None
+        return value.get_secret_value()
 
 
 def _networks(spec: str) -> tuple[Network, ...]:

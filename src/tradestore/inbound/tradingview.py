@@ -1,22 +1,32 @@
 """TradingView alert intake (seed 001 §5.7), independent of the HTTP framework.
 
-`receive` runs while TradingView waits (it gives up after 3 seconds):
+Before anything is read or stored, the route counts the request against the source
+address's rate limit (`admit`, 429 beyond it). Then `receive` runs while TradingView
+waits (it gives up after 3 seconds):
 
-1. store the request in system.inbound_alerts first, always: the raw body (the secret's
-   value blanked out), the payload as jsonb (the body as a JSON string when it is not
-   JSON), content type and source address;
-2. judge it: source address (optional allowlist), size, JSON, the shared secret
-   (constant-time), the alert schema, and the symbol/account/strategy it names;
-3. deduplicate by idempotency key (public.idem_seen_status, which calls mark_idem_seen):
-   a new key is ACCEPTED (202), the same key with the same payload hash is a DUPLICATE
-   (200, no second effect), the same key with another hash is a CONFLICT held for review
-   (409, and an alert is raised).
+1. authenticate: the body's "secret" must be a live per-user webhook credential
+   (tradestore.inbound.credentials; SHA-256 compared in constant time), or the legacy
+   TRADINGVIEW_WEBHOOK_SECRET of TRADINGVIEW_WEBHOOK_USER. The credential's owner is the
+   only user the alert may act for;
+2. store the request in system.inbound_alerts, always, before any verdict: the raw body
+   (secret-bearing members redacted by their parsed name), the payload as jsonb (the
+   body as a JSON string when it is not JSON), content type, source address and the
+   authenticated owner. Oversized bodies and bodies of unauthenticated requests are
+   kept only up to WEBHOOK_STORED_BODY_BYTES (raw_truncated);
+3. judge it: source address (optional allowlist), size, JSON, authentication, the alert
+   schema, and the symbol/account/strategy it names (accounts and strategies of the
+   owner only: another user's look exactly like ones that do not exist);
+4. deduplicate by the owner's idempotency key (public.idem_seen_status): a new key is
+   ACCEPTED (202), the same key with the same payload hash is a DUPLICATE (200, no
+   second effect), the same key with another hash is a CONFLICT held for review (409,
+   and an alert is raised for the owner).
 
 `process` is the slow part, run after the reply: place the order through the trading
 core (trade.place_order, the full form of submit_order) with the alert's idempotency
-key, then set parsed = true and order_id, or disposition ERROR and error. Either way a
-system alert tells the user what happened. Accepted alerts whose processing was cut
-short (a restart) are picked up by `process_pending`.
+key, then set parsed = true and order_id, or disposition ERROR and error. Either way an
+alert owned by the user tells them what happened. Accepted alerts whose processing was
+cut short are picked up by `process_pending`; alerts stored but never judged by
+`tradestore.inbound.sweep.sweep_unjudged`.
 """
 
 from __future__ import annotations
@@ -28,7 +38,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any
@@ -37,16 +46,24 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
+from tradestore.cache.client import Cache
+from tradestore.cache.ratelimit import Decision, Limit, RateLimiter
 from tradestore.db.errors import translate
+from tradestore.inbound import credentials
 from tradestore.inbound.alert_schema import AlertError, TradingViewAlert, validate_alert
 from tradestore.inbound.config import WebhookSettings
+from tradestore.inbound.redaction import WITHHELD, redact_body
 
 __all__ = [
     "SOURCE",
+    "Facts",
+    "Owner",
     "Reply",
     "Target",
     "TradingViewIntake",
+    "judge",
     "payload_hash",
+    "process_alert",
     "redact_secret",
     "resolve",
 ]
@@ -58,7 +75,8 @@ MODULE_MISSING = (
     "the dedupe Plus module is not enabled, so TradingView alerts cannot be stored: "
     "run `tradestore modules enable dedupe`"
 )
-_SECRET_VALUE = re.compile(rb'("secret"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+# Roles whose credentials may place orders (a credential of a readonly user never acts).
+TRADING_ROLES = ("trader", "admin")
 _DIVISION = Context(prec=50)
 
 
@@ -69,6 +87,14 @@ class Reply:
     status: int
     body: dict[str, Any]
     process_alert_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The user a request authenticated as, and the credential (None: the legacy secret)."""
+
+    user_id: int
+    credential_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,10 +115,22 @@ class _Parsed:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class Facts:
+    """What the judge needs to know about a stored alert."""
+
+    value: Any = None
+    is_json: bool = False
+    parse_errors: list[dict[str, Any]] = field(default_factory=list)
+    owner: Owner | None = None
+    truncated: bool = False
+    ip: str | None = None
+
+
 def redact_secret(body: bytes) -> bytes:
-    """The body with the value of every "secret" JSON member blanked out (seed 001 §10:
-    no secrets in the database)."""
-    return _SECRET_VALUE.sub(rb"\1[redacted]\3", body)
+    """The body with the value of every secret-bearing member redacted (seed 001 §10: no
+    secrets in the database); see tradestore.inbound.redaction."""
+    return redact_body(body)
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -137,11 +175,329 @@ def _remote_ip(remote_addr: str | None) -> str | None:
         return None
 
 
+def _prefix(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes, not cutting a UTF-8 character in two."""
+    cut = data[:limit]
+    while cut and len(cut) < len(data) and (data[len(cut)] & 0xC0) == 0x80:
+        cut = cut[:-1]
+    return cut
+
+
+async def authenticate(
+    conn: psycopg.AsyncConnection[Any], payload: Any, settings: WebhookSettings
+) -> Owner | None:
+    """The owner of the credential in the payload's "secret", or None. Unknown, wrong,
+    revoked, and credentials of users who may not trade are all simply None."""
+    given = payload.get("secret") if isinstance(payload, dict) else None
+    if not isinstance(given, str) or len(given) > 200:
+        return None
+    token_id = credentials.parse_token(given)
+    if token_id is not None:
+        row = await (
+            await conn.execute(
+                "SELECT c.id, c.user_id, c.secret_hash, u.role, u.is_active "
+                "FROM system.webhook_credentials c JOIN account.users u ON u.id = c.user_id "
+                "WHERE c.token_id = %s AND c.revoked_at IS NULL",
+                (token_id,),
+            )
+        ).fetchone()
+        if not credentials.verify_hash(given, row[2] if row else None):
+            return None
+        assert row is not None
+        if not row[4] or row[3] not in TRADING_ROLES:
+            return None
+        await conn.execute(
+            "UPDATE system.webhook_credentials SET last_used_at = now() WHERE id = %s", (row[0],)
+        )
+        return Owner(int(row[1]), int(row[0]))
+    legacy = settings.secret()
+    if legacy is None or not hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), legacy.encode("utf-8")
+    ):
+        return None
+    row = await (
+        await conn.execute(
+            "SELECT id, role, is_active FROM account.users WHERE username = %s",
+            (settings.TRADINGVIEW_WEBHOOK_USER,),
+        )
+    ).fetchone()
+    if row is None or not row[2] or row[1] not in TRADING_ROLES:
+        log.warning("TRADINGVIEW_WEBHOOK_USER does not name an active trader; secret ignored")
+        return None
+    return Owner(int(row[0]), None)
+
+
+async def _finish(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    disposition: str,
+    error: str | None,
+    *,
+    key: str | None = None,
+    hash_: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE system.inbound_alerts SET disposition = %s, error = %s, dedupe_key = %s, "
+        "payload_hash = %s, processed_at = CASE WHEN %s = 'ACCEPTED' THEN NULL ELSE now() END "
+        "WHERE id = %s",
+        (disposition, error, key, hash_, disposition, alert_id),
+    )
+
+
+async def _invalid(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    errs: list[dict[str, Any]],
+    *,
+    status: int = 422,
+    key: str | None = None,
+    hash_: str | None = None,
+) -> Reply:
+    message = "; ".join(f"{e['field']}: {e['rule']} (value: {e.get('value')!r})" for e in errs)
+    await _finish(conn, alert_id, "INVALID", message[:2000], key=key, hash_=hash_)
+    return Reply(status, {"status": "invalid", "alert_id": alert_id, "errors": errs})
+
+
+async def judge(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    facts: Facts,
+    settings: WebhookSettings,
+    *,
+    skip_locked: bool = False,
+) -> Reply:
+    """Judge the stored alert `alert_id` (still RECEIVED) in one transaction and record
+    the verdict. With skip_locked, an alert another session is judging is left alone."""
+    async with conn.transaction():
+        locked = await (
+            await conn.execute(
+                "SELECT disposition FROM system.inbound_alerts WHERE id = %s FOR UPDATE"
+                + (" SKIP LOCKED" if skip_locked else ""),
+                (alert_id,),
+            )
+        ).fetchone()
+        if locked is None or locked[0] != "RECEIVED":
+            # judged meanwhile (by the sweep): say what it became, nothing more
+            state = locked[0].lower() if locked else "unknown"
+            return Reply(200, {"status": state, "alert_id": alert_id})
+        return await _judge_locked(conn, alert_id, facts, settings)
+
+
+async def _judge_locked(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, facts: Facts, settings: WebhookSettings
+) -> Reply:
+    allowlist = settings.allowlist
+    ip = facts.ip
+    if allowlist and (ip is None or not any(ipaddress.ip_address(ip) in n for n in allowlist)):
+        await _finish(
+            conn, alert_id, "REJECTED", f"remote_addr: not in WEBHOOK_IP_ALLOWLIST (value: {ip})"
+        )
+        return Reply(
+            403,
+            {"status": "rejected", "alert_id": alert_id, "detail": "source address not allowed"},
+        )
+    if facts.truncated:
+        limit = settings.WEBHOOK_MAX_BODY_BYTES
+        kept = settings.WEBHOOK_STORED_BODY_BYTES
+        error = {"field": "body", "rule": f"must be at most {limit} bytes", "value": f">{limit}"}
+        await _finish(
+            conn,
+            alert_id,
+            "INVALID",
+            f"body: must be at most {limit} bytes; raw_body holds at most the first {kept} bytes",
+        )
+        return Reply(413, {"status": "invalid", "alert_id": alert_id, "errors": [error]})
+    if not facts.is_json:
+        errs = facts.parse_errors or [
+            {
+                "field": "body",
+                "rule": "must be JSON that PostgreSQL can store "
+                "(no \\u0000, no unpaired surrogates, numbers in range)",
+                "value": None,
+            }
+        ]
+        return await _invalid(conn, alert_id, errs, status=400)
+    payload = facts.value
+    if not isinstance(payload, dict):
+        errs = [{"field": "body", "rule": "must be a JSON object", "value": type(payload).__name__}]
+        return await _invalid(conn, alert_id, errs, status=400)
+    owner = facts.owner
+    if owner is None:
+        await _finish(conn, alert_id, "REJECTED", "secret: missing or wrong")
+        return Reply(
+            401, {"status": "rejected", "alert_id": alert_id, "detail": "secret: missing or wrong"}
+        )
+    key = payload.get("idempotency_key")
+    key = key if isinstance(key, str) and 0 < len(key) <= 200 and "\x00" not in key else None
+    try:
+        alert = validate_alert(payload)
+    except AlertError as exc:
+        return await _invalid(conn, alert_id, exc.errors, key=key)
+    hash_ = payload_hash(payload)
+    try:
+        target = await resolve(conn, alert, owner.user_id)
+    except AlertError as exc:
+        await _finish(conn, alert_id, "INVALID", str(exc), key=key, hash_=hash_)
+        return Reply(422, {"status": "invalid", "alert_id": alert_id, "errors": exc.errors})
+    verdict = (
+        await (
+            await conn.execute(
+                "SELECT public.idem_seen_status(%s, %s, %s, %s)",
+                (alert.idempotency_key, hash_, SOURCE, owner.user_id),
+            )
+        ).fetchone()
+    )[0]  # type: ignore[index]
+    if verdict == "NEW":
+        await _finish(conn, alert_id, "ACCEPTED", None, key=alert.idempotency_key, hash_=hash_)
+        return Reply(
+            202,
+            {
+                "status": "accepted",
+                "alert_id": alert_id,
+                "idempotency_key": alert.idempotency_key,
+                "order": {
+                    "account_id": target.account_id,
+                    "exchange": target.exchange,
+                    "symbol": target.exchange_symbol,
+                    "side": alert.side,
+                    "order_type": alert.order_type,
+                },
+                "detail": "stored; the order is placed right after this reply",
+            },
+            process_alert_id=alert_id,
+        )
+    # The key is the owner's: the alert that counts for it is the owner's own.
+    original = await (
+        await conn.execute(
+            "SELECT id, disposition, order_id, error FROM system.inbound_alerts "
+            "WHERE user_id = %s AND dedupe_key = %s AND disposition IN ('ACCEPTED', 'ERROR')",
+            (owner.user_id, alert.idempotency_key),
+        )
+    ).fetchone()
+    first = (
+        {"alert_id": original[0], "status": original[1].lower(), "order_id": original[2],
+         "error": original[3]}
+        if original
+        else None
+    )  # fmt: skip
+    if verdict == "DUPLICATE":
+        await _finish(conn, alert_id, "DUPLICATE", None, key=alert.idempotency_key, hash_=hash_)
+        return Reply(
+            200,
+            {
+                "status": "duplicate",
+                "alert_id": alert_id,
+                "idempotency_key": alert.idempotency_key,
+                "original": first,
+                "detail": "already received; nothing was done again",
+            },
+        )
+    error = (
+        f"idempotency_key: reused with a different payload (value: {alert.idempotency_key}); "
+        f"held for review"
+    )
+    await _finish(conn, alert_id, "CONFLICT", error, key=alert.idempotency_key, hash_=hash_)
+    await conn.execute(
+        "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'WARNING', NULL, %s)",
+        (
+            f"TradingView alert {alert_id} reuses idempotency key {alert.idempotency_key!r} with a "
+            f"different payload; held for review",
+            json.dumps({"alert_id": alert_id, "original": first}),
+            owner.user_id,
+        ),
+    )
+    return Reply(
+        409,
+        {
+            "status": "conflict",
+            "alert_id": alert_id,
+            "idempotency_key": alert.idempotency_key,
+            "original": first,
+            "detail": "this key was used before with a different payload; held for review",
+        },
+    )
+
+
+async def process_alert(conn: psycopg.AsyncConnection[Any], alert_id: int) -> str | None:
+    """Place the order of an ACCEPTED alert, for its owner. Returns its final disposition,
+    or None when there was nothing to do (already processed, or another worker has it)."""
+    async with conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT payload::text, user_id FROM system.inbound_alerts WHERE id = %s "
+                "AND disposition = 'ACCEPTED' AND processed_at IS NULL FOR UPDATE SKIP LOCKED",
+                (alert_id,),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        owner_id: int = row[1]
+        try:
+            async with conn.transaction():
+                alert = validate_alert(json.loads(row[0], parse_float=Decimal))
+                target = await resolve(conn, alert, owner_id)
+                order_id = await _place_order(conn, alert_id, alert, target)
+        except (AlertError, psycopg.DatabaseError) as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                raise
+            error = str(translate(exc)) if isinstance(exc, psycopg.Error) else str(exc)
+            await conn.execute(
+                "UPDATE system.inbound_alerts SET disposition = 'ERROR', error = %s, processed_at = now() "
+                "WHERE id = %s",
+                (error[:2000], alert_id),
+            )
+            await conn.execute(
+                "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'ERROR', NULL, %s)",
+                (
+                    f"TradingView alert {alert_id}: no order placed: {error}"[:2000],
+                    json.dumps({"alert_id": alert_id}),
+                    owner_id,
+                ),
+            )
+            return "ERROR"
+        await conn.execute(
+            "UPDATE system.inbound_alerts SET parsed = true, order_id = %s, error = NULL, processed_at = now() "
+            "WHERE id = %s",
+            (order_id, alert_id),
+        )
+        await conn.execute(
+            "UPDATE system.inbound_dedupe_keys SET processed = true "
+            "WHERE user_id = %s AND idempotency_key = %s",
+            (owner_id, alert.idempotency_key),
+        )
+        await conn.execute(
+            "SELECT public.raise_alert('LOW', %s, 'inbound', %s::jsonb, 'TRADE_SIGNAL', NULL, %s)",
+            (
+                f"TradingView alert {alert_id}: order {order_id} placed ({alert.side} {alert.order_type} "
+                f"{target.exchange_symbol} on {target.exchange})",
+                json.dumps({"alert_id": alert_id, "order_id": order_id}),
+                owner_id,
+            ),
+        )
+        return "ACCEPTED"
+
+
 class TradingViewIntake:
-    def __init__(self, pool: AsyncConnectionPool[Any], settings: WebhookSettings) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        settings: WebhookSettings,
+        cache: Cache | None = None,
+    ) -> None:
         self.pool = pool
         self.settings = settings
-        self._allowlist = settings.allowlist
+        self._limiter = (
+            RateLimiter(cache, Limit(settings.WEBHOOK_RATE_LIMIT_PER_IP, 60)) if cache else None
+        )
+
+    # ------------------------------------------------------------------ admit
+    async def admit(self, remote_addr: str | None) -> Decision | None:
+        """Count a request against its source address's limit, before its body is read;
+        None when there is no limiter (no cache)."""
+        if self._limiter is None:
+            return None
+        ip = _remote_ip(remote_addr) or "unknown"
+        return await asyncio.to_thread(self._limiter.hit_subject, "webhook", ip)
 
     # ------------------------------------------------------------------ receive
     async def receive(
@@ -153,16 +509,38 @@ class TradingViewIntake:
         remote_addr: str | None = None,
     ) -> Reply:
         parsed = _parse(body) if not truncated else _Parsed()
+        if parsed.is_json and redact_secret(body) == WITHHELD:
+            # a secret-bearing member that is an object or array: nothing of it is kept
+            parsed = _Parsed(
+                errors=[{"field": "secret", "rule": "must be a string", "value": None}]
+            )
         ip = _remote_ip(remote_addr)
         try:
-            alert_id, stored_as_json = await self._store(body, parsed, content_type, ip)
+            async with self.pool.connection() as conn:
+                owner = (
+                    await authenticate(conn, parsed.value, self.settings)
+                    if parsed.is_json
+                    else None
+                )
+                alert_id, stored_as_json = await self._store(
+                    conn, body, parsed, content_type, ip, owner, truncated
+                )
         except errors.UndefinedTable:
             return Reply(503, {"status": "unavailable", "detail": MODULE_MISSING})
         except psycopg.OperationalError as exc:
             log.error("webhook could not store an alert: %s", exc)
             return Reply(503, {"status": "unavailable", "detail": "the database is unavailable"})
+        facts = Facts(
+            value=parsed.value,
+            is_json=parsed.is_json and stored_as_json,
+            parse_errors=parsed.errors,
+            owner=owner if stored_as_json else None,
+            truncated=truncated,
+            ip=ip,
+        )
         try:
-            return await self._judge(alert_id, parsed, stored_as_json, truncated, ip)
+            async with self.pool.connection() as conn:
+                return await judge(conn, alert_id, facts, self.settings)
         except psycopg.OperationalError as exc:
             log.error("webhook alert %s stored but not judged: %s", alert_id, exc)
             return Reply(
@@ -175,304 +553,67 @@ class TradingViewIntake:
             )
 
     async def _store(
-        self, body: bytes, parsed: _Parsed, content_type: str | None, ip: str | None
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        body: bytes,
+        parsed: _Parsed,
+        content_type: str | None,
+        ip: str | None,
+        owner: Owner | None,
+        truncated: bool,
     ) -> tuple[int, bool]:
         raw = redact_secret(body)
+        cap = self.settings.WEBHOOK_STORED_BODY_BYTES
+        # Only an authenticated request of acceptable size is kept whole.
+        cut = truncated or (owner is None and len(raw) > cap)
+        if cut:
+            raw = _prefix(raw, cap)
         params = {
             "source": SOURCE,
             "raw": raw,
+            "cut": cut,
             "ct": (content_type or "")[:200] or None,
             "addr": ip,
+            "user": owner.user_id if owner else None,
+            "cred": owner.credential_id if owner else None,
         }
-        async with self.pool.connection() as conn:
-            if parsed.is_json:
-                try:
-                    async with conn.transaction():
-                        cur = await conn.execute(
-                            "INSERT INTO system.inbound_alerts (source, payload, raw_body, content_type, remote_addr) "
-                            "SELECT %(source)s, CASE WHEN jsonb_typeof(j) = 'object' AND j ? 'secret' "
-                            "THEN jsonb_set(j, '{secret}', '\"[redacted]\"') ELSE j END, "
-                            "%(raw)s, %(ct)s, %(addr)s FROM (SELECT %(payload)s::jsonb AS j) s RETURNING id",
-                            {**params, "payload": parsed.text},
-                        )
-                        return int((await cur.fetchone())[0]), True  # type: ignore[index]
-                except (
-                    errors.DataError,
-                    errors.ProgramLimitExceeded,
-                    errors.StatementTooComplex,
-                    errors.InternalError_,
-                ):
-                    pass  # JSON that jsonb refuses (\u0000, lone surrogates, huge numbers, depth)
-            text = parsed.text if parsed.text is not None else raw.decode("utf-8", "replace")
-            cur = await conn.execute(
-                "INSERT INTO system.inbound_alerts (source, payload, raw_body, content_type, remote_addr) "
-                "VALUES (%(source)s, to_jsonb(%(text)s::text), %(raw)s, %(ct)s, %(addr)s) RETURNING id",
-                {
-                    **params,
-                    "text": redact_secret(text.encode("utf-8", "surrogatepass"))
-                    .decode("utf-8", "replace")
-                    .replace("\x00", "\ufffd"),
-                },
-            )
-            return int((await cur.fetchone())[0]), False  # type: ignore[index]
-
-    async def _finish(
-        self,
-        alert_id: int,
-        disposition: str,
-        error: str | None,
-        *,
-        key: str | None = None,
-        hash_: str | None = None,
-        conn: psycopg.AsyncConnection[Any] | None = None,
-    ) -> None:
-        query = (
-            "UPDATE system.inbound_alerts SET disposition = %s, error = %s, dedupe_key = %s, "
-            "payload_hash = %s, processed_at = CASE WHEN %s = 'ACCEPTED' THEN NULL ELSE now() END "
-            "WHERE id = %s"
+        columns = (
+            "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
+            "content_type, remote_addr, user_id, credential_id) "
         )
-        params = (disposition, error, key, hash_, disposition, alert_id)
-        if conn is not None:
-            await conn.execute(query, params)
-            return
-        async with self.pool.connection() as c:
-            await c.execute(query, params)
-
-    async def _judge(
-        self, alert_id: int, parsed: _Parsed, stored_as_json: bool, truncated: bool, ip: str | None
-    ) -> Reply:
-        if self._allowlist and (
-            ip is None or not any(ipaddress.ip_address(ip) in net for net in self._allowlist)
-        ):
-            await self._finish(
-                alert_id, "REJECTED", f"remote_addr: not in WEBHOOK_IP_ALLOWLIST (value: {ip})"
-            )
-            return Reply(
-                403,
-                {
-                    "status": "rejected",
-                    "alert_id": alert_id,
-                    "detail": "source address not allowed",
-                },
-            )
-        if truncated:
-            limit = self.settings.WEBHOOK_MAX_BODY_BYTES
-            error = {
-                "field": "body",
-                "rule": f"must be at most {limit} bytes",
-                "value": f">{limit}",
-            }
-            await self._finish(
-                alert_id,
-                "INVALID",
-                f"body: must be at most {limit} bytes; raw_body holds the first {limit} bytes",
-            )
-            return Reply(413, {"status": "invalid", "alert_id": alert_id, "errors": [error]})
-        secret = self.settings.secret()
-        if secret is None:
-            await self._finish(alert_id, "REJECTED", "TRADINGVIEW_WEBHOOK_SECRET is not configured")
-            return Reply(
-                503,
-                {
-                    "status": "unavailable",
-                    "alert_id": alert_id,
-                    "detail": "the webhook secret is not configured (TRADINGVIEW_WEBHOOK_SECRET)",
-                },
-            )
-        if not parsed.is_json or not stored_as_json:
-            errs = parsed.errors or [
-                {
-                    "field": "body",
-                    "rule": "must be JSON that PostgreSQL can store "
-                    "(no \\u0000, no unpaired surrogates, numbers in range)",
-                    "value": None,
-                }
-            ]
-            return await self._invalid(alert_id, errs, status=400)
-        payload = parsed.value
-        if not isinstance(payload, dict):
-            return await self._invalid(
-                alert_id,
-                [
-                    {
-                        "field": "body",
-                        "rule": "must be a JSON object",
-                        "value": type(payload).__name__,
-                    }
-                ],
-                status=400,
-            )
-        given = payload.get("secret")
-        if not isinstance(given, str) or not hmac.compare_digest(
-            given.encode("utf-8", "surrogatepass"), secret.encode("utf-8")
-        ):
-            await self._finish(alert_id, "REJECTED", "secret: missing or wrong")
-            return Reply(
-                401,
-                {"status": "rejected", "alert_id": alert_id, "detail": "secret: missing or wrong"},
-            )
-        key = payload.get("idempotency_key")
-        key = key if isinstance(key, str) and 0 < len(key) <= 200 and "\x00" not in key else None
-        try:
-            alert = validate_alert(payload)
-        except AlertError as exc:
-            return await self._invalid(alert_id, exc.errors, key=key)
-        hash_ = payload_hash(payload)
-        async with self.pool.connection() as conn, conn.transaction():
+        if parsed.is_json and not cut:
             try:
-                target = await resolve(conn, alert)
-            except AlertError as exc:
-                await self._finish(alert_id, "INVALID", str(exc), key=key, hash_=hash_, conn=conn)
-                return Reply(422, {"status": "invalid", "alert_id": alert_id, "errors": exc.errors})
-            cur = await conn.execute(
-                "SELECT public.idem_seen_status(%s, %s, %s)", (alert.idempotency_key, hash_, SOURCE)
-            )
-            verdict = (await cur.fetchone())[0]  # type: ignore[index]
-            if verdict == "NEW":
-                await self._finish(
-                    alert_id, "ACCEPTED", None, key=alert.idempotency_key, hash_=hash_, conn=conn
-                )
-                return Reply(
-                    202,
-                    {
-                        "status": "accepted",
-                        "alert_id": alert_id,
-                        "idempotency_key": alert.idempotency_key,
-                        "order": {
-                            "account_id": target.account_id,
-                            "exchange": target.exchange,
-                            "symbol": target.exchange_symbol,
-                            "side": alert.side,
-                            "order_type": alert.order_type,
-                        },
-                        "detail": "stored; the order is placed right after this reply",
-                    },
-                    process_alert_id=alert_id,
-                )
-            original = await (
-                await conn.execute(
-                    "SELECT id, disposition, order_id, error FROM system.inbound_alerts "
-                    "WHERE dedupe_key = %s AND disposition IN ('ACCEPTED', 'ERROR')",
-                    (alert.idempotency_key,),
-                )
-            ).fetchone()
-            first = (
-                {
-                    "alert_id": original[0],
-                    "status": original[1].lower(),
-                    "order_id": original[2],
-                    "error": original[3],
-                }
-                if original
-                else None
-            )
-            if verdict == "DUPLICATE":
-                await self._finish(
-                    alert_id, "DUPLICATE", None, key=alert.idempotency_key, hash_=hash_, conn=conn
-                )
-                return Reply(
-                    200,
-                    {
-                        "status": "duplicate",
-                        "alert_id": alert_id,
-                        "idempotency_key": alert.idempotency_key,
-                        "original": first,
-                        "detail": "already received; nothing was done again",
-                    },
-                )
-            error = (
-                f"idempotency_key: reused with a different payload (value: {alert.idempotency_key}); "
-                f"held for review"
-            )
-            await self._finish(
-                alert_id, "CONFLICT", error, key=alert.idempotency_key, hash_=hash_, conn=conn
-            )
-            await conn.execute(
-                "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'WARNING')",
-                (
-                    f"TradingView alert {alert_id} reuses idempotency key {alert.idempotency_key!r} with a "
-                    f"different payload; held for review",
-                    json.dumps({"alert_id": alert_id, "original": first}),
-                ),
-            )
-            return Reply(
-                409,
-                {
-                    "status": "conflict",
-                    "alert_id": alert_id,
-                    "idempotency_key": alert.idempotency_key,
-                    "original": first,
-                    "detail": "this key was used before with a different payload; held for review",
-                },
-            )
-
-    async def _invalid(
-        self,
-        alert_id: int,
-        errs: list[dict[str, Any]],
-        *,
-        status: int = 422,
-        key: str | None = None,
-    ) -> Reply:
-        message = "; ".join(f"{e['field']}: {e['rule']} (value: {e.get('value')!r})" for e in errs)
-        await self._finish(alert_id, "INVALID", message[:2000], key=key)
-        return Reply(status, {"status": "invalid", "alert_id": alert_id, "errors": errs})
+                async with conn.transaction():
+                    # The redacted raw text is the payload: what jsonb keeps is redacted too.
+                    cur = await conn.execute(
+                        columns + "SELECT %(source)s, j, %(raw)s, %(cut)s, %(ct)s, %(addr)s, "
+                        "%(user)s, %(cred)s FROM (SELECT convert_from(%(raw)s, 'UTF8')::jsonb AS j) s "
+                        "RETURNING id",
+                        params,
+                    )
+                    return int((await cur.fetchone())[0]), True  # type: ignore[index]
+            except (
+                errors.DataError,
+                errors.ProgramLimitExceeded,
+                errors.StatementTooComplex,
+                errors.InternalError_,
+                errors.CharacterNotInRepertoire,
+            ):
+                pass  # JSON that jsonb refuses (\u0000, lone surrogates, huge numbers, depth)
+        text = raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        cur = await conn.execute(
+            columns + "VALUES (%(source)s, to_jsonb(%(text)s::text), %(raw)s, %(cut)s, %(ct)s, "
+            "%(addr)s, NULL, NULL) RETURNING id",
+            {**params, "text": text},
+        )
+        # A body cut short is still judged as what it parsed to (it cannot be accepted:
+        # only unauthenticated or oversized bodies are cut).
+        return int((await cur.fetchone())[0]), cut and parsed.is_json  # type: ignore[index]
 
     # ------------------------------------------------------------------ process
     async def process(self, alert_id: int) -> str | None:
-        """Place the order of an ACCEPTED alert. Returns its final disposition, or None
-        when there was nothing to do (already processed, or another worker has it)."""
-        async with self.pool.connection() as conn, conn.transaction():
-            row = await (
-                await conn.execute(
-                    "SELECT payload::text FROM system.inbound_alerts WHERE id = %s AND disposition = 'ACCEPTED' "
-                    "AND processed_at IS NULL FOR UPDATE SKIP LOCKED",
-                    (alert_id,),
-                )
-            ).fetchone()
-            if row is None:
-                return None
-            try:
-                async with conn.transaction():
-                    alert = validate_alert(json.loads(row[0], parse_float=Decimal))
-                    target = await resolve(conn, alert)
-                    order_id = await _place_order(conn, alert_id, alert, target)
-            except (AlertError, psycopg.DatabaseError) as exc:
-                if isinstance(exc, psycopg.OperationalError):
-                    raise
-                error = str(translate(exc)) if isinstance(exc, psycopg.Error) else str(exc)
-                await conn.execute(
-                    "UPDATE system.inbound_alerts SET disposition = 'ERROR', error = %s, processed_at = now() "
-                    "WHERE id = %s",
-                    (error[:2000], alert_id),
-                )
-                await conn.execute(
-                    "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'ERROR')",
-                    (
-                        f"TradingView alert {alert_id}: no order placed: {error}"[:2000],
-                        json.dumps({"alert_id": alert_id}),
-                    ),
-                )
-                return "ERROR"
-            await conn.execute(
-                "UPDATE system.inbound_alerts SET parsed = true, order_id = %s, error = NULL, processed_at = now() "
-                "WHERE id = %s",
-                (order_id, alert_id),
-            )
-            await conn.execute(
-                "UPDATE system.inbound_dedupe_keys SET processed = true WHERE idempotency_key = %s",
-                (alert.idempotency_key,),
-            )
-            await conn.execute(
-                "SELECT public.raise_alert('LOW', %s, 'inbound', %s::jsonb, 'TRADE_SIGNAL', NULL, %s)",
-                (
-                    f"TradingView alert {alert_id}: order {order_id} placed ({alert.side} {alert.order_type} "
-                    f"{target.exchange_symbol} on {target.exchange})",
-                    json.dumps({"alert_id": alert_id, "order_id": order_id}),
-                    target.user_id,
-                ),
-            )
-            return "ACCEPTED"
+        async with self.pool.connection() as conn:
+            return await process_alert(conn, alert_id)
 
     async def process_safely(self, alert_id: int) -> None:
         """`process` for a background task: never raises (the sweep retries later)."""
@@ -500,40 +641,41 @@ class TradingViewIntake:
                 done += 1
         return done
 
+    async def sweep_unjudged(self, min_age_seconds: float = 10.0) -> dict[str, int]:
+        from tradestore.inbound.sweep import sweep_unjudged
+
+        async with self.pool.connection() as conn:
+            return await sweep_unjudged(conn, self.settings, min_age_seconds=min_age_seconds)
+
     async def sweep_forever(self, interval: float = 60.0) -> None:
-        """Recover accepted alerts whose processing was cut short (at start, then every
-        `interval` seconds)."""
+        """Judge alerts stored but never judged, and recover accepted alerts whose
+        processing was cut short (at start, then every `interval` seconds)."""
         min_age = 0.0
         while True:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await self.sweep_unjudged()
             with contextlib.suppress(psycopg.Error, OSError):
                 await self.process_pending(min_age)
             min_age = 10.0  # leave fresh alerts to their own background task
             await asyncio.sleep(interval)
 
 
-async def resolve(conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert) -> Target:
-    """Map the alert to an account, a listing (exchange code + exchange_symbol) and a
-    strategy, or raise AlertError naming what does not exist."""
+async def resolve(
+    conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert, owner_id: int
+) -> Target:
+    """Map the alert to an account of `owner_id`, a listing (exchange code +
+    exchange_symbol) and a strategy of the owner, or raise AlertError naming what does not
+    exist. Other users' accounts and strategies are looked for nowhere, so naming one gets
+    the same answer as naming nothing."""
     if isinstance(alert.account, int):
-        accounts = await _accounts(conn, "a.id = %s", alert.account)
+        accounts = await _accounts(conn, owner_id, "a.id = %s", alert.account)
     else:
-        accounts = await _accounts(conn, "a.name = %s", alert.account)
+        accounts = await _accounts(conn, owner_id, "a.name = %s", alert.account)
         if not accounts and alert.account.isdigit():
-            accounts = await _accounts(conn, "a.id = %s", int(alert.account))
+            accounts = await _accounts(conn, owner_id, "a.id = %s", int(alert.account))
     if not accounts:
         raise AlertError(
-            [{"field": "account", "rule": "must name an existing account", "value": alert.account}]
-        )
-    if len(accounts) > 1:
-        raise AlertError(
-            [
-                {
-                    "field": "account",
-                    "rule": f"is ambiguous ({len(accounts)} accounts have this "
-                    "name): use the account id",
-                    "value": alert.account,
-                }
-            ]
+            [{"field": "account", "rule": "must name one of your accounts", "value": alert.account}]
         )
     account_id, user_id, account_exchange, active = accounts[0]
     if not active:
@@ -590,7 +732,7 @@ async def resolve(conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert) -
         row = await (
             await conn.execute(
                 "SELECT id FROM analytics.strategies WHERE user_id = %s AND name = %s ORDER BY id LIMIT 1",
-                (user_id, alert.strategy),
+                (owner_id, alert.strategy),
             )
         ).fetchone()
         if row is None:
@@ -598,7 +740,7 @@ async def resolve(conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert) -
                 [
                     {
                         "field": "strategy",
-                        "rule": "must name a strategy of the account's user",
+                        "rule": "must name one of your strategies",
                         "value": alert.strategy,
                     }
                 ]
@@ -608,12 +750,13 @@ async def resolve(conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert) -
 
 
 async def _accounts(
-    conn: psycopg.AsyncConnection[Any], where: str, value: Any
+    conn: psycopg.AsyncConnection[Any], owner_id: int, where: str, value: Any
 ) -> list[tuple[Any, ...]]:
     cur = await conn.execute(
         "SELECT a.id, a.user_id, e.code, a.is_active FROM account.accounts a "
-        f"LEFT JOIN market.exchanges e ON e.id = a.exchange_id WHERE {where} ORDER BY a.id LIMIT 5",
-        (value,),
+        "LEFT JOIN market.exchanges e ON e.id = a.exchange_id "
+        f"WHERE a.user_id = %s AND {where} ORDER BY a.id LIMIT 1",
+        (owner_id, value),
     )
     return await cur.fetchall()
 

@@ -98,7 +98,11 @@ def _apply_retention(conninfo: str, settings: Settings) -> object:
         dropped = conn.execute(
             "SELECT count(*) FILTER (WHERE dropped) FROM market.apply_retention()"
         ).fetchone()[0]
-    return {"partitions_dropped": int(dropped)}
+        # The webhook alert box (dedupe module) is not partitioned: it deletes by age.
+        inbound = None
+        if conn.execute("SELECT to_regproc('system.apply_inbound_retention')").fetchone()[0]:
+            inbound = conn.execute("SELECT system.apply_inbound_retention()").fetchone()[0]
+    return {"partitions_dropped": int(dropped), "inbound_alerts_deleted": inbound}
 
 
 def _kpi_snapshot(conninfo: str, settings: Settings) -> object:

@@ -1,7 +1,9 @@
 """Alerts (seed 004 system.alerts): the user's own and the system's, and acknowledging.
 
-Row-level security shows a user their alerts and the alerts of nobody (system alerts);
-they may acknowledge their own. System alerts are acknowledged by admins (403 for others).
+Row-level security shows a user only their own alerts (admins see all, system alerts
+included: those belong to nobody and may name any user's objects); users acknowledge
+their own, admins any. A non-admin asking for a system alert gets 404, as for one that
+does not exist.
 After an acknowledgement the Redis list notifications:{user_id} that showed it is dropped
 as the transaction commits (cache.invalidation) and rebuilt from PostgreSQL on its next
 read.

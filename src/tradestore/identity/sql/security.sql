@@ -412,8 +412,9 @@ BEGIN
 END;
 $$;
 
--- Backtests and alerts that belong to nobody (run from the CLI, raised by the system) are
--- shared: every user may read them, only admins and the engine change them.
+-- Backtests that belong to nobody (run from the CLI) are shared: every user may read
+-- them, only admins and the engine change them. Alerts that belong to nobody are system
+-- alerts, for admins only (they may name any user's objects and chats).
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_sweeps;
 CREATE POLICY rls_shared_read ON analytics.backtest_sweeps FOR SELECT TO tradestore_readonly
     USING (user_id IS NULL);
@@ -421,8 +422,6 @@ DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_runs;
 CREATE POLICY rls_shared_read ON analytics.backtest_runs FOR SELECT TO tradestore_readonly
     USING (user_id IS NULL);
 DROP POLICY IF EXISTS rls_shared_read ON system.alerts;
-CREATE POLICY rls_shared_read ON system.alerts FOR SELECT TO tradestore_readonly
-    USING (user_id IS NULL);
 
 -- A user's order is created the way submit_order creates it: now, by the user, not yet
 -- on the exchange, and not an EXTERNAL or BACKTEST record (those are the engine's).

@@ -94,8 +94,11 @@ CREATE TRIGGER tr_outbox_wake_workers AFTER INSERT ON system.notification_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION system.trg_outbox_wake_workers();
 
 -- Routing (seed 001 §8: "sent according to min_severity"): queue the message for every
--- enabled chat whose min_severity <= p_sev. A chat bound to a user receives that user's
--- alerts and the alerts that belong to nobody; a chat bound to no user receives all.
+-- enabled chat whose min_severity <= p_sev, among the chats allowed to hear it:
+--   a user's message (p_user_id given)  only the chats bound to that user;
+--   a system message (no user)          the operators: chats bound to no user (registered
+--                                       by an operator) and chats of admins.
+-- So one user's order details never reach another user's chat.
 -- With p_dedupe each chat's row gets dedupe_key '<p_dedupe>@<chat_id>', so routing the
 -- same message twice queues it once. Returns how many rows were queued.
 CREATE OR REPLACE FUNCTION public.route_notification(
@@ -124,7 +127,11 @@ BEGIN
     FOR v_chat IN
         SELECT tc.chat_id FROM system.telegram_chats tc
          WHERE tc.enabled AND tc.min_severity <= p_sev
-           AND (tc.user_id IS NULL OR p_user_id IS NULL OR tc.user_id = p_user_id)
+           AND CASE WHEN p_user_id IS NOT NULL THEN tc.user_id = p_user_id
+                    ELSE tc.user_id IS NULL
+                         OR EXISTS (SELECT 1 FROM account.users u
+                                     WHERE u.id = tc.user_id AND u.role = 'admin' AND u.is_active)
+               END
          ORDER BY tc.id
     LOOP
         IF public.enqueue_notification(v_chat, p_sev, p_title, p_msg,
