@@ -25,6 +25,7 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -47,6 +48,12 @@ VERIFY_QUERIES = {
     "ledger_rows": "SELECT count(*) FROM account.transactions",
     "candles": "SELECT count(*) FROM market.candles",
 }
+
+
+# Roles are cluster-wide, so pg_dump leaves them out; a full dump carries them beside it.
+ROLES_FILE = "roles.sql"
+# Schemas of PostgreSQL itself, never dropped when a fresh database is reset for a restore.
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
 class BackupError(RuntimeError):
@@ -167,6 +174,8 @@ def full_backup(
         argv += ["-n", schema]
     _run([*argv, database], conninfo)
     partial.replace(target)  # a crash mid-dump never leaves a file that looks complete
+    if not schemas:
+        _dump_roles(conninfo, database, folder / ROLES_FILE)
     info = BackupInfo(
         kind="partial" if schemas else "full",
         path=target,
@@ -182,6 +191,112 @@ def full_backup(
     meta = folder / "metadata.json" if not schemas else target.with_suffix(".json")
     meta.write_text(info.to_json())
     return info
+
+
+def _dump_roles(conninfo: str, database: str, target: Path) -> None:
+    """The cluster's roles and memberships (no passwords), which a dump's GRANTs and
+    policies name: a restore into a new cluster creates them first."""
+    partial = target.with_suffix(".sql.part")
+    argv = [str(EmbeddedPostgres.bin("pg_dumpall")), *_pg_args(conninfo), "-l", database,
+            "--roles-only", "--no-role-passwords", "-f", str(partial)]  # fmt: skip
+    _run(argv, conninfo)
+    partial.replace(target)
+
+
+def _restore_roles(roles: Path, conninfo: str) -> list[str]:
+    """Create the roles a dump needs that the target cluster lacks. Statements about
+    roles that exist already (the superuser, roles made by an earlier restore or by
+    `db upgrade`) fail harmlessly and are skipped; returns what was skipped and why."""
+    skipped = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for line in roles.read_text().splitlines():
+            statement = line.strip()
+            # psql meta-commands (\connect, \restrict), comments and session SETs
+            if not statement or statement.startswith(("--", "\\", "SET ")):
+                continue
+            try:
+                conn.execute(statement)  # type: ignore[arg-type]
+            except psycopg.Error as exc:
+                skipped.append(f"{statement}: {str(exc).strip().splitlines()[0]}")
+    return skipped
+
+
+def _holds_data(conn: psycopg.Connection) -> list[str]:
+    """The tables counted after a restore (orders, ledger, ...) that hold rows."""
+    holding = []
+    for name, query in VERIFY_QUERIES.items():
+        if not query.startswith("SELECT count(*)"):
+            continue
+        try:
+            with conn.transaction():
+                if conn.execute(query).fetchone()[0]:
+                    holding.append(name)
+        except psycopg.errors.UndefinedTable:
+            continue
+    return holding
+
+
+def _prepare_full_target(conninfo: str) -> None:
+    """A full dump recreates every schema, so it needs an empty database. A database that
+    `db upgrade` (or `up`) set up but that holds none of the counted data is emptied
+    first; one that holds data is refused."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        schemas = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) "
+                "AND nspname NOT LIKE 'pg\\_temp\\_%%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' "
+                "ORDER BY 1",
+                (list(_SYSTEM_SCHEMAS),),
+            )
+        ]
+        extensions = [
+            r[0]
+            for r in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
+        ]
+        if schemas == ["public"] and not extensions:
+            public_empty = not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public')"
+            ).fetchone()[0]
+            if public_empty:
+                return
+        holding = _holds_data(conn)
+        if holding:
+            raise BackupError(
+                f"the target database already holds data ({', '.join(holding)}); a full dump "
+                "restores into an empty database only: use a new TRADESTORE_HOME or DATABASE_URL"
+            )
+        # Set up by migrations but empty: start from nothing so the dump's own schema wins.
+        with conn.transaction():
+            for ext in extensions:
+                conn.execute(f'DROP EXTENSION IF EXISTS "{ext}" CASCADE')
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
+            conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+
+
+def _check_restored(conninfo: str, expected: dict[str, object] | None) -> dict[str, object]:
+    """The counts of seed 004 §6.3 step 4, compared with the ones recorded at backup time,
+    and the ledger's hash chain walked end to end."""
+    counts = verify(conninfo)
+    if expected:
+        differ = {k: (expected.get(k), v) for k, v in counts.items() if expected.get(k) != v}
+        if differ:
+            detail = ", ".join(f"{k}: backup {a}, restored {b}" for k, (a, b) in differ.items())
+            raise BackupError(f"restored, but the counts differ from the backup's: {detail}")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regproc('account.verify_ledger') IS NOT NULL").fetchone()[0]:
+            problems = conn.execute("SELECT count(*) FROM account.verify_ledger(NULL)").fetchone()[
+                0
+            ]
+            if problems:
+                raise BackupError(
+                    f"restored, but the ledger does not verify: {problems} problem(s); "
+                    "run `tradestore ledger verify` for the details"
+                )
+    return counts
 
 
 def _prepare_partial_target(conninfo: str, schemas: list[str], replace: bool) -> None:
@@ -266,6 +381,7 @@ def restore(
         else dump.with_suffix(".json")
     )
     partial = False
+    recorded: dict[str, Any] = {}
     if meta.exists():
         recorded = json.loads(meta.read_text())
         partial = recorded.get("kind") == "partial"
@@ -274,6 +390,11 @@ def restore(
             raise BackupError(f"{dump} does not match the checksum recorded when it was made")
     if partial:
         _prepare_partial_target(target_conninfo, recorded.get("schemas", []), replace)
+    else:
+        roles = dump.parent / ROLES_FILE
+        if roles.exists():
+            _restore_roles(roles, target_conninfo)
+        _prepare_full_target(target_conninfo)
     database = str(conninfo_to_dict(target_conninfo)["dbname"])
     argv = [str(EmbeddedPostgres.bin("pg_restore")), *_pg_args(target_conninfo), "--exit-on-error",
             "-d", database]  # fmt: skip
@@ -283,7 +404,8 @@ def restore(
         orphans = foreign_key_orphans(target_conninfo, recorded.get("schemas", []))
         if orphans:
             raise BackupError("restored, but references do not hold: " + "; ".join(orphans))
-    return verify(target_conninfo)
+        return verify(target_conninfo)
+    return _check_restored(target_conninfo, recorded.get("counts"))
 
 
 def base_backup(
