@@ -31,8 +31,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tradestore import __version__
-from tradestore.db.pgproc import chown_to, make_traversable, pg_os_user
-from tradestore.db.server import EmbeddedPostgres
+from tradestore.db.pgproc import chown_to, log_tail, make_traversable, pg_os_user
+from tradestore.db.server import EmbeddedPostgres, ServerStartError
 
 # Seed 004 §6.4: full dumps 30 days, "incremental" (base backups) 7 days, WAL 48 hours.
 FULL_RETENTION = dt.timedelta(days=30)
@@ -423,6 +423,10 @@ def base_backup(
     now = now or _now()
     database, version, revisions = _describe(conninfo)
     folder = root / "base" / f"{now:%Y%m%dT%H%M%S}"
+    n = 1
+    while folder.exists():  # two backups within one second (an incremental right after)
+        n += 1
+        folder = root / "base" / f"{now:%Y%m%dT%H%M%S}_{n}"
     scratch = folder.with_name(folder.name + ".part")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -447,6 +451,12 @@ def base_backup(
     data["parent"] = str(incremental_from) if incremental_from else None
     (folder / "metadata.json").write_text(json.dumps(data, indent=2))
     return info
+
+
+def newest_base(root: Path) -> Path | None:
+    """The newest physical backup (base or incremental) under root: an incremental's parent."""
+    bases = sorted(p.parent for p in (root / "base").glob("*/backup_manifest"))
+    return bases[-1] if bases else None
 
 
 def list_backups(root: Path) -> list[dict[str, object]]:
@@ -476,6 +486,9 @@ def _extract(base: Path, data_dir: Path) -> None:
     if wal.exists():
         with tarfile.open(wal) as tar:
             tar.extractall(data_dir / "pg_wal", filter="data")
+    manifest = base / "backup_manifest"
+    if manifest.exists():  # pg_combinebackup reads each link's manifest from its directory
+        shutil.copy2(manifest, data_dir / "backup_manifest")
 
 
 def pitr_restore(
@@ -498,6 +511,7 @@ def pitr_restore(
             f"target_time {target_time.isoformat()} is before base backup {base.name}; "
             "use an older base backup"
         )
+    _check_archive_reaches(wal_archive, target_time)
     new_home.mkdir(parents=True, exist_ok=True)
     data_dir = new_home / "pgdata"
     if data_dir.exists():
@@ -534,19 +548,47 @@ def pitr_restore(
             chown_to(path, user)
     data_dir.chmod(0o700)
     server = EmbeddedPostgres(new_home)  # no archiving of its own until the user says so
-    server.start()
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-        while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise BackupError(
-                    f"recovery did not finish within {timeout:.0f}s; see {server.log_file}"
-                )
-            time.sleep(0.2)
-        for setting in ("restore_command", "recovery_target_time", "recovery_target_action"):
-            conn.execute(f"ALTER SYSTEM RESET {setting}")
-        conn.execute("SELECT pg_reload_conf()")
+    try:
+        server.start()
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise BackupError(
+                        f"recovery did not finish within {timeout:.0f}s; see {server.log_file}"
+                    )
+                time.sleep(0.2)
+            for setting in ("restore_command", "recovery_target_time", "recovery_target_action"):
+                conn.execute(f"ALTER SYSTEM RESET {setting}")
+            conn.execute("SELECT pg_reload_conf()")
+    except (ServerStartError, psycopg.OperationalError) as exc:
+        # The server ends recovery with FATAL when the archive runs out before the target.
+        if _RECOVERY_SHORT in log_tail(server.log_file, 200):
+            raise BackupError(_not_archived(target_time, wal_archive)) from None
+        raise BackupError(f"recovery failed: {exc}") from None
     return server
+
+
+# PostgreSQL's message when the archived WAL ends before recovery_target_time.
+_RECOVERY_SHORT = "recovery ended before configured recovery target was reached"
+
+
+def _not_archived(target_time: dt.datetime, wal_archive: Path) -> str:
+    return (
+        f"the WAL for {target_time.isoformat()} is not archived yet in {wal_archive}: "
+        "a segment is archived when it fills or at the latest 15 minutes after a write "
+        "(archive_timeout). Retry later, run `SELECT pg_switch_wal()` on the running "
+        "server to archive the current segment now, or choose an earlier --to"
+    )
+
+
+def _check_archive_reaches(wal_archive: Path, target_time: dt.datetime) -> None:
+    """Refuse a target after the newest archived segment: WAL written after that moment
+    is not in the archive, so recovery could not reach the target."""
+    segments = [p for p in wal_archive.glob("*") if p.is_file()] if wal_archive.is_dir() else []
+    newest = max((p.stat().st_mtime for p in segments), default=None)
+    if newest is None or target_time.timestamp() >= newest:
+        raise BackupError(_not_archived(target_time, wal_archive))
 
 
 def prune(root: Path, *, now: dt.datetime | None = None) -> list[Path]:

@@ -119,6 +119,16 @@ def _base_backup(conninfo: str, settings: Settings) -> object:
     return {"path": str(info.path), "bytes": info.size_bytes}
 
 
+def _incremental_backup(conninfo: str, settings: Settings) -> object:
+    """An incremental base backup on top of the newest physical one (seed 004's hourly
+    incremental); waits for the day's first base backup."""
+    parent = backup.newest_base(settings.backup_root)
+    if parent is None:
+        return {"skipped": "no base backup yet to build on"}
+    info = backup.base_backup(conninfo, settings.backup_root, incremental_from=parent)
+    return {"path": str(info.path), "bytes": info.size_bytes, "parent": str(parent)}
+
+
 def _prune(conninfo: str, settings: Settings) -> object:
     return {"removed": len(backup.prune(settings.backup_root))}
 
@@ -144,6 +154,13 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
     if embedded and settings.TRADESTORE_WAL_ARCHIVE:
         # Point-in-time recovery needs a base backup plus the WAL archive since.
         jobs.append(Job("base_backup", Cadence("day", dt.timedelta(minutes=15)), _base_backup))
+        # Seed 004's hourly incremental: only the blocks changed since the previous one
+        # (PostgreSQL 17 WAL summaries); recovery combines the chain with pg_combinebackup.
+        jobs.append(
+            Job(
+                "incremental_backup", Cadence("hour", dt.timedelta(minutes=30)), _incremental_backup
+            )
+        )
     return jobs
 
 
