@@ -56,6 +56,7 @@ from tradestore.identity import redact
 from tradestore.identity.auth import AuthConfig, AuthService
 from tradestore.inbound.config import WebhookSettings, load_webhook_settings
 from tradestore.inbound.tradingview import TradingViewIntake
+from tradestore.ops import maintenance
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -166,6 +167,8 @@ def create_app(
     app.state.webhook_settings = webhook_settings
     app.state.api_settings = api_settings
     install_error_handlers(app)
+    # `tradestore db upgrade` pauses writes while it migrates (tradestore.ops.maintenance)
+    app.add_middleware(maintenance.refuse_writes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api_settings.API_MAX_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)

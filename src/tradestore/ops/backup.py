@@ -236,6 +236,34 @@ def _holds_data(conn: psycopg.Connection) -> list[str]:
     return holding
 
 
+def holding_data(conninfo: str) -> list[str]:
+    """Which of the counted tables (orders, ledger, candles ...) hold rows."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return _holds_data(conn)
+
+
+def check_dump(dump: Path) -> None:
+    """A dump is complete and readable: its checksum matches and pg_restore can list its
+    table of contents (a truncated or damaged archive fails here)."""
+    meta = (
+        dump.parent / "metadata.json"
+        if dump.name == "full_backup.dump"
+        else dump.with_suffix(".json")
+    )
+    if meta.exists():
+        expected = json.loads(meta.read_text()).get("sha256")
+        if expected and expected != _sha256(dump):
+            raise BackupError(f"{dump} does not match the checksum recorded when it was made")
+    proc = subprocess.run(
+        [str(EmbeddedPostgres.bin("pg_restore")), "--list", str(dump)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode or "TABLE DATA" not in proc.stdout:
+        raise BackupError(
+            f"pg_restore cannot read {dump}: {proc.stderr.strip() or 'no table data'}"
+        )
+
+
 def _prepare_full_target(conninfo: str) -> None:
     """A full dump recreates every schema, so it needs an empty database. A database that
     `db upgrade` (or `up`) set up but that holds none of the counted data is emptied

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 
 from tradestore.config import Settings
-from tradestore.ops import backup, monitoring
+from tradestore.ops import backup, maintenance, monitoring
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,10 @@ def run_due(
     now = now or dt.datetime.now(dt.UTC)
     ran = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        window = maintenance.active(conn)
+        if window is not None:  # a migration runs: its tables may be half made
+            log.info("scheduled jobs wait: %s", window.message())
+            return ran
         for job in jobs:
             last = _last_success(conn, job.name)
             if last is not None and last >= job.cadence.last_due(now):
