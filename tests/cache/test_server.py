@@ -3,6 +3,10 @@ open_cache choosing between REDIS_URL and the embedded server."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import redis
@@ -74,3 +78,25 @@ def test_a_cache_on_a_dead_server_answers_with_defaults(tmp_path: Path) -> None:
     assert not cache.available  # breaker open: the next calls do not even try
     assert cache.run(lambda r: r.get("x"), "fallback") == "fallback"
     assert cache.errors == 1
+
+
+def test_a_server_orphaned_by_a_killed_owner_is_adopted_and_stopped(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from tradestore.cache.server import EmbeddedRedis; "
+         "s = EmbeddedRedis(sys.argv[1]); s.start(); print(s.owned, flush=True); "
+         "sys.stdin.read()", str(home)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline().strip() == "True"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    orphan = EmbeddedRedis(home)
+    assert orphan.is_running()  # redis-server outlived its owner
+
+    adopter = EmbeddedRedis(home)
+    adopter.start()
+    assert adopter.owned and not adopter.started_fresh
+    assert adopter.stop() is True
+    assert not EmbeddedRedis(home).is_running()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from tests.support.fixtures import create_database, drop_database
 from tests.support.populate import populate
 from tests.support.schema import ALL_AVAILABLE_MODULES
+from tradestore.config import load_settings
 from tradestore.db import migrate
 from tradestore.db.server import EmbeddedPostgres
 from tradestore.ops import backup
+from tradestore.ops.scheduler import Cadence, default_jobs
 
 
 def test_full_backup_restores_into_an_empty_database_and_verifies(
@@ -164,3 +167,79 @@ def test_partial_restore_reports_references_that_do_not_hold(
             backup.restore(info.path, target, replace=True)
     finally:
         drop_database(pg_conninfo, target)
+
+
+def _wait_archived(conninfo: str) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_switch_wal()")  # close the segment so it is archived
+        deadline = time.monotonic() + 30
+        while conn.execute(
+            "SELECT last_archived_wal IS NULL OR last_archived_wal < pg_walfile_name("
+            "pg_current_wal_lsn() - 1) FROM pg_stat_archiver"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "WAL was not archived"
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_recovery_from_a_base_and_incremental_chain(tmp_path: Path) -> None:
+    """base -> incremental -> incremental, as the schedule takes them; recovering from the
+    last one combines the chain and keeps the rows written before each link."""
+    settings = load_settings(None, TRADESTORE_HOME=tmp_path / "home")
+    root = settings.backup_root
+    archive = root / "wal_archive"
+    server = EmbeddedPostgres(tmp_path / "home", wal_archive=archive)
+    conninfo = server.start()
+    recovered = None
+    try:
+        migrate.upgrade(conninfo)
+        jobs = {j.name: j for j in default_jobs(settings, embedded=True)}
+        assert jobs["incremental_backup"].cadence == Cadence("hour", dt.timedelta(minutes=30))
+        # the schedule's incremental job waits for a base backup to build on
+        assert jobs["incremental_backup"].run(conninfo, settings) == {
+            "skipped": "no base backup yet to build on"
+        }
+        base = backup.base_backup(conninfo, root)
+        codes = []
+        links = [base.path]
+        for code in ("one", "two"):
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO market.exchanges (code, name) VALUES (%s, %s)", (code, code)
+                )
+            codes.append(code)
+            detail = jobs["incremental_backup"].run(conninfo, settings)
+            assert detail["parent"] == str(links[-1])  # type: ignore[index]
+            links.append(Path(detail["path"]))  # type: ignore[index]
+        metas = [json.loads((p / "metadata.json").read_text()) for p in links]
+        assert [m["kind"] for m in metas] == ["base", "incremental", "incremental"]
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            target = conn.execute("SELECT now()").fetchone()[0]
+            time.sleep(1.1)
+            conn.execute("INSERT INTO market.exchanges (code, name) VALUES ('late', 'late')")
+        _wait_archived(conninfo)
+        recovered = backup.pitr_restore(links[-1], archive, target, tmp_path / "recovered")
+        with psycopg.connect(recovered.conninfo()) as conn:
+            found = {r[0] for r in conn.execute("SELECT code FROM market.exchanges")}
+        assert set(codes) <= found and "late" not in found
+    finally:
+        if recovered is not None:
+            recovered.stop()
+        server.stop()
+
+
+def test_pitr_to_a_moment_not_yet_archived_says_so(tmp_path: Path) -> None:
+    archive = tmp_path / "backups" / "wal_archive"
+    server = EmbeddedPostgres(tmp_path / "home", wal_archive=archive)
+    conninfo = server.start()
+    try:
+        base = backup.base_backup(conninfo, tmp_path / "backups")
+        _wait_archived(conninfo)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("CREATE TABLE written_later (x int)")  # in the open segment only
+            target = conn.execute("SELECT now()").fetchone()[0]
+        with pytest.raises(backup.BackupError, match="not archived yet"):
+            backup.pitr_restore(base.path, archive, target, tmp_path / "recovered")
+        assert not (tmp_path / "recovered" / "pgdata").exists()
+    finally:
+        server.stop()

@@ -57,6 +57,7 @@ from tradestore.identity import redact
 from tradestore.identity.auth import AuthConfig, AuthService
 from tradestore.inbound.config import WebhookSettings, load_webhook_settings
 from tradestore.inbound.tradingview import TradingViewIntake
+from tradestore.ops import maintenance
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -172,6 +173,8 @@ def create_app(
     install_error_handlers(app)
     # Inside the body limit: it reads only bodies that limit has already bounded.
     app.add_middleware(MalformedInputMiddleware)
+    # `tradestore db upgrade` pauses writes while it migrates (tradestore.ops.maintenance)
+    app.add_middleware(maintenance.refuse_writes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=api_settings.API_MAX_BODY_BYTES)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestIdMiddleware)

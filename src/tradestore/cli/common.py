@@ -86,8 +86,10 @@ def settings() -> Settings:
 @contextmanager
 def database() -> Iterator[str]:
     """The conninfo of the configured database, starting the embedded server if needed
-    (and stopping it afterwards if this command started it)."""
-    conninfo, server = resolve_conninfo(settings())
+    (and stopping it afterwards if this command started it). A server some other process
+    started, or whose owner died (a crashed `up`), is only attached to and left running:
+    a one-shot command never stops a server other sessions may be using."""
+    conninfo, server = resolve_conninfo(settings(), adopt_orphans=False)
     # Connections this command opens drop the Redis keys their commits make stale, when
     # there is a Redis to keep current (none is started for it): cache.invalidation.
     cache = existing_cache(settings())

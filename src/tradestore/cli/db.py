@@ -8,10 +8,11 @@ import subprocess
 import typer
 from rich.table import Table
 
-from tradestore.cli.common import console, database, fail, handles_errors
+from tradestore.cli.common import console, database, fail, handles_errors, settings
 from tradestore.db import migrate
 from tradestore.db.connect import session_conninfo
 from tradestore.db.server import EmbeddedPostgres
+from tradestore.ops import backup, maintenance
 
 db_app = typer.Typer(help="Schema migrations (Alembic) and database access.", no_args_is_help=True)
 modules_app = typer.Typer(
@@ -21,14 +22,44 @@ modules_app = typer.Typer(
 
 @db_app.command("upgrade")
 @handles_errors
-def db_upgrade() -> None:
-    """Apply every pending core revision (and revisions of enabled modules)."""
+def db_upgrade(
+    no_backup: bool = typer.Option(
+        False,
+        "--no-backup",
+        help="skip the full backup taken before migrating a database with data",
+    ),
+) -> None:
+    """Apply every pending core revision (and revisions of enabled modules).
+
+    A database that holds data is backed up first (a full dump, verified), and a running
+    `up` refuses writes until the migration ends."""
     with database() as conninfo:
-        applied = migrate.upgrade(conninfo)
-    if applied:
-        console.print(f"applied {len(applied)} revision(s): {', '.join(applied)}")
-    else:
-        console.print("schema is up to date")
+        pending = migrate.pending_revisions(conninfo)
+        if not pending:
+            console.print("schema is up to date")
+            return
+        with maintenance.hold(conninfo, "db upgrade"):
+            _backup_before_upgrade(conninfo, skip=no_backup)
+            applied = migrate.upgrade(conninfo)
+    console.print(f"applied {len(applied)} revision(s): {', '.join(applied)}")
+
+
+def _backup_before_upgrade(conninfo: str, *, skip: bool) -> None:
+    holding = backup.holding_data(conninfo)
+    if not holding:
+        return  # nothing to lose: a new or empty database
+    if skip:
+        console.print("[yellow]no backup taken[/] (--no-backup); the database holds data")
+        return
+    info = backup.full_backup(conninfo, settings().backup_root)
+    try:
+        backup.check_dump(info.path)
+    except backup.BackupError as exc:
+        raise fail(
+            f"the backup before upgrading could not be verified ({exc}); nothing was migrated. "
+            "Fix the backup or pass --no-backup to migrate without one"
+        ) from None
+    console.print(f"backed up to {info.path} ({info.size_bytes:,} bytes, verified)")
 
 
 @db_app.command("downgrade")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import typer
 
 from tradestore import __version__
@@ -26,7 +24,8 @@ from tradestore.cli.trading import (
     reconcile_app,
 )
 from tradestore.ops.scheduler import default_jobs, make_service
-from tradestore.ops.up import prepare, run_services
+from tradestore.ops.supervise import DatabaseLost, DatabaseSupervisor
+from tradestore.ops.up import prepare, run_services, stop_on_signals
 
 app = typer.Typer(
     name="tradestore",
@@ -85,9 +84,23 @@ def up(
     for name, url in urls(api.API_HOST, api.API_PORT).items():
         console.print(f"  {name}: {url}", highlight=False)
     console.print("running; press Ctrl-C to stop")
-    with contextlib.suppress(KeyboardInterrupt):
-        run_services(runtime, config, services=services(runtime.embedded))
-    console.print("stopped")
+    stop_on_signals(runtime)
+    supervisor = DatabaseSupervisor(runtime.conninfo, runtime.server)
+    code = 0
+    try:
+        run_services(runtime, config, services=services(runtime.embedded), supervisor=supervisor)
+    except KeyboardInterrupt:
+        pass
+    except (DatabaseLost, RuntimeError) as exc:
+        runtime.stop_reason = runtime.stop_reason or str(exc)
+        code = 1
+    stopped_db = runtime.server.stop() if runtime.server is not None else False
+    # Say what happened and why: a service manager's journal shows this line last.
+    reason = runtime.stop_reason or "stop requested"
+    tail = "; embedded PostgreSQL stopped" if stopped_db else ""
+    console.print(f"stopped: {reason}{tail}", highlight=False)
+    if code:
+        raise typer.Exit(code)
 
 
 def services(embedded: bool) -> dict:

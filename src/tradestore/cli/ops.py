@@ -46,10 +46,9 @@ def backup_base(
     root = _root(root)
     parent = None
     if incremental:
-        bases = sorted((root / "base").glob("*/backup_manifest"))
-        if not bases:
+        parent = backup.newest_base(root)
+        if parent is None:
             raise fail("no base backup to build an incremental on; run `backup base` first")
-        parent = bases[-1].parent
     with database() as conninfo:
         info = backup.base_backup(conninfo, root, incremental_from=parent)
     console.print(f"wrote {info.kind} backup {info.path} ({info.size_bytes:,} bytes)")

@@ -83,18 +83,25 @@ def session_conninfo(
     return make_conninfo(conninfo, options=options, application_name=application_name)
 
 
-def resolve_conninfo(settings: Settings | None = None) -> tuple[str, EmbeddedPostgres | None]:
+def resolve_conninfo(
+    settings: Settings | None = None, *, adopt_orphans: bool = True
+) -> tuple[str, EmbeddedPostgres | None]:
     """Where to connect: DATABASE_URL if set, else the embedded server under TRADESTORE_HOME.
 
     The embedded server is started, or attached to if another process runs it. The caller
     gets the `EmbeddedPostgres` to stop it (it is also stopped at exit if we started it).
+    Long-running owners (`up`, `serve`) adopt a server whose owner died; one-shot commands
+    pass `adopt_orphans=False` and leave such a server running for the sessions using it.
     """
     settings = settings or get_settings()
     if settings.DATABASE_URL:
         return settings.DATABASE_URL, None
     archive = settings.backup_root / "wal_archive" if settings.TRADESTORE_WAL_ARCHIVE else None
     server = EmbeddedPostgres(
-        settings.TRADESTORE_HOME, port=settings.TRADESTORE_PG_PORT, wal_archive=archive
+        settings.TRADESTORE_HOME,
+        port=settings.TRADESTORE_PG_PORT,
+        wal_archive=archive,
+        adopt_orphans=adopt_orphans,
     )
     return server.start(), server
 

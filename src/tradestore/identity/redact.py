@@ -66,19 +66,51 @@ def redact(text: str) -> str:
     return text
 
 
+def _redacted_arg(arg: Any, redacted_message: str) -> Any:
+    """`arg` with its secrets removed: strings that survived redaction whole stay as they
+    are, strings that lost something are redacted on their own (or replaced outright).
+    Other types keep their type, so `%d` and friends still format."""
+    if not isinstance(arg, str) or not arg or arg in redacted_message:
+        return arg
+    alone = redact(arg)
+    return alone if alone != arg else REDACTED
+
+
 def _scrub(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: leave it to logging's own error report
         return
-    record.msg = redact(message)
-    record.args = None
+    redacted = redact(message)
+    if redacted != message:
+        _scrub_message(record, message, redacted)
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+
+
+def _scrub_message(record: logging.LogRecord, message: str, redacted: str) -> None:
+    """Remove the secrets from msg and args while keeping args' shape: formatters such as
+    uvicorn's access formatter unpack `record.args` themselves and fail on anything else."""
+    args = record.args
+    msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
+    if isinstance(args, tuple):
+        new_args: Any = tuple(_redacted_arg(a, redacted) for a in args)
+    elif isinstance(args, dict):
+        new_args = {k: _redacted_arg(v, redacted) for k, v in args.items()}
+    else:
+        new_args = args
+    try:
+        rebuilt = str(msg) % new_args if new_args else str(msg)
+    except Exception:
+        rebuilt = None
+    if rebuilt is not None and redact(rebuilt) == rebuilt:
+        record.msg, record.args = msg, new_args
+    else:  # the secret straddles the template and an argument: keep the text only
+        record.msg, record.args = redacted, None
 
 
 class SecretsFilter(logging.Filter):

@@ -25,13 +25,14 @@ import tarfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tradestore import __version__
-from tradestore.db.pgproc import chown_to, make_traversable, pg_os_user
-from tradestore.db.server import EmbeddedPostgres
+from tradestore.db.pgproc import chown_to, log_tail, make_traversable, pg_os_user
+from tradestore.db.server import EmbeddedPostgres, ServerStartError
 
 # Seed 004 §6.4: full dumps 30 days, "incremental" (base backups) 7 days, WAL 48 hours.
 FULL_RETENTION = dt.timedelta(days=30)
@@ -47,6 +48,12 @@ VERIFY_QUERIES = {
     "ledger_rows": "SELECT count(*) FROM account.transactions",
     "candles": "SELECT count(*) FROM market.candles",
 }
+
+
+# Roles are cluster-wide, so pg_dump leaves them out; a full dump carries them beside it.
+ROLES_FILE = "roles.sql"
+# Schemas of PostgreSQL itself, never dropped when a fresh database is reset for a restore.
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
 class BackupError(RuntimeError):
@@ -167,6 +174,8 @@ def full_backup(
         argv += ["-n", schema]
     _run([*argv, database], conninfo)
     partial.replace(target)  # a crash mid-dump never leaves a file that looks complete
+    if not schemas:
+        _dump_roles(conninfo, database, folder / ROLES_FILE)
     info = BackupInfo(
         kind="partial" if schemas else "full",
         path=target,
@@ -182,6 +191,140 @@ def full_backup(
     meta = folder / "metadata.json" if not schemas else target.with_suffix(".json")
     meta.write_text(info.to_json())
     return info
+
+
+def _dump_roles(conninfo: str, database: str, target: Path) -> None:
+    """The cluster's roles and memberships (no passwords), which a dump's GRANTs and
+    policies name: a restore into a new cluster creates them first."""
+    partial = target.with_suffix(".sql.part")
+    argv = [str(EmbeddedPostgres.bin("pg_dumpall")), *_pg_args(conninfo), "-l", database,
+            "--roles-only", "--no-role-passwords", "-f", str(partial)]  # fmt: skip
+    _run(argv, conninfo)
+    partial.replace(target)
+
+
+def _restore_roles(roles: Path, conninfo: str) -> list[str]:
+    """Create the roles a dump needs that the target cluster lacks. Statements about
+    roles that exist already (the superuser, roles made by an earlier restore or by
+    `db upgrade`) fail harmlessly and are skipped; returns what was skipped and why."""
+    skipped = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for line in roles.read_text().splitlines():
+            statement = line.strip()
+            # psql meta-commands (\connect, \restrict), comments and session SETs
+            if not statement or statement.startswith(("--", "\\", "SET ")):
+                continue
+            try:
+                conn.execute(statement)  # type: ignore[arg-type]
+            except psycopg.Error as exc:
+                skipped.append(f"{statement}: {str(exc).strip().splitlines()[0]}")
+    return skipped
+
+
+def _holds_data(conn: psycopg.Connection) -> list[str]:
+    """The tables counted after a restore (orders, ledger, ...) that hold rows."""
+    holding = []
+    for name, query in VERIFY_QUERIES.items():
+        if not query.startswith("SELECT count(*)"):
+            continue
+        try:
+            with conn.transaction():
+                if conn.execute(query).fetchone()[0]:
+                    holding.append(name)
+        except psycopg.errors.UndefinedTable:
+            continue
+    return holding
+
+
+def holding_data(conninfo: str) -> list[str]:
+    """Which of the counted tables (orders, ledger, candles ...) hold rows."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return _holds_data(conn)
+
+
+def check_dump(dump: Path) -> None:
+    """A dump is complete and readable: its checksum matches and pg_restore can list its
+    table of contents (a truncated or damaged archive fails here)."""
+    meta = (
+        dump.parent / "metadata.json"
+        if dump.name == "full_backup.dump"
+        else dump.with_suffix(".json")
+    )
+    if meta.exists():
+        expected = json.loads(meta.read_text()).get("sha256")
+        if expected and expected != _sha256(dump):
+            raise BackupError(f"{dump} does not match the checksum recorded when it was made")
+    proc = subprocess.run(
+        [str(EmbeddedPostgres.bin("pg_restore")), "--list", str(dump)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode or "TABLE DATA" not in proc.stdout:
+        raise BackupError(
+            f"pg_restore cannot read {dump}: {proc.stderr.strip() or 'no table data'}"
+        )
+
+
+def _prepare_full_target(conninfo: str) -> None:
+    """A full dump recreates every schema, so it needs an empty database. A database that
+    `db upgrade` (or `up`) set up but that holds none of the counted data is emptied
+    first; one that holds data is refused."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        schemas = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) "
+                "AND nspname NOT LIKE 'pg\\_temp\\_%%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' "
+                "ORDER BY 1",
+                (list(_SYSTEM_SCHEMAS),),
+            )
+        ]
+        extensions = [
+            r[0]
+            for r in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
+        ]
+        if schemas == ["public"] and not extensions:
+            public_empty = not conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public')"
+            ).fetchone()[0]
+            if public_empty:
+                return
+        holding = _holds_data(conn)
+        if holding:
+            raise BackupError(
+                f"the target database already holds data ({', '.join(holding)}); a full dump "
+                "restores into an empty database only: use a new TRADESTORE_HOME or DATABASE_URL"
+            )
+        # Set up by migrations but empty: start from nothing so the dump's own schema wins.
+        with conn.transaction():
+            for ext in extensions:
+                conn.execute(f'DROP EXTENSION IF EXISTS "{ext}" CASCADE')
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
+            conn.execute("GRANT USAGE ON SCHEMA public TO PUBLIC")
+
+
+def _check_restored(conninfo: str, expected: dict[str, object] | None) -> dict[str, object]:
+    """The counts of seed 004 §6.3 step 4, compared with the ones recorded at backup time,
+    and the ledger's hash chain walked end to end."""
+    counts = verify(conninfo)
+    if expected:
+        differ = {k: (expected.get(k), v) for k, v in counts.items() if expected.get(k) != v}
+        if differ:
+            detail = ", ".join(f"{k}: backup {a}, restored {b}" for k, (a, b) in differ.items())
+            raise BackupError(f"restored, but the counts differ from the backup's: {detail}")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regproc('account.verify_ledger') IS NOT NULL").fetchone()[0]:
+            problems = conn.execute("SELECT count(*) FROM account.verify_ledger(NULL)").fetchone()[
+                0
+            ]
+            if problems:
+                raise BackupError(
+                    f"restored, but the ledger does not verify: {problems} problem(s); "
+                    "run `tradestore ledger verify` for the details"
+                )
+    return counts
 
 
 def _prepare_partial_target(conninfo: str, schemas: list[str], replace: bool) -> None:
@@ -266,6 +409,7 @@ def restore(
         else dump.with_suffix(".json")
     )
     partial = False
+    recorded: dict[str, Any] = {}
     if meta.exists():
         recorded = json.loads(meta.read_text())
         partial = recorded.get("kind") == "partial"
@@ -274,6 +418,11 @@ def restore(
             raise BackupError(f"{dump} does not match the checksum recorded when it was made")
     if partial:
         _prepare_partial_target(target_conninfo, recorded.get("schemas", []), replace)
+    else:
+        roles = dump.parent / ROLES_FILE
+        if roles.exists():
+            _restore_roles(roles, target_conninfo)
+        _prepare_full_target(target_conninfo)
     database = str(conninfo_to_dict(target_conninfo)["dbname"])
     argv = [str(EmbeddedPostgres.bin("pg_restore")), *_pg_args(target_conninfo), "--exit-on-error",
             "-d", database]  # fmt: skip
@@ -283,7 +432,8 @@ def restore(
         orphans = foreign_key_orphans(target_conninfo, recorded.get("schemas", []))
         if orphans:
             raise BackupError("restored, but references do not hold: " + "; ".join(orphans))
-    return verify(target_conninfo)
+        return verify(target_conninfo)
+    return _check_restored(target_conninfo, recorded.get("counts"))
 
 
 def base_backup(
@@ -301,6 +451,10 @@ def base_backup(
     now = now or _now()
     database, version, revisions = _describe(conninfo)
     folder = root / "base" / f"{now:%Y%m%dT%H%M%S}"
+    n = 1
+    while folder.exists():  # two backups within one second (an incremental right after)
+        n += 1
+        folder = root / "base" / f"{now:%Y%m%dT%H%M%S}_{n}"
     scratch = folder.with_name(folder.name + ".part")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
@@ -325,6 +479,12 @@ def base_backup(
     data["parent"] = str(incremental_from) if incremental_from else None
     (folder / "metadata.json").write_text(json.dumps(data, indent=2))
     return info
+
+
+def newest_base(root: Path) -> Path | None:
+    """The newest physical backup (base or incremental) under root: an incremental's parent."""
+    bases = sorted(p.parent for p in (root / "base").glob("*/backup_manifest"))
+    return bases[-1] if bases else None
 
 
 def list_backups(root: Path) -> list[dict[str, object]]:
@@ -354,6 +514,9 @@ def _extract(base: Path, data_dir: Path) -> None:
     if wal.exists():
         with tarfile.open(wal) as tar:
             tar.extractall(data_dir / "pg_wal", filter="data")
+    manifest = base / "backup_manifest"
+    if manifest.exists():  # pg_combinebackup reads each link's manifest from its directory
+        shutil.copy2(manifest, data_dir / "backup_manifest")
 
 
 def pitr_restore(
@@ -376,6 +539,7 @@ def pitr_restore(
             f"target_time {target_time.isoformat()} is before base backup {base.name}; "
             "use an older base backup"
         )
+    _check_archive_reaches(wal_archive, target_time)
     new_home.mkdir(parents=True, exist_ok=True)
     data_dir = new_home / "pgdata"
     if data_dir.exists():
@@ -412,19 +576,47 @@ def pitr_restore(
             chown_to(path, user)
     data_dir.chmod(0o700)
     server = EmbeddedPostgres(new_home)  # no archiving of its own until the user says so
-    server.start()
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-        while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise BackupError(
-                    f"recovery did not finish within {timeout:.0f}s; see {server.log_file}"
-                )
-            time.sleep(0.2)
-        for setting in ("restore_command", "recovery_target_time", "recovery_target_action"):
-            conn.execute(f"ALTER SYSTEM RESET {setting}")
-        conn.execute("SELECT pg_reload_conf()")
+    try:
+        server.start()
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
+            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise BackupError(
+                        f"recovery did not finish within {timeout:.0f}s; see {server.log_file}"
+                    )
+                time.sleep(0.2)
+            for setting in ("restore_command", "recovery_target_time", "recovery_target_action"):
+                conn.execute(f"ALTER SYSTEM RESET {setting}")
+            conn.execute("SELECT pg_reload_conf()")
+    except (ServerStartError, psycopg.OperationalError) as exc:
+        # The server ends recovery with FATAL when the archive runs out before the target.
+        if _RECOVERY_SHORT in log_tail(server.log_file, 200):
+            raise BackupError(_not_archived(target_time, wal_archive)) from None
+        raise BackupError(f"recovery failed: {exc}") from None
     return server
+
+
+# PostgreSQL's message when the archived WAL ends before recovery_target_time.
+_RECOVERY_SHORT = "recovery ended before configured recovery target was reached"
+
+
+def _not_archived(target_time: dt.datetime, wal_archive: Path) -> str:
+    return (
+        f"the WAL for {target_time.isoformat()} is not archived yet in {wal_archive}: "
+        "a segment is archived when it fills or at the latest 15 minutes after a write "
+        "(archive_timeout). Retry later, run `SELECT pg_switch_wal()` on the running "
+        "server to archive the current segment now, or choose an earlier --to"
+    )
+
+
+def _check_archive_reaches(wal_archive: Path, target_time: dt.datetime) -> None:
+    """Refuse a target after the newest archived segment: WAL written after that moment
+    is not in the archive, so recovery could not reach the target."""
+    segments = [p for p in wal_archive.glob("*") if p.is_file()] if wal_archive.is_dir() else []
+    newest = max((p.stat().st_mtime for p in segments), default=None)
+    if newest is None or target_time.timestamp() >= newest:
+        raise BackupError(_not_archived(target_time, wal_archive))
 
 
 def prune(root: Path, *, now: dt.datetime | None = None) -> list[Path]:
