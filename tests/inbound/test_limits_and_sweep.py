@@ -17,6 +17,8 @@ from tradestore.inbound.config import load_webhook_settings
 from tradestore.inbound.sweep import sweep_unjudged
 from tradestore.inbound.tradingview import payload_hash
 from tradestore.notify import outbox
+from tradestore.ops.supervise import DATABASE_START_HOOKS, run_start_hooks
+from tradestore.ops.up import sweep_inbound_alerts
 
 
 def test_many_large_posts_from_one_address_are_refused_and_storage_is_bounded(
@@ -111,6 +113,18 @@ def test_sweep_judges_recent_unjudged_alerts_and_closes_the_rest(
     ).fetchone() == (payload_hash(alert(secret="[redacted]")),)
     # a second sweep finds nothing more to do
     assert asyncio.run(sweep()) == {}
+
+
+def test_up_sweeps_unjudged_alerts_whenever_the_database_comes_back(
+    db: str, market: None, conn: psycopg.Connection
+) -> None:
+    # `up` runs its database start hooks at start and after every restart of PostgreSQL.
+    assert sweep_inbound_alerts in DATABASE_START_HOOKS
+    left = _stored(conn, alert(secret="[redacted]"), user=1, age="1 minute")
+    run_start_hooks(db)
+    state = conn.execute("SELECT disposition FROM system.inbound_alerts WHERE id = %s", (left,))
+    assert state.fetchone() == ("ACCEPTED",)
+    assert conn.execute("SELECT count(*) FROM trade.orders").fetchone() == (1,)
 
 
 def test_webhook_outcome_alerts_belong_to_the_owner(

@@ -5,6 +5,7 @@ services (API server, workers) until interrupted, keeping the database alive mea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -18,7 +19,7 @@ from tradestore.config import Settings
 from tradestore.db import migrate
 from tradestore.db.connect import resolve_conninfo
 from tradestore.db.server import EmbeddedPostgres, install_signal_handlers
-from tradestore.ops.supervise import DatabaseSupervisor, run_start_hooks
+from tradestore.ops.supervise import DATABASE_START_HOOKS, DatabaseSupervisor, run_start_hooks
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,26 @@ SERVICE_RETRY_MAX = 30.0
 
 # A service runs until its stop event is set. `up` starts each in a thread.
 Service = Callable[[str, Settings, threading.Event], None]
+
+
+def sweep_inbound_alerts(conninfo: str) -> None:
+    """Judge or close the TradingView alerts that were stored but not judged when the
+    database (or `up`) went away; without the dedupe module there is no alert box."""
+    if "dedupe" not in migrate.enabled_modules(conninfo):
+        return
+    from tradestore.inbound.sweep import sweep_unjudged
+
+    async def _sweep() -> dict[str, int]:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            return await sweep_unjudged(conn)
+
+    counts = asyncio.run(_sweep())
+    if counts:
+        log.info("inbound alerts left unjudged were swept: %s", counts)
+
+
+if sweep_inbound_alerts not in DATABASE_START_HOOKS:
+    DATABASE_START_HOOKS.append(sweep_inbound_alerts)
 
 
 @dataclass
