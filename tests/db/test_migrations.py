@@ -257,7 +257,7 @@ def test_downgrade_one_step_from_head_and_up_again(empty_db: str) -> None:
     migrate.upgrade(empty_db)
     want = _definitions(empty_db)
     head = migrate.current_revisions(empty_db)
-    migrate.downgrade(empty_db, "-1")
+    migrate.downgrade(empty_db, "0012_roles_security")
     assert migrate.current_revisions(empty_db) == {"0012_roles_security"}
     with psycopg.connect(empty_db, autocommit=True) as conn:
         assert conn.execute("SELECT to_regproc('system.cache_order_changed')").fetchone()[0] is None
