@@ -90,8 +90,8 @@ def test_fill_path_checks_keep_their_names_and_other_tables_keep_is_finite(desk:
     assert others > 0
 
 
-# The vocabulary CHECKs of the fill path's tables (the order status is the domain
-# trade.order_status, whose constraint keeps the name orders_status_check):
+# The vocabulary CHECKs of the fill path's tables (the order status reads
+# trade.order_status_moves() through trade.is_order_status):
 # (table, column, constraint, every accepted value, refused values).
 VOCABULARIES = [
     (

@@ -23,24 +23,36 @@ def test_python_enum_is_the_sql_vocabulary(conn: psycopg.Connection[Any]) -> Non
     assert {to for targets in moves.values() for to in targets} == set(moves)
 
 
-def test_the_status_column_takes_its_rule_from_the_vocabulary(
+def test_the_status_check_takes_its_rule_from_the_vocabulary(
     conn: psycopg.Connection[Any],
 ) -> None:
-    is_domain, check = conn.execute(
-        "SELECT a.atttypid = 'trade.order_status'::regtype, pg_get_constraintdef(c.oid) "
-        "FROM pg_attribute a JOIN pg_constraint c ON c.contypid = a.atttypid "
-        "WHERE a.attrelid = 'trade.orders'::regclass AND a.attname = 'status'"
-    ).fetchone()
-    assert is_domain
-    assert "order_status_moves()" in check
-    # No table CHECK lists the statuses again.
+    check = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'trade.orders'::regclass AND conname = 'orders_status_check'"
+    ).fetchone()[0]
+    assert "is_order_status" in check
+    # No constraint or function body lists the vocabulary again.
     assert (
         conn.execute(
-            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'trade.orders'::regclass "
-            "AND pg_get_constraintdef(oid) LIKE '%PARTIALLY_FILLED%'"
+            "SELECT count(*) FROM pg_constraint WHERE pg_get_constraintdef(oid) LIKE '%PARTIALLY_FILLED%'"
         ).fetchone()[0]
         == 0
     )
+    listing = conn.execute(
+        "SELECT array_agg(p.proname ORDER BY p.proname) FROM pg_proc p "
+        "WHERE p.prosrc ~ 'PARTIALLY_FILLED.{0,4}FILLED.{0,4}CANCELED.{0,4}REJECTED'"
+    ).fetchone()[0]
+    assert listing == ["order_status_moves"]
+
+
+def test_seed_aliases_are_normalized_before_the_check(desk: Desk) -> None:
+    """tr_orders_normalize maps seed 004's names before orders_status_check runs."""
+    order = submit_order(desk.conn, desk.account_id, desk.btc, "BUY", "LIMIT", 1, 50000)
+    desk.conn.execute("UPDATE trade.orders SET status = 'CANCELLED' WHERE id = %s", (order,))
+    status = desk.conn.execute(
+        "SELECT status FROM trade.orders WHERE id = %s", (order,)
+    ).fetchone()[0]
+    assert status == OrderStatus.CANCELED
 
 
 def test_transitions_follow_the_moves(conn: psycopg.Connection[Any]) -> None:

@@ -19,8 +19,8 @@
 -- statuses it may become (staying the same = an update that keeps it, e.g. another
 -- partial fill). CANCELED and EXPIRED may still become FILLED: a fill the exchange made
 -- before the cancel took effect is real, and when it completes the order the order is
--- FILLED. The domain trade.order_status, trade.order_transition_allowed and the test of
--- Python's OrderStatus all read this.
+-- FILLED. The CHECK orders_status_check (trade.is_order_status),
+-- trade.order_transition_allowed and the test of Python's OrderStatus all read this.
 CREATE FUNCTION trade.order_status_moves()
 RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '{"NEW":              ["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"],
@@ -36,11 +36,18 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(trade.order_status_moves() -> p_from ? p_to, false)
 $$;
 
--- An order's status: a key of trade.order_status_moves(). A domain, not a table CHECK:
--- PostgreSQL plans a domain's CHECK once per session (a table CHECK is rebuilt for every
--- statement that writes the table), and checks it only where a value is written to it.
-CREATE DOMAIN trade.order_status AS varchar(20)
-    CONSTRAINT orders_status_check CHECK (trade.order_status_moves() ? VALUE);
+-- Whether p_status is an order status (a key of trade.order_status_moves()), for the CHECK
+-- orders_status_check. PL/pgSQL on purpose: PostgreSQL rebuilds a table's CHECKs for every
+-- statement that writes it, and would parse a LANGUAGE sql function in one again each
+-- time; a PL/pgSQL function is compiled once per session. (Not a domain: a domain checks
+-- the value as it is written, before tr_orders_normalize maps seed 004's PENDING,
+-- PARTIAL_FILLED and CANCELLED to the canonical names.)
+CREATE FUNCTION trade.is_order_status(p_status text)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN trade.order_status_moves() ? p_status;
+END;
+$$;
 
 -- An account holds money at one exchange. Seed 004's portfolio and 003's portfolios are
 -- the same concept and are served by views over this table (portfolio_id = accounts.id).
@@ -144,7 +151,7 @@ CREATE TABLE trade.orders (
     price                   numeric,
     limit_price             numeric GENERATED ALWAYS AS (price) STORED,
     stop_price              numeric,
-    status                  trade.order_status NOT NULL DEFAULT 'NEW',
+    status                  varchar(20) NOT NULL DEFAULT 'NEW',
     filled_quantity         numeric NOT NULL DEFAULT 0,
     remaining_quantity      numeric GENERATED ALWAYS AS (quantity - filled_quantity) STORED,
     average_fill_price      numeric,
@@ -163,6 +170,7 @@ CREATE TABLE trade.orders (
     filled_at               timestamptz,
     cancelled_at            timestamptz,
     expires_at              timestamptz,
+    CONSTRAINT orders_status_check CHECK (trade.is_order_status(status::text)),
     CONSTRAINT chk_order_quantity CHECK (quantity > '0'::numeric AND quantity < 'Infinity'::numeric),
     CONSTRAINT chk_order_price CHECK (price IS NULL OR (price > '0'::numeric AND price < 'Infinity'::numeric)),
     CONSTRAINT chk_order_stop_price
