@@ -295,8 +295,10 @@ def test_a_database_stamped_at_a_folded_revision_is_restamped_and_upgraded(
         command.upgrade(config, restamped)
     with psycopg.connect(empty_db, autocommit=True) as conn:
         conn.execute("UPDATE alembic_version SET version_num = %s", (folded,))
+    expected = [] if restamped == "0014_cache_invalidation" else ["0014_cache_invalidation"]
+    assert migrate.pending_revisions(empty_db) == expected  # status works before the upgrade
     with caplog.at_level("WARNING", logger="tradestore.db.migrate"):
         ran = migrate.upgrade(empty_db)
-    assert ran == ([] if restamped == "0014_cache_invalidation" else ["0014_cache_invalidation"])
+    assert ran == expected
     assert migrate.current_revisions(empty_db) == {"0014_cache_invalidation"}
     assert any(folded in r.message and restamped in r.message for r in caplog.records)

@@ -161,6 +161,7 @@ def _applied_with_ancestors(current: set[str]) -> set[str]:
     script = _script()
     applied: set[str] = set()
     for rev in current:
+        rev = FOLDED_REVISIONS.get(rev, rev)  # what upgrade() will restamp it as
         applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
     return applied
 
