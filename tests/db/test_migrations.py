@@ -1,4 +1,5 @@
-"""Migrations up, down and up again; Plus modules on and off; zz_ backups."""
+"""Migrations up, down and up again; the schema built from the files equals the one the
+revisions build; Plus modules on and off; zz_ backups."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tests.support.fixtures import create_database, drop_database
 from tests.support.populate import empty_tables, populate
 from tests.support.schema import ALL_AVAILABLE_MODULES
 from tradestore.db import migrate
+from tradestore.market.listings import resolve_listing
 
 OUR_SCHEMAS = ("market", "account", "trade", "brain", "analytics", "system", "christmas", "bithumb")
 
@@ -29,8 +31,8 @@ def _schemas(conninfo: str) -> set[str]:
 
 def test_upgrade_applies_every_core_revision_once(empty_db: str) -> None:
     pending = migrate.pending_revisions(empty_db)
-    assert pending[0] == "0001_foundation" and pending[-1] == "0017_candles_between_ordered"
-    assert migrate.upgrade(empty_db) == pending
+    assert pending[0] == "0001_foundation" and pending[-1] == "0014_cache_invalidation"
+    assert migrate.upgrade(empty_db) == pending  # built from the files, stamped at head
     assert migrate.pending_revisions(empty_db) == []
     assert migrate.upgrade(empty_db) == []  # idempotent
     assert set(OUR_SCHEMAS) <= _schemas(empty_db)
@@ -173,10 +175,49 @@ _DEFINITIONS = {
                   WHERE n.nspname = ANY(%(s)s)""",
     "columns": """SELECT a.attrelid::regclass::text || '.' || a.attname || ' '
                          || format_type(a.atttypid, a.atttypmod) || ' ' || a.attgenerated::text
+                         || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
                     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                    WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v')
                      AND n.nspname = ANY(%(s)s)""",
+    "types": """SELECT format_type(t.oid, NULL) || ' ' || t.typtype::text || ' '
+                       || format_type(t.typbasetype, t.typtypmod)
+                  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                 WHERE n.nspname = ANY(%(s)s) AND t.typtype IN ('c', 'd', 'e')
+                   AND NOT EXISTS (SELECT 1 FROM pg_class c
+                                    WHERE c.oid = t.typrelid AND c.relkind <> 'c')""",
+    "views": """SELECT c.oid::regclass::text || ' ' || pg_get_viewdef(c.oid)
+                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('v', 'm') AND n.nspname = ANY(%(s)s)""",
+    "grants": """SELECT c.oid::regclass::text || ' ' || coalesce(c.relacl::text, '-')
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = ANY(%(s)s)
+                 UNION ALL
+                 SELECT a.attrelid::regclass::text || '.' || a.attname || ' ' || a.attacl::text
+                   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE a.attacl IS NOT NULL AND n.nspname = ANY(%(s)s)
+                 UNION ALL
+                 SELECT p.oid::regprocedure::text || ' ' || coalesce(p.proacl::text, '-')
+                   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE n.nspname = ANY(%(s)s)
+                 UNION ALL
+                 SELECT n.nspname || ' ' || coalesce(n.nspacl::text, '-')
+                   FROM pg_namespace n WHERE n.nspname = ANY(%(s)s)
+                 UNION ALL
+                 SELECT d.defaclrole::regrole::text || ' ' || coalesce(n.nspname, '*') || ' '
+                        || d.defaclobjtype::text || ' ' || d.defaclacl::text
+                   FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace""",
+    "policies": """SELECT schemaname || '.' || tablename || ' ' || policyname || ' ' || permissive
+                          || ' ' || roles::text || ' ' || cmd || ' ' || coalesce(qual, '') || ' '
+                          || coalesce(with_check, '')
+                     FROM pg_policies WHERE schemaname = ANY(%(s)s)
+                   UNION ALL
+                   SELECT c.oid::regclass::text || ' rls ' || c.relrowsecurity::text || ' '
+                          || c.relforcerowsecurity::text
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(s)s)""",
 }
 
 
@@ -188,25 +229,76 @@ def _definitions(conninfo: str) -> dict[str, set[str]]:
         }
 
 
-def test_downgrades_of_the_revisions_that_replace_objects_restore_them_exactly(
-    empty_db: str, pg_conninfo: str
-) -> None:
-    """Revisions 0013 on replace functions, constraints, keys and triggers that earlier
-    revisions made. Downgrading past them gives back exactly what 0012 had made: every
-    function body, constraint, trigger, index and column."""
+def test_the_files_and_the_revisions_build_the_same_schema(empty_db: str, pg_conninfo: str) -> None:
+    """A fresh database is built from the SQL files in one go; an existing one got there
+    revision by revision from the first. Both must have the same functions, constraints,
+    triggers, indexes, columns, grants and policies."""
     from alembic import command
 
-    before = "0012_roles_security"
-    reference = create_database(pg_conninfo, "t_migrate_ref")
-    try:
-        with migrate._alembic(reference) as config:
-            command.upgrade(config, before)
-        want = _definitions(reference)
-    finally:
-        drop_database(pg_conninfo, reference)
     migrate.upgrade(empty_db)
-    assert _definitions(empty_db) != want  # the revisions did change something
-    migrate.downgrade(empty_db, before)
-    got = _definitions(empty_db)
+    migrated = create_database(pg_conninfo, "t_migrate_steps")
+    try:
+        steps = migrate.pending_revisions(migrated)
+        for revision in steps:  # one revision (and one transaction) at a time
+            with migrate._alembic(migrated) as config:
+                command.upgrade(config, revision)
+        assert migrate.current_revisions(migrated) == migrate.current_revisions(empty_db)
+        got, want = _definitions(empty_db), _definitions(migrated)
+    finally:
+        drop_database(pg_conninfo, migrated)
     for kind in _DEFINITIONS:
+        assert got[kind], kind
         assert got[kind] == want[kind], (kind, got[kind] ^ want[kind])
+
+
+def test_downgrade_one_step_from_head_and_up_again(empty_db: str) -> None:
+    """The core's downgrade policy: one step back from head works and leaves a working
+    schema (a candle write still notifies the cache and keeps its series)."""
+    migrate.upgrade(empty_db)
+    want = _definitions(empty_db)
+    head = migrate.current_revisions(empty_db)
+    migrate.downgrade(empty_db, "0012_roles_security")
+    assert migrate.current_revisions(empty_db) == {"0012_roles_security"}
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regproc('system.cache_order_changed')").fetchone()[0] is None
+        conn.execute("LISTEN tradestore_cache")
+        with conn.transaction():
+            listing = resolve_listing(conn, "binance", "BTC/USDT")
+        conn.execute(
+            'INSERT INTO market.candles (exchange_instrument_id, timeframe, "time", open, high, '
+            "low, close, volume) VALUES (%s, '1m', date_trunc('minute', now()), 1, 1, 1, 1, 1)",
+            (listing,),
+        )
+        assert any('"candles"' in n.payload for n in conn.notifies(timeout=0, stop_after=1))
+    migrate.upgrade(empty_db)
+    assert migrate.current_revisions(empty_db) == head
+    assert _definitions(empty_db) == want
+
+
+@pytest.mark.parametrize(
+    ("folded", "restamped"),
+    [
+        ("0013_apply_fill_fast_path", "0012_roles_security"),
+        ("0015_candle_statement_checks", "0014_cache_invalidation"),
+        ("0016_apply_fill_fewer_statements", "0014_cache_invalidation"),
+        ("0017_candles_between_ordered", "0014_cache_invalidation"),
+    ],
+)
+def test_a_database_stamped_at_a_folded_revision_is_restamped_and_upgraded(
+    empty_db: str, folded: str, restamped: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Development databases built before the fold carry a revision id that no longer
+    exists; upgrade restamps them (saying so) and carries on from there."""
+    from alembic import command
+
+    with migrate._alembic(empty_db) as config:
+        command.upgrade(config, restamped)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = %s", (folded,))
+    expected = [] if restamped == "0014_cache_invalidation" else ["0014_cache_invalidation"]
+    assert migrate.pending_revisions(empty_db) == expected  # status works before the upgrade
+    with caplog.at_level("WARNING", logger="tradestore.db.migrate"):
+        ran = migrate.upgrade(empty_db)
+    assert ran == expected
+    assert migrate.current_revisions(empty_db) == {"0014_cache_invalidation"}
+    assert any(folded in r.message and restamped in r.message for r in caplog.records)

@@ -1,7 +1,7 @@
-"""Revisions 0013 and 0016 restate the CHECKs of the fill path's tables (0013: is_finite
-written out; 0016: cheaper forms of the same rules): under the same names they must still
-refuse NaN and +-Infinity, values outside each vocabulary and wrong signs, written by hand
-behind the SQL API, and accept every value they accepted before."""
+"""The CHECKs of the fill path's tables are written in a form that is cheap to rebuild per
+statement (is_finite written out, one array constant per vocabulary; trading/sql/schema.sql):
+under their names they must refuse NaN and +-Infinity, values outside each vocabulary and
+wrong signs, written by hand behind the SQL API, and accept every value of the rule."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def test_fill_path_checks_keep_their_names_and_other_tables_keep_is_finite(desk:
     assert others > 0
 
 
-# Revision 0016 restates the vocabulary and sign CHECKs of the fill path's tables:
+# The vocabulary CHECKs of the fill path's tables (the order status reads
+# trade.order_status_moves() through trade.is_order_status):
 # (table, column, constraint, every accepted value, refused values).
 VOCABULARIES = [
     (

@@ -3,11 +3,18 @@
 The Lite core is one Alembic branch (`core`), always installed. Each Plus module is a
 branch of its own that depends on the core, so modules are enabled (`<name>@head`) and
 disabled (`<name>@base`) one at a time.
+
+The `<capability>/sql/*.sql` files hold the current definition of everything the core
+owns; each core revision applies the files it lists. A fresh database is built from the
+files in one transaction and stamped at the core head (build_from_files); an existing
+one is upgraded revision by revision. tests/db/test_migrations.py checks that both give
+the same catalog.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +29,7 @@ from psycopg import sql
 from sqlalchemy.pool import NullPool
 
 from tradestore.db.schema_ops import BACKUP_SCHEMA, DataWouldBeLost, ModuleUnavailable
-from tradestore.db.sqlfiles import created_objects, read
+from tradestore.db.sqlfiles import created_objects, execute_script, read
 
 __all__ = [
     "MODULES",
@@ -31,6 +38,8 @@ __all__ = [
     "ModuleStatus",
     "ModuleUnavailable",
     "UnknownModule",
+    "build_from_files",
+    "core_files",
     "current_revisions",
     "disable_modules",
     "downgrade",
@@ -41,6 +50,18 @@ __all__ = [
 ]
 
 CORE_BRANCH = "core"
+
+log = logging.getLogger(__name__)
+
+# Revisions of development builds before the first release, since folded into the files
+# they patched. A database stamped at one already has their changes, so it is restamped
+# at the revision that now stands for its schema (and upgraded from there).
+FOLDED_REVISIONS = {
+    "0013_apply_fill_fast_path": "0012_roles_security",
+    "0015_candle_statement_checks": "0014_cache_invalidation",
+    "0016_apply_fill_fewer_statements": "0014_cache_invalidation",
+    "0017_candles_between_ordered": "0014_cache_invalidation",
+}
 
 
 @dataclass(frozen=True)
@@ -140,6 +161,7 @@ def _applied_with_ancestors(current: set[str]) -> set[str]:
     script = _script()
     applied: set[str] = set()
     for rev in current:
+        rev = FOLDED_REVISIONS.get(rev, rev)  # what upgrade() will restamp it as
         applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
     return applied
 
@@ -166,8 +188,68 @@ def pending_revisions(conninfo: str) -> list[str]:
     return pending
 
 
+def _core_revisions() -> list[str]:
+    """The core revisions, oldest first."""
+    script = _script()
+    return [
+        r.revision for r in reversed(list(script.iterate_revisions(f"{CORE_BRANCH}@head", "base")))
+    ]
+
+
+def core_files() -> list[str]:
+    """Every SQL file of the core, in the order the core revisions apply them."""
+    script = _script()
+    return [path for rev in _core_revisions() for path in script.get_revision(rev).module.FILES]
+
+
+def build_from_files(conninfo: str) -> list[str]:
+    """Build the core of an empty database from the SQL files, in one transaction, and
+    stamp it at the core head. Returns the core revisions it stands for."""
+    if current_revisions(conninfo):
+        raise RuntimeError("build_from_files: the database already has a schema version")
+    with _alembic(conninfo) as config:
+        raw = config.attributes["connection"].connection.dbapi_connection
+        for path in core_files():
+            execute_script(raw, read(path))
+        command.stamp(config, f"{CORE_BRANCH}@head")
+    return _core_revisions()
+
+
+def restamp_folded(conninfo: str) -> dict[str, str]:
+    """Restamp a database stamped at a folded revision (see FOLDED_REVISIONS). Returns
+    {old: new} for what it changed."""
+    changed: dict[str, str] = {}
+    with psycopg.connect(conninfo) as conn:
+        exists = conn.execute(
+            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
+        ).fetchone()[0]
+        if not exists:
+            return changed
+        for (old,) in conn.execute("SELECT version_num FROM public.alembic_version").fetchall():
+            new = FOLDED_REVISIONS.get(old)
+            if new is None:
+                continue
+            conn.execute(
+                "UPDATE public.alembic_version SET version_num = %s WHERE version_num = %s",
+                (new, old),
+            )
+            changed[old] = new
+            log.warning(
+                "schema version %s was folded into the SQL files before the first release; "
+                "restamped the database at %s (a development database: objects edited in the "
+                "files since it was built are not re-applied, rebuild it to get them)",
+                old,
+                new,
+            )
+    return changed
+
+
 def upgrade(conninfo: str) -> list[str]:
-    """Bring the core, and every enabled module, to its newest revision. Returns what ran."""
+    """Bring the core, and every enabled module, to its newest revision. An empty
+    database is built from the files. Returns the revisions that ran (or were built)."""
+    if not current_revisions(conninfo):
+        return build_from_files(conninfo)
+    restamp_folded(conninfo)
     pending = pending_revisions(conninfo)
     modules = enabled_modules(conninfo)
     with _alembic(conninfo) as config:

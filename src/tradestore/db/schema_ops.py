@@ -13,13 +13,7 @@ import psycopg
 from alembic import context, op
 from psycopg import sql
 
-from tradestore.db.sqlfiles import (
-    SqlObject,
-    created_objects,
-    execute_script,
-    function_definitions,
-    read,
-)
+from tradestore.db.sqlfiles import SqlObject, created_objects, execute_script, read
 
 BACKUP_SCHEMA = "zz_backup"
 
@@ -49,12 +43,6 @@ def apply(*files: str) -> None:
     conn = _raw_connection()
     for path in files:
         execute_script(conn, read(path))
-
-
-def restore_functions(path: str, *names: str) -> None:
-    """Downgrade step of a revision that replaced functions: run their definitions again
-    as the earlier file has them."""
-    execute_script(_raw_connection(), function_definitions(read(path), *names))
 
 
 def revert(*files: str) -> None:
@@ -190,11 +178,11 @@ def _portable_columns(conn: psycopg.Connection, schema: str, table: str) -> sql.
 
 
 def drop(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> None:
-    """Drop objects (given newest first): views, columns, tables, sequences, functions,
-    types. Dependencies run both ways (a trigger needs its function, a function can return
+    """Drop objects (given newest first): views, columns, tables, sequences, domains,
+    functions, types. Dependencies run both ways (a trigger needs its function, a function can return
     a table's row type), so an object that another still depends on is retried after the
     rest, until all are gone; a dependency from outside the set is reported."""
-    order = ["VIEW", "COLUMN", "TABLE", "SEQUENCE", "FUNCTION", "TYPE"]
+    order = ["VIEW", "COLUMN", "TABLE", "SEQUENCE", "DOMAIN", "FUNCTION", "TYPE"]
     pending = [o for kind in order for o in objects if o.kind == kind]
     while pending:
         blocked: list[tuple[SqlObject, psycopg.Error]] = []
@@ -236,6 +224,8 @@ def _drop_one(conn: psycopg.Connection, obj: SqlObject) -> None:
         conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(name))
     elif obj.kind == "TYPE":
         conn.execute(sql.SQL("DROP TYPE IF EXISTS {}").format(name))
+    elif obj.kind == "DOMAIN":
+        conn.execute(sql.SQL("DROP DOMAIN IF EXISTS {}").format(name))
     elif obj.kind == "FUNCTION":
         schema, fname = parts if len(parts) == 2 else ("public", parts[0])
         signatures = conn.execute(

@@ -19,6 +19,7 @@ _OBJECT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("VIEW", re.compile(r"^CREATE (?:OR REPLACE )?VIEW ([\w.]+)", re.M | re.I)),
     ("FUNCTION", re.compile(r"^CREATE (?:OR REPLACE )?FUNCTION ([\w.]+)\s*\(", re.M | re.I)),
     ("TYPE", re.compile(r"^CREATE TYPE ([\w.]+)", re.M | re.I)),
+    ("DOMAIN", re.compile(r"^CREATE DOMAIN ([\w.]+)", re.M | re.I)),
     ("SEQUENCE", re.compile(r"^CREATE SEQUENCE (?:IF NOT EXISTS )?([\w.]+)", re.M | re.I)),
 ]
 _ADD_COLUMN_TABLE = re.compile(
@@ -29,7 +30,7 @@ _ADD_COLUMN_NAME = re.compile(r"ADD COLUMN IF NOT EXISTS (\w+)", re.I)
 
 @dataclass(frozen=True)
 class SqlObject:
-    """A database object a SQL file creates: kind is TABLE, VIEW, FUNCTION, TYPE,
+    """A database object a SQL file creates: kind is TABLE, VIEW, FUNCTION, TYPE, DOMAIN,
     SEQUENCE or COLUMN (name is then 'schema.table.column')."""
 
     kind: str
@@ -66,33 +67,3 @@ def execute_script(conn: psycopg.Connection, sql: str) -> None:
     query, so dollar-quoted bodies and several statements are fine."""
     with conn.cursor() as cur:
         cur.execute(sql.encode("utf-8"))
-
-
-_DOLLAR_TAG = re.compile(r"\$(\w*)\$")
-
-
-def function_definitions(sql: str, *names: str) -> str:
-    """The CREATE FUNCTION statements for the named functions ('schema.name'), cut out of
-    a SQL text with their dollar-quoted bodies, in the order the text has them. A later
-    migration that replaces a function restores the earlier definition on downgrade from
-    the file that first created it, so no body is kept twice."""
-    wanted = {name.lower() for name in names}
-    pattern = _OBJECT_PATTERNS[2][1]  # CREATE [OR REPLACE] FUNCTION name(
-    pieces, found = [], set()
-    for match in pattern.finditer(sql):
-        name = match.group(1).lower()
-        if name not in wanted:
-            continue
-        opening = _DOLLAR_TAG.search(sql, match.end())
-        if opening is None:
-            raise ValueError(f"function {name} has no dollar-quoted body")
-        closing = sql.find(opening.group(0), opening.end())
-        end = sql.find(";", closing + len(opening.group(0)))
-        if closing < 0 or end < 0:
-            raise ValueError(f"function {name} has an unterminated body")
-        pieces.append(sql[match.start() : end + 1])
-        found.add(name)
-    missing = wanted - found
-    if missing:
-        raise ValueError(f"no CREATE FUNCTION for {', '.join(sorted(missing))}")
-    return "\n\n".join(pieces) + "\n"

@@ -14,24 +14,11 @@
 --
 -- Row triggers where a statement touches few rows (orders, strategies, alerts, profiles,
 -- outbox);
--- statement triggers over transition tables, one NOTIFY per listing and timeframe, where
--- a statement touches many (candles, tickers, order books, strategy executions).
+-- statement triggers over transition tables, one NOTIFY per listing, where a statement
+-- touches many (tickers, order books, strategy executions; candles through
+-- market.candles_changed, one NOTIFY per listing and timeframe).
 
-CREATE OR REPLACE FUNCTION system.cache_notify(p_payload text)
-RETURNS void LANGUAGE sql VOLATILE AS $$
-    SELECT pg_notify(
-        CASE WHEN 'tradestore_cache_' || pg_backend_pid() = ANY (ARRAY(SELECT pg_listening_channels()))
-             THEN 'tradestore_cache_' || pg_backend_pid() ELSE 'tradestore_cache' END,
-        p_payload)
-$$;
-
--- The <exchange code>:<exchange symbol> of a listing (the {symbol} of market keys).
-CREATE OR REPLACE FUNCTION system.cache_market_symbol(p_listing bigint)
-RETURNS text LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT x.code || ':' || ei.exchange_symbol
-      FROM market.exchange_instruments ei JOIN market.exchanges x ON x.id = ei.exchange_id
-     WHERE ei.id = p_listing
-$$;
+-- system.cache_notify and the payload helpers are in cache/sql/notify.sql.
 
 ----------------------------------------------------------------------------- orders
 -- order:{id}:status, user:{owner}:active_orders, and the strategy's keys when the order
@@ -119,51 +106,8 @@ CREATE TRIGGER tr_outbox_cache AFTER INSERT ON system.notification_outbox
     FOR EACH ROW WHEN (NEW.status = 'PENDING') EXECUTE FUNCTION system.cache_outbox_enqueued();
 
 ------------------------------------------------------------------------ market data
--- candle:{symbol}:{tf}:{ts} and market:{symbol}:latest. A changed bar also changes the
--- rolled-up bars over it (market.candles_all aggregates them live until materialized),
--- so the payload names, per timeframe (the bar's own and every rollup timeframe), the
--- first and last bucket touched and the step: [[tf, first, last, step], ...] in epoch
--- seconds. The transition tables are the ones market.candles_changed already captures.
-CREATE OR REPLACE FUNCTION system.cache_notify_candles(
-    p_listing bigint, p_timeframe text, p_lo timestamptz, p_hi timestamptz)
-RETURNS void LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT system.cache_notify(json_build_object(
-        'kind', 'candles', 'symbol', system.cache_market_symbol(p_listing),
-        'bars', (SELECT json_agg(json_build_array(
-                            tfs.tf,
-                            extract(epoch FROM market.timeframe_bucket(tfs.tf, p_lo))::bigint,
-                            extract(epoch FROM market.timeframe_bucket(tfs.tf, p_hi))::bigint,
-                            extract(epoch FROM market.timeframe_interval(tfs.tf))::bigint))
-                   FROM (SELECT p_timeframe AS tf
-                         UNION SELECT t.timeframe::text FROM market.rollup_timeframes t) tfs))::text)
-$$;
-
-CREATE OR REPLACE FUNCTION system.cache_candles_changed()
-RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- A transition table exists only for the events its trigger names, hence three queries.
-    IF TG_OP = 'INSERT' THEN
-        PERFORM system.cache_notify_candles(n.exchange_instrument_id, n.timeframe, min(n."time"), max(n."time"))
-           FROM new_rows n GROUP BY n.exchange_instrument_id, n.timeframe;
-    ELSIF TG_OP = 'UPDATE' THEN
-        PERFORM system.cache_notify_candles(c.listing, c.timeframe, min(c.t), max(c.t))
-           FROM (SELECT n.exchange_instrument_id AS listing, n.timeframe, n."time" AS t FROM new_rows n
-                 UNION ALL
-                 SELECT o.exchange_instrument_id, o.timeframe, o."time" FROM old_rows o) c
-          GROUP BY c.listing, c.timeframe;
-    ELSE
-        PERFORM system.cache_notify_candles(o.exchange_instrument_id, o.timeframe, min(o."time"), max(o."time"))
-           FROM old_rows o GROUP BY o.exchange_instrument_id, o.timeframe;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER tr_candles_cache_ins AFTER INSERT ON market.candles
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION system.cache_candles_changed();
-CREATE TRIGGER tr_candles_cache_upd AFTER UPDATE ON market.candles
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION system.cache_candles_changed();
-CREATE TRIGGER tr_candles_cache_del AFTER DELETE ON market.candles
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION system.cache_candles_changed();
+-- Candles: market.candles_changed (market/sql/timeseries.sql) sends them from its own pass
+-- over each statement's rows, through system.cache_notify_candles.
 
 -- ticker:{symbol} and orderbook:{symbol}: one NOTIFY per listing per statement.
 CREATE OR REPLACE FUNCTION system.cache_quotes_changed()

@@ -353,6 +353,7 @@ BEGIN
          WHERE c.relkind = 'v'
            AND n.nspname IN ('market', 'account', 'trade', 'brain', 'analytics', 'system', 'christmas', 'bithumb')
            AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)
+         ORDER BY 1  -- the recorded list must not depend on the catalog's physical order
     LOOP
         EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', v.name);
         v_switched := v_switched || v.name;

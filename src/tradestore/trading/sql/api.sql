@@ -90,22 +90,8 @@ END;
 $$;
 
 ------------------------------------------------------------------------ order state machine
--- Allowed transitions (same status = an update that keeps it, e.g. another partial fill).
--- CANCELED and EXPIRED may still become FILLED: a fill the exchange made before the
--- cancel took effect is real, and when it completes the order the order is FILLED.
-CREATE OR REPLACE FUNCTION trade.order_transition_allowed(p_from text, p_to text)
-RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE p_from
-        WHEN 'NEW' THEN p_to IN ('NEW', 'PARTIALLY_FILLED', 'FILLED', 'CANCELED', 'REJECTED', 'EXPIRED')
-        WHEN 'PARTIALLY_FILLED' THEN p_to IN ('PARTIALLY_FILLED', 'FILLED', 'CANCELED', 'EXPIRED')
-        WHEN 'CANCELED' THEN p_to IN ('CANCELED', 'FILLED')
-        WHEN 'EXPIRED' THEN p_to IN ('EXPIRED', 'FILLED')
-        WHEN 'FILLED' THEN p_to = 'FILLED'
-        WHEN 'REJECTED' THEN p_to = 'REJECTED'
-        ELSE false
-    END
-$$;
-
+-- The transitions themselves are trade.order_status_moves() (schema.sql); this trigger
+-- holds the order to them and to the filled amounts.
 CREATE OR REPLACE FUNCTION trade.trg_orders_state()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -468,18 +454,35 @@ END;
 $$;
 
 ------------------------------------------------------------------------ fills
--- Revision 0016 (apply_fill_fewer_statements.sql) replaces apply_fill with a version that
--- checks the same rules in fewer statements; this is the definition it replaces.
 -- Seed SQL API: record one fill and carry it through the books in one transaction.
 --   execution  deduplicated by (exchange, exchange_trade_id): a repeat returns the first id
---   order      filled / remaining quantity, average fill price, status (overfill refused)
---   position   netting, in execution-time order (an out-of-order fill replays the listing)
+--   order      filled / remaining quantity, average fill price (system.div_round), status
+--              (overfill refused)
+--   position   netting by trade.net_fill, in execution-time order (an out-of-order fill
+--              replays the listing)
 --   ledger     spot: TRADE principal in the quote currency; derivatives: TRADE = realized
 --              PnL of the fill; FEE in the fee currency (a negative fee is a rebate)
+-- A fill runs as few statements as the rules allow, since most of its server time is
+-- per-statement cost (executor start-up, the written table's CHECKs, index opens):
+--   * the duplicate-fill lookup is a LEFT JOIN of the order SELECT (a duplicate that
+--     commits while this call waits for the order lock is caught by the execution
+--     INSERT's ON CONFLICT, which then looks the row up: nothing is written before it);
+--   * netting and rounding are PL/pgSQL calls evaluated as simple expressions, not SELECTs;
+--   * the order and position UPDATEs are one statement, and the order's filled_at is
+--     looked up only when the fill completes it;
+--   * rows are locked FOR NO KEY UPDATE (the UPDATEs never change a key), which does not
+--     block other transactions' foreign-key checks against the order or position;
+--   * its statements run with generic plans (plan_cache_mode), not re-planned per call.
 CREATE OR REPLACE FUNCTION public.apply_fill(
     p_order_id bigint, p_exchange_trade_id text, p_quantity numeric, p_price numeric,
     p_fee numeric DEFAULT 0, p_fee_currency text DEFAULT NULL, p_executed_at timestamptz DEFAULT now())
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql
+-- Its statements (and the triggers they fire) are key lookups whose best plan does not
+-- depend on the values: a generic plan is never worse, and without this the plan cache
+-- kept choosing custom plans, re-planning the join SELECT on every call (callgrind: ~6%
+-- of a fill).
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     v_trade_id  text := btrim(p_exchange_trade_id);
     v_fee       numeric := coalesce(p_fee, 0);
@@ -500,21 +503,27 @@ DECLARE
     v_last_at   timestamptz;
     v_last_tid  text;
     v_principal numeric;
+    v_quote_fee numeric;
     v_filled    numeric;
     v_value     numeric;
+    v_avg_fill  numeric;
     v_status    text;
+    v_filled_at timestamptz;
+    v_net       record;
 BEGIN
+    -- is_finite(x) written out, as in the CHECKs of these tables (schema.sql): NaN sorts
+    -- above Infinity, and for x > 0 the lower bound is implied.
     IF v_trade_id IS NULL OR v_trade_id = '' OR length(v_trade_id) > 100 THEN
         PERFORM system.raise_invalid('exchange_trade_id', 'must be 1 to 100 characters, not blank',
                                      coalesce(p_exchange_trade_id, 'NULL'));
     END IF;
-    IF p_quantity IS NULL OR NOT system.is_finite(p_quantity) OR p_quantity <= 0 THEN
+    IF p_quantity IS NULL OR NOT (p_quantity > 0 AND p_quantity < 'Infinity'::numeric) THEN
         PERFORM system.raise_invalid('quantity', 'must be a finite number > 0', coalesce(p_quantity::text, 'NULL'));
     END IF;
-    IF p_price IS NULL OR NOT system.is_finite(p_price) OR p_price <= 0 THEN
+    IF p_price IS NULL OR NOT (p_price > 0 AND p_price < 'Infinity'::numeric) THEN
         PERFORM system.raise_invalid('price', 'must be a finite number > 0', coalesce(p_price::text, 'NULL'));
     END IF;
-    IF NOT system.is_finite(v_fee) THEN
+    IF NOT (v_fee > '-Infinity'::numeric AND v_fee < 'Infinity'::numeric) THEN
         PERFORM system.raise_invalid('fee', 'must be a finite number', v_fee::text);
     END IF;
     IF length(v_fee_ccy) > 20 THEN
@@ -524,29 +533,29 @@ BEGIN
         PERFORM system.raise_invalid('executed_at', 'must be a finite time', coalesce(p_executed_at::text, 'NULL'));
     END IF;
 
-    -- Lock the order: fills of one order are applied one at a time.
+    -- Lock the order (fills of one order are applied one at a time) and look for the
+    -- trade id among the exchange's executions in the same statement.
     SELECT ord.id, ord.account_id, ord.exchange_instrument_id, ord.side, ord.status, ord.quantity,
            ord.filled_quantity, ord.total_filled_value, ord.strategy_id, ord.fee_currency, ord.holding_id,
-           a.user_id, a.base_currency, ei.exchange_id, ei.trading_rules, i.asset_class, i.quote_currency
+           a.user_id, a.base_currency, ei.exchange_id, ei.trading_rules, i.asset_class, i.quote_currency,
+           e.id AS dup_exec_id, e.order_id AS dup_order_id
       INTO o
       FROM trade.orders ord
       JOIN account.accounts a ON a.id = ord.account_id
       JOIN market.exchange_instruments ei ON ei.id = ord.exchange_instrument_id
       JOIN market.instruments i ON i.id = ei.instrument_id
+      LEFT JOIN trade.executions e ON e.exchange_id = ei.exchange_id AND e.exchange_trade_id = v_trade_id
      WHERE ord.id = p_order_id
-       FOR UPDATE OF ord;
+       FOR NO KEY UPDATE OF ord;
     IF o.id IS NULL THEN
         PERFORM system.raise_invalid('order_id', 'must name an existing order', coalesce(p_order_id::text, 'NULL'));
     END IF;
-
-    SELECT e.id, e.order_id INTO v_exec_id, v_dup_order
-      FROM trade.executions e WHERE e.exchange_id = o.exchange_id AND e.exchange_trade_id = v_trade_id;
-    IF v_exec_id IS NOT NULL THEN
-        IF v_dup_order <> p_order_id THEN
+    IF o.dup_exec_id IS NOT NULL THEN
+        IF o.dup_order_id <> p_order_id THEN
             PERFORM system.raise_invalid('exchange_trade_id',
-                format('already recorded for order %s, not order %s', v_dup_order, p_order_id), v_trade_id);
+                format('already recorded for order %s, not order %s', o.dup_order_id, p_order_id), v_trade_id);
         END IF;
-        RETURN v_exec_id;  -- a repeated fill: nothing changes
+        RETURN o.dup_exec_id;  -- a repeated fill: nothing changes
     END IF;
 
     IF o.status = 'REJECTED' THEN
@@ -567,21 +576,22 @@ BEGIN
 
     -- Position (created on the first fill; the unique key settles a race).
     SELECT * INTO v_pos FROM trade.positions p
-     WHERE p.account_id = o.account_id AND p.exchange_instrument_id = o.exchange_instrument_id FOR UPDATE;
+     WHERE p.account_id = o.account_id AND p.exchange_instrument_id = o.exchange_instrument_id
+       FOR NO KEY UPDATE;
     IF v_pos.id IS NULL THEN
         INSERT INTO trade.positions (account_id, exchange_instrument_id, strategy_id)
         VALUES (o.account_id, o.exchange_instrument_id, o.strategy_id)
         ON CONFLICT (account_id, exchange_instrument_id) DO NOTHING;
         SELECT * INTO v_pos FROM trade.positions p
-         WHERE p.account_id = o.account_id AND p.exchange_instrument_id = o.exchange_instrument_id FOR UPDATE;
+         WHERE p.account_id = o.account_id AND p.exchange_instrument_id = o.exchange_instrument_id
+           FOR NO KEY UPDATE;
     END IF;
 
     IF v_pos.last_executed_at IS NULL OR p_executed_at > v_pos.last_executed_at
        OR (p_executed_at = v_pos.last_executed_at
            AND v_trade_id COLLATE "C" > v_pos.last_exchange_trade_id COLLATE "C") THEN
-        SELECT n.quantity, n.avg_entry_price, n.realized_pnl INTO v_qty, v_avg, v_realized
-          FROM trade.net_fill(v_pos.quantity, v_pos.avg_entry_price, v_pos.realized_pnl,
-                              v_fill, p_price, v_mult) n;
+        v_net := trade.net_fill(v_pos.quantity, v_pos.avg_entry_price, v_pos.realized_pnl, v_fill, p_price, v_mult);
+        v_qty := v_net.quantity; v_avg := v_net.avg_entry_price; v_realized := v_net.realized_pnl;
         v_opened := v_pos.opened_at; v_closed := v_pos.closed_at;
         IF v_qty <> 0 AND (v_pos.quantity = 0 OR sign(v_pos.quantity) <> sign(v_qty)) THEN
             v_opened := p_executed_at; v_closed := NULL;
@@ -601,44 +611,59 @@ BEGIN
     -- the realized PnL (restated in full when an earlier fill arrives late).
     v_principal := trim_scale(CASE WHEN v_deriv THEN v_realized - v_pos.realized_pnl
                                    ELSE -v_fill * p_price * v_mult END);
+    v_quote_fee := CASE WHEN v_fee_ccy = v_quote THEN v_fee ELSE 0 END;
 
     INSERT INTO trade.executions (order_id, account_id, exchange_id, exchange_instrument_id,
                                   exchange_trade_id, side, quantity, price, fee, fee_currency,
                                   net_amount, is_late, executed_at)
     VALUES (p_order_id, o.account_id, o.exchange_id, o.exchange_instrument_id, v_trade_id, o.side,
-            p_quantity, p_price, v_fee, v_fee_ccy,
-            v_principal - CASE WHEN v_fee_ccy = v_quote THEN v_fee ELSE 0 END,
+            p_quantity, p_price, v_fee, v_fee_ccy, v_principal - v_quote_fee,
             o.status IN ('CANCELED', 'EXPIRED'), p_executed_at)
     ON CONFLICT (exchange_id, exchange_trade_id) DO NOTHING
     RETURNING id INTO v_exec_id;
     IF v_exec_id IS NULL THEN
-        -- Another order's fill with the same trade id committed meanwhile.
-        PERFORM system.raise_invalid('exchange_trade_id', 'already recorded for another order', v_trade_id);
+        -- The trade id committed meanwhile (while this call waited for the order lock, or
+        -- by another order's fill). Nothing has been written yet.
+        SELECT e.id, e.order_id INTO v_exec_id, v_dup_order
+          FROM trade.executions e WHERE e.exchange_id = o.exchange_id AND e.exchange_trade_id = v_trade_id;
+        IF v_dup_order = p_order_id THEN
+            RETURN v_exec_id;  -- a repeated fill: nothing changes
+        END IF;
+        PERFORM system.raise_invalid('exchange_trade_id',
+            CASE WHEN v_dup_order IS NULL THEN 'already recorded for another order'
+                 ELSE format('already recorded for order %s, not order %s', v_dup_order, p_order_id) END,
+            v_trade_id);
     END IF;
 
     v_filled := trim_scale(o.filled_quantity + p_quantity);
     v_value := trim_scale(o.total_filled_value + p_quantity * p_price);
+    v_avg_fill := system.div_round(v_value, v_filled, 20);
     v_status := CASE WHEN v_filled = o.quantity THEN 'FILLED'
                      WHEN o.status IN ('CANCELED', 'EXPIRED') THEN o.status
                      ELSE 'PARTIALLY_FILLED' END;
-    UPDATE trade.orders
-       SET filled_quantity = v_filled,
-           total_filled_value = v_value,
-           average_fill_price = system.div_round(v_value, v_filled, 20),
-           status = v_status,
-           fee = CASE WHEN coalesce(fee_currency, v_fee_ccy) = v_fee_ccy THEN fee + v_fee ELSE fee END,
-           fee_currency = coalesce(fee_currency, v_fee_ccy),
-           holding_id = coalesce(holding_id, v_pos.id),
-           last_execution_id = v_exec_id,
-           -- Filled when its last fill (in execution time) happened.
-           filled_at = CASE WHEN v_status = 'FILLED'
-                            THEN (SELECT max(e.executed_at) FROM trade.executions e WHERE e.order_id = p_order_id)
-                       END
-     WHERE id = p_order_id;
+    IF v_status = 'FILLED' THEN
+        -- Filled when its last fill (in execution time) happened. Looked up only here,
+        -- not as a sub-SELECT of the UPDATE that every fill would set up.
+        SELECT max(e.executed_at) INTO v_filled_at FROM trade.executions e WHERE e.order_id = p_order_id;
+    END IF;
 
+    WITH upd_order AS (
+        UPDATE trade.orders
+           SET filled_quantity = v_filled,
+               total_filled_value = v_value,
+               average_fill_price = v_avg_fill,
+               status = v_status,
+               fee = CASE WHEN coalesce(fee_currency, v_fee_ccy) = v_fee_ccy THEN fee + v_fee ELSE fee END,
+               fee_currency = coalesce(fee_currency, v_fee_ccy),
+               holding_id = coalesce(holding_id, v_pos.id),
+               last_execution_id = v_exec_id,
+               filled_at = v_filled_at
+         WHERE id = p_order_id
+        RETURNING 1
+    )
     UPDATE trade.positions
        SET quantity = v_qty, avg_entry_price = v_avg, realized_pnl = v_realized,
-           total_fees = total_fees + CASE WHEN v_fee_ccy = v_quote THEN v_fee ELSE 0 END,
+           total_fees = total_fees + v_quote_fee,
            strategy_id = coalesce(strategy_id, o.strategy_id),
            opened_at = v_opened, closed_at = v_closed,
            last_execution_id = v_exec_id, last_executed_at = v_last_at, last_exchange_trade_id = v_last_tid

@@ -1,9 +1,53 @@
 -- Trading core (seed 001 pipeline: order -> execution -> position -> ledger), with the
 -- columns of seeds 002, 003 and 004 unified into one table per concept.
--- Revision 0013 (apply_fill_fast_path.sql) restates the is_finite CHECKs of orders, executions,
--- positions and transactions with the function body written out (same names and rules).
--- Revision 0016 (apply_fill_fewer_statements.sql) restates the CHECKs of those four tables
--- once more, in a form that is cheaper to rebuild per statement (same names and rules).
+--
+-- The CHECKs of the four tables a fill writes (orders, executions, positions,
+-- transactions) are written in the form PostgreSQL rebuilds fastest: it rebuilds every
+-- CHECK of a table from its stored node text for each statement that writes the table,
+-- and a LANGUAGE sql function in a CHECK is parsed again each time. So, on these tables:
+--   * is_finite(x) is written out: `abs(x) < 'Infinity'` (abs of NaN is NaN, of
+--     -Infinity is Infinity: both refused), and `x > '0' AND x < 'Infinity'` where x must
+--     be positive (NaN sorts above Infinity, so it is refused too);
+--   * a vocabulary is `col::text = ANY ('{A,B}'::text[])`, one array constant, not the
+--     ARRAY[...] of one cast constant per value that `col IN ('A', 'B')` is stored as;
+--   * numbers are compared with numeric constants ('0'::numeric), not a cast of the
+--     integer 0 folded again for every statement.
+-- Every other table states these rules with system.is_finite and IN (...).
+
+------------------------------------------------------------------------ order statuses
+-- The order-status vocabulary and state machine, stated once: each status and the
+-- statuses it may become (staying the same = an update that keeps it, e.g. another
+-- partial fill). CANCELED and EXPIRED may still become FILLED: a fill the exchange made
+-- before the cancel took effect is real, and when it completes the order the order is
+-- FILLED. The CHECK orders_status_check (trade.is_order_status),
+-- trade.order_transition_allowed and the test of Python's OrderStatus all read this.
+CREATE FUNCTION trade.order_status_moves()
+RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '{"NEW":              ["NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"],
+             "PARTIALLY_FILLED": ["PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED"],
+             "CANCELED":         ["CANCELED", "FILLED"],
+             "EXPIRED":          ["EXPIRED", "FILLED"],
+             "FILLED":           ["FILLED"],
+             "REJECTED":         ["REJECTED"]}'::jsonb
+$$;
+
+CREATE FUNCTION trade.order_transition_allowed(p_from text, p_to text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(trade.order_status_moves() -> p_from ? p_to, false)
+$$;
+
+-- Whether p_status is an order status (a key of trade.order_status_moves()), for the CHECK
+-- orders_status_check. PL/pgSQL on purpose: PostgreSQL rebuilds a table's CHECKs for every
+-- statement that writes it, and would parse a LANGUAGE sql function in one again each
+-- time; a PL/pgSQL function is compiled once per session. (Not a domain: a domain checks
+-- the value as it is written, before tr_orders_normalize maps seed 004's PENDING,
+-- PARTIAL_FILLED and CANCELLED to the canonical names.)
+CREATE FUNCTION trade.is_order_status(p_status text)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN trade.order_status_moves() ? p_status;
+END;
+$$;
 
 -- An account holds money at one exchange. Seed 004's portfolio and 003's portfolios are
 -- the same concept and are served by views over this table (portfolio_id = accounts.id).
@@ -60,13 +104,13 @@ CREATE TABLE trade.positions (
     account_id              bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,
     exchange_instrument_id  bigint NOT NULL REFERENCES market.exchange_instruments (id) ON DELETE RESTRICT,
     strategy_id             bigint REFERENCES analytics.strategies (id) ON DELETE RESTRICT,
-    quantity                numeric NOT NULL DEFAULT 0 CHECK (system.is_finite(quantity)),
+    quantity                numeric NOT NULL DEFAULT 0 CHECK (abs(quantity) < 'Infinity'::numeric),
     avg_entry_price         numeric NOT NULL DEFAULT 0
-                            CHECK (avg_entry_price >= 0 AND system.is_finite(avg_entry_price)),
-    realized_pnl            numeric NOT NULL DEFAULT 0 CHECK (system.is_finite(realized_pnl)),
-    total_fees              numeric NOT NULL DEFAULT 0 CHECK (system.is_finite(total_fees)),
-    stop_loss_price         numeric CHECK (stop_loss_price IS NULL OR stop_loss_price > 0),
-    take_profit_price       numeric CHECK (take_profit_price IS NULL OR take_profit_price > 0),
+                            CHECK (avg_entry_price >= '0'::numeric AND avg_entry_price < 'Infinity'::numeric),
+    realized_pnl            numeric NOT NULL DEFAULT 0 CHECK (abs(realized_pnl) < 'Infinity'::numeric),
+    total_fees              numeric NOT NULL DEFAULT 0 CHECK (abs(total_fees) < 'Infinity'::numeric),
+    stop_loss_price         numeric CHECK (stop_loss_price IS NULL OR stop_loss_price > '0'::numeric),
+    take_profit_price       numeric CHECK (take_profit_price IS NULL OR take_profit_price > '0'::numeric),
     opened_at               timestamptz,
     closed_at               timestamptz,
     last_execution_id       bigint,
@@ -77,7 +121,7 @@ CREATE TABLE trade.positions (
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT positions_account_listing_key UNIQUE (account_id, exchange_instrument_id),
-    CONSTRAINT chk_positions_flat_has_no_entry CHECK (quantity <> 0 OR avg_entry_price = 0)
+    CONSTRAINT chk_positions_flat_has_no_entry CHECK (quantity <> '0'::numeric OR avg_entry_price = '0'::numeric)
 );
 CREATE INDEX idx_positions_listing ON trade.positions (exchange_instrument_id);
 CREATE INDEX idx_positions_strategy ON trade.positions (strategy_id) WHERE strategy_id IS NOT NULL;
@@ -97,18 +141,17 @@ CREATE TABLE trade.orders (
     -- Seed 004's holding: the position this order opens, adds to or closes.
     holding_id              bigint REFERENCES trade.positions (id) ON DELETE RESTRICT,
     source                  varchar(20) NOT NULL DEFAULT 'API'
-                            CHECK (source IN ('API', 'STRATEGY', 'WEBHOOK', 'MANUAL', 'EXTERNAL', 'BACKTEST')),
+                            CHECK (source::text = ANY ('{API,STRATEGY,WEBHOOK,MANUAL,EXTERNAL,BACKTEST}'::text[])),
     client_order_id         varchar(100),
     exchange_order_id       varchar(100),
     idempotency_key         varchar(120),
-    side                    varchar(4) NOT NULL CHECK (side IN ('BUY', 'SELL')),
-    order_type              varchar(10) NOT NULL CHECK (order_type IN ('MARKET', 'LIMIT', 'STOP')),
+    side                    varchar(4) NOT NULL CHECK (side::text = ANY ('{BUY,SELL}'::text[])),
+    order_type              varchar(10) NOT NULL CHECK (order_type::text = ANY ('{MARKET,LIMIT,STOP}'::text[])),
     quantity                numeric NOT NULL,
     price                   numeric,
     limit_price             numeric GENERATED ALWAYS AS (price) STORED,
     stop_price              numeric,
-    status                  varchar(20) NOT NULL DEFAULT 'NEW'
-                            CHECK (status IN ('NEW', 'PARTIALLY_FILLED', 'FILLED', 'CANCELED', 'REJECTED', 'EXPIRED')),
+    status                  varchar(20) NOT NULL DEFAULT 'NEW',
     filled_quantity         numeric NOT NULL DEFAULT 0,
     remaining_quantity      numeric GENERATED ALWAYS AS (quantity - filled_quantity) STORED,
     average_fill_price      numeric,
@@ -127,13 +170,15 @@ CREATE TABLE trade.orders (
     filled_at               timestamptz,
     cancelled_at            timestamptz,
     expires_at              timestamptz,
-    CONSTRAINT chk_order_quantity CHECK (quantity > 0 AND system.is_finite(quantity)),
-    CONSTRAINT chk_order_price CHECK (price IS NULL OR (price > 0 AND system.is_finite(price))),
-    CONSTRAINT chk_order_stop_price CHECK (stop_price IS NULL OR (stop_price > 0 AND system.is_finite(stop_price))),
+    CONSTRAINT orders_status_check CHECK (trade.is_order_status(status::text)),
+    CONSTRAINT chk_order_quantity CHECK (quantity > '0'::numeric AND quantity < 'Infinity'::numeric),
+    CONSTRAINT chk_order_price CHECK (price IS NULL OR (price > '0'::numeric AND price < 'Infinity'::numeric)),
+    CONSTRAINT chk_order_stop_price
+        CHECK (stop_price IS NULL OR (stop_price > '0'::numeric AND stop_price < 'Infinity'::numeric)),
     CONSTRAINT chk_order_limit_has_price CHECK (order_type <> 'LIMIT' OR price IS NOT NULL),
     CONSTRAINT chk_order_stop_has_stop_price CHECK (order_type <> 'STOP' OR stop_price IS NOT NULL),
-    CONSTRAINT chk_order_filled_quantity CHECK (filled_quantity >= 0 AND filled_quantity <= quantity),
-    CONSTRAINT chk_order_fee CHECK (system.is_finite(fee)),
+    CONSTRAINT chk_order_filled_quantity CHECK (filled_quantity >= '0'::numeric AND filled_quantity <= quantity),
+    CONSTRAINT chk_order_fee CHECK (abs(fee) < 'Infinity'::numeric),
     CONSTRAINT chk_order_idempotency_key CHECK (idempotency_key IS NULL OR btrim(idempotency_key) <> '')
 );
 -- Seed 001 §4.1: idempotency and exchange order id are unique while the order is active.
@@ -172,7 +217,7 @@ CREATE TABLE trade.executions (
     exchange_instrument_id  bigint NOT NULL REFERENCES market.exchange_instruments (id) ON DELETE RESTRICT,
     exchange_trade_id       varchar(100) NOT NULL,
     exchange_ref            varchar(100) GENERATED ALWAYS AS (exchange_trade_id) STORED,
-    side                    varchar(4) NOT NULL CHECK (side IN ('BUY', 'SELL')),
+    side                    varchar(4) NOT NULL CHECK (side::text = ANY ('{BUY,SELL}'::text[])),
     quantity                numeric NOT NULL,
     executed_quantity       numeric GENERATED ALWAYS AS (quantity) STORED,
     price                   numeric NOT NULL,
@@ -184,16 +229,16 @@ CREATE TABLE trade.executions (
     -- Cash effect in the quote currency: -(qty*price) for a buy, +(qty*price) for a
     -- sell, less the fee when it is charged in the quote currency.
     net_amount              numeric,
-    liquidity               varchar(5) CHECK (liquidity IS NULL OR liquidity IN ('MAKER', 'TAKER')),
+    liquidity               varchar(5) CHECK (liquidity IS NULL OR liquidity::text = ANY ('{MAKER,TAKER}'::text[])),
     -- A fill reported after the order was canceled: real (the exchange did it), flagged.
     is_late                 boolean NOT NULL DEFAULT false,
     executed_at             timestamptz NOT NULL DEFAULT now(),
     executed_time           timestamptz GENERATED ALWAYS AS (executed_at) STORED,
     created_at              timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT executions_exchange_trade_key UNIQUE (exchange_id, exchange_trade_id),
-    CONSTRAINT chk_execution_quantity CHECK (quantity > 0 AND system.is_finite(quantity)),
-    CONSTRAINT chk_execution_price CHECK (price > 0 AND system.is_finite(price)),
-    CONSTRAINT chk_execution_fee CHECK (system.is_finite(fee))
+    CONSTRAINT chk_execution_quantity CHECK (quantity > '0'::numeric AND quantity < 'Infinity'::numeric),
+    CONSTRAINT chk_execution_price CHECK (price > '0'::numeric AND price < 'Infinity'::numeric),
+    CONSTRAINT chk_execution_fee CHECK (abs(fee) < 'Infinity'::numeric)
 );
 CREATE INDEX idx_executions_order ON trade.executions (order_id);
 CREATE INDEX idx_executions_time ON trade.executions (executed_at DESC);
@@ -207,8 +252,8 @@ CREATE TABLE account.transactions (
     id                      bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     account_id              bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,
     transaction_type        varchar(20) NOT NULL
-                            CHECK (transaction_type IN ('TRADE', 'FEE', 'FUNDING_FEE', 'DEPOSIT',
-                                                        'WITHDRAWAL', 'ADJUSTMENT')),
+                            CHECK (transaction_type::text
+                                   = ANY ('{TRADE,FEE,FUNDING_FEE,DEPOSIT,WITHDRAWAL,ADJUSTMENT}'::text[])),
     currency                varchar(20) NOT NULL,
     amount                  numeric NOT NULL,
     related_order_id        bigint REFERENCES trade.orders (id) ON DELETE RESTRICT,
@@ -224,9 +269,10 @@ CREATE TABLE account.transactions (
     prev_hash               bytea,
     row_hash                bytea NOT NULL,
     CONSTRAINT transactions_account_chain_key UNIQUE (account_id, chain_seq),
-    CONSTRAINT chk_transactions_amount CHECK (amount <> 0 AND system.is_finite(amount)),
-    CONSTRAINT chk_transactions_deposit_sign CHECK (transaction_type <> 'DEPOSIT' OR amount > 0),
-    CONSTRAINT chk_transactions_withdrawal_sign CHECK (transaction_type <> 'WITHDRAWAL' OR amount < 0)
+    CONSTRAINT chk_transactions_amount CHECK (amount <> '0'::numeric AND abs(amount) < 'Infinity'::numeric),
+    CONSTRAINT chk_transactions_deposit_sign CHECK (transaction_type::text <> 'DEPOSIT' OR amount > '0'::numeric),
+    CONSTRAINT chk_transactions_withdrawal_sign
+        CHECK (transaction_type::text <> 'WITHDRAWAL' OR amount < '0'::numeric)
 );
 -- Seed 001 §9-C (funding history of an account, newest first) and balance queries.
 CREATE INDEX idx_transactions_account_type_time ON account.transactions (account_id, transaction_type, "timestamp" DESC);

@@ -1,4 +1,5 @@
-"""Partitioned candles, tickers, order books, trade prints, daily prices, indicators.
+"""Partitioned candles, tickers, order books, trade prints, daily prices, indicators,
+rollups, and the cache notification that a candle write sends.
 
 Revision ID: 0008_market_data
 Revises: 0007_decision_logs
@@ -14,6 +15,7 @@ depends_on = None
 FILES = (
     "market/sql/timeseries.sql",
     "market/sql/rollups.sql",
+    "cache/sql/notify.sql",
     "market/sql/ingest.sql",
     "market/sql/retention.sql",
     "trading/sql/valuation.sql",

@@ -1,15 +1,15 @@
-"""Cache invalidation from the database: NOTIFY triggers on every table Redis mirrors
-(issue 7, docs/cache.md).
+"""Cache invalidation from the database: NOTIFY triggers on the tables Redis mirrors
+(docs/cache.md). Candles notify from market.candles_changed (revision 0008).
 
 Revision ID: 0014_cache_invalidation
-Revises: 0013_apply_fill_fast_path
+Revises: 0012_roles_security
 """
 
 from tradestore.db.schema_ops import _raw_connection, apply, revert
 from tradestore.db.sqlfiles import execute_script, read
 
 revision = "0014_cache_invalidation"
-down_revision = "0013_apply_fill_fast_path"
+down_revision = "0012_roles_security"
 branch_labels = None
 depends_on = None
 
