@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from tests.inbound.conftest import SECRET, alert, make_client, post
 from tradestore.db.connect import connect
+from tradestore.db.errors import ValidationError
 from tradestore.identity.rls import as_user
+from tradestore.inbound import credentials
 from tradestore.inbound.config import load_webhook_settings
-from tradestore.inbound.sweep import sweep_unjudged
-from tradestore.inbound.tradingview import payload_hash
+from tradestore.inbound.sweep import stored_facts, sweep_unjudged
+from tradestore.inbound.tradingview import Owner, Reply, judge, payload_hash
 from tradestore.notify import outbox
 from tradestore.ops.supervise import DATABASE_START_HOOKS, run_start_hooks
 from tradestore.ops.up import sweep_inbound_alerts
@@ -91,11 +94,11 @@ def test_sweep_judges_recent_unjudged_alerts_and_closes_the_rest(
     stranger = _stored(conn, alert(secret="[redacted]"), user=None, age="1 minute")
     young = _stored(conn, alert(secret="[redacted]", idempotency_key="y"), user=1, age="0 s")
 
-    async def sweep() -> dict[str, int]:
-        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c:
-            return await sweep_unjudged(c, load_webhook_settings(None))
+    # These alerts came with the legacy shared secret (no credential), still set for alice.
+    def sweep() -> dict[str, int]:
+        return asyncio.run(_sweep(db, LEGACY))
 
-    assert asyncio.run(sweep()) == {"ACCEPTED": 1, "DUPLICATE": 1, "EXPIRED": 1, "REJECTED": 1}
+    assert sweep() == {"ACCEPTED": 1, "DUPLICATE": 1, "EXPIRED": 1, "REJECTED": 1}
     states = dict(conn.execute("SELECT id, disposition FROM system.inbound_alerts").fetchall())
     assert states == {
         fresh: "ACCEPTED",
@@ -112,7 +115,132 @@ def test_sweep_judges_recent_unjudged_alerts_and_closes_the_rest(
         "SELECT payload_hash FROM system.inbound_dedupe_keys WHERE user_id = 1"
     ).fetchone() == (payload_hash(alert(secret="[redacted]")),)
     # a second sweep finds nothing more to do
-    assert asyncio.run(sweep()) == {}
+    assert sweep() == {}
+
+
+LEGACY = {"TRADINGVIEW_WEBHOOK_SECRET": SECRET, "TRADINGVIEW_WEBHOOK_USER": "alice"}
+
+
+async def _sweep(db: str, webhook: dict[str, Any]) -> dict[str, int]:
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c:
+        return await sweep_unjudged(c, load_webhook_settings(None, **webhook))
+
+
+def _credential(conn: psycopg.Connection, user_id: int) -> int:
+    with as_user(conn, user_id) as c:
+        return credentials.create(c, user_id).credential.id
+
+
+def _owned(conn: psycopg.Connection, key: str, user: int, credential: int | None) -> int:
+    alert_id = _stored(conn, alert(secret="[redacted]", idempotency_key=key), user=user,
+                       age="1 minute")  # fmt: skip
+    conn.execute(
+        "UPDATE system.inbound_alerts SET credential_id = %s WHERE id = %s", (credential, alert_id)
+    )
+    return alert_id
+
+
+def _verdicts(conn: psycopg.Connection) -> dict[int, tuple[str, str | None]]:
+    rows = conn.execute("SELECT id, disposition, error FROM system.inbound_alerts").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_sweep_does_not_act_on_alerts_whose_credential_died_after_they_arrived(
+    db: str, market: None, conn: psycopg.Connection
+) -> None:
+    conn.execute(
+        "INSERT INTO account.users (username, email, password_hash) VALUES "
+        "('bob', 'bob@example.com', 'x');"
+        "INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) "
+        "VALUES (2, 1, 'main', 'USDT');"
+    )
+    live, revoked, rotated, rotated_before = (_credential(conn, 1) for _ in range(4))
+    bobs = _credential(conn, 2)
+    ok = _owned(conn, "live", 1, live)
+    gone = _owned(conn, "revoked", 1, revoked)
+    turned = _owned(conn, "rotated", 1, rotated)
+    earlier = _owned(conn, "rotated-before", 1, rotated_before)
+    demoted = _owned(conn, "demoted", 2, bobs)
+    legacy = _owned(conn, "legacy", 1, None)
+    # after the alerts arrived (a minute ago): one credential revoked, one rotated; one
+    # was rotated before its alert arrived (the alert came with the new token)
+    conn.execute(
+        "UPDATE system.webhook_credentials SET revoked_at = now() WHERE id = %s", (revoked,)
+    )
+    conn.execute(
+        "UPDATE system.webhook_credentials SET rotated_at = now() WHERE id = %s", (rotated,)
+    )
+    conn.execute(
+        "UPDATE system.webhook_credentials SET rotated_at = now() - interval '2 minutes' "
+        "WHERE id = %s",
+        (rotated_before,),
+    )
+    conn.execute("UPDATE account.users SET role = 'readonly' WHERE id = 2")
+
+    # the legacy secret is no longer set: its alert does not act either
+    assert asyncio.run(_sweep(db, {"TRADINGVIEW_WEBHOOK_SECRET": None})) == {
+        "ACCEPTED": 2,
+        "REJECTED": 4,
+    }
+    verdicts = _verdicts(conn)
+    assert verdicts[ok] == ("ACCEPTED", None) and verdicts[earlier] == ("ACCEPTED", None)
+    assert verdicts[gone][0] == verdicts[turned][0] == verdicts[demoted][0] == "REJECTED"
+    assert verdicts[gone][1].startswith("secret: the webhook credential was revoked")
+    assert verdicts[turned][1].startswith("secret: the webhook credential was rotated after")
+    assert verdicts[demoted][1].startswith("secret: the credential's owner is no longer")
+    assert verdicts[legacy][0] == "REJECTED"
+    assert verdicts[legacy][1].startswith("secret: the legacy TRADINGVIEW_WEBHOOK_SECRET")
+    orders = conn.execute("SELECT idempotency_key FROM trade.orders ORDER BY id").fetchall()
+    assert orders == [("live",), ("rotated-before",)]
+    # only the accepted alerts' keys were used: the rejected ones can still be sent again
+    keys = {r[0] for r in conn.execute("SELECT idempotency_key FROM system.inbound_dedupe_keys")}
+    assert keys == {"live", "rotated-before"}
+
+
+def test_sweep_asks_again_when_judging_a_credential_revoked_meanwhile(
+    db: str, market: None, conn: psycopg.Connection
+) -> None:
+    # The credential is revoked after the sweep function handed the alert over for
+    # re-judging and before the verdict: the verdict's own check stops it.
+    cred = _credential(conn, 1)
+    alert_id = _owned(conn, "k", 1, cred)
+    assert conn.execute("SELECT * FROM system.sweep_unjudged_inbound()").fetchall() == [
+        (alert_id, "REJUDGE")
+    ]
+    conn.execute("UPDATE system.webhook_credentials SET revoked_at = now() WHERE id = %s", (cred,))
+
+    async def rejudge() -> Reply:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as c:
+            facts = await stored_facts(c, alert_id)
+            assert facts is not None and facts.owner == Owner(1, cred)
+            return await judge(c, alert_id, facts, load_webhook_settings(None),
+                               recheck_owner=True)  # fmt: skip
+
+    reply = asyncio.run(rejudge())
+    assert reply.status == 401 and reply.process_alert_id is None
+    assert _verdicts(conn)[alert_id][0] == "REJECTED"
+    assert conn.execute("SELECT count(*) FROM trade.orders").fetchone() == (0,)
+
+
+def test_revocation_is_final_in_the_database(db: str, conn: psycopg.Connection) -> None:
+    conn.execute(
+        "INSERT INTO account.users (username, email, password_hash) VALUES "
+        "('alice', 'alice@example.com', 'x')"
+    )
+    with as_user(conn, 1) as c:
+        cred = credentials.create(c, 1)
+        assert credentials.revoke(c, 1, cred.credential.id) is True
+    for change in ("revoked_at = NULL", "secret_hash = repeat('a', 64)"):
+        # neither the owner (in psql) nor an admin can bring it back
+        with (
+            pytest.raises(ValidationError, match="revoked_at: a revoked webhook credential"),
+            as_user(conn, 1) as c,
+        ):
+            c.execute(f"UPDATE system.webhook_credentials SET {change}")
+        with pytest.raises(psycopg.errors.CheckViolation, match="stays revoked"):
+            conn.execute(f"UPDATE system.webhook_credentials SET {change}")
+    with as_user(conn, 1) as c:
+        c.execute("UPDATE system.webhook_credentials SET label = 'old'")  # the rest may change
 
 
 def test_up_sweeps_unjudged_alerts_whenever_the_database_comes_back(

@@ -2,12 +2,15 @@
 and judging) are judged again, or closed, by `sweep_unjudged`.
 
 system.sweep_unjudged_inbound (inbound/sql/module_dedupe.sql) closes what cannot or must
-not be judged late: unauthenticated alerts become REJECTED, alerts older than
-WEBHOOK_REJUDGE_WINDOW_SECONDS become EXPIRED (a stale trading signal never acts). The
-rest, authenticated and recent, are judged again here exactly as a live request would
-be: the owner's idempotency key decides, so a key already used is a DUPLICATE or a
-CONFLICT, never a second order; an accepted one has its order placed (idempotent by key
-in trade.place_order as well).
+not be judged late: unauthenticated alerts become REJECTED, and so do alerts whose
+credential was revoked, or rotated after the alert arrived, or whose owner may no longer
+trade; alerts older than WEBHOOK_REJUDGE_WINDOW_SECONDS become EXPIRED (a stale trading
+signal never acts). The rest, authenticated and recent, are judged again here as a live
+request would be, asking the owner's authentication once more under the lock of the
+verdict (a credential revoked in between, or a legacy secret no longer set for the
+owner, makes it REJECTED): the owner's idempotency key decides, so a key already used is
+a DUPLICATE or a CONFLICT, never a second order; an accepted one has its order placed
+(idempotent by key in trade.place_order as well).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import psycopg
 from tradestore.inbound.config import WebhookSettings, load_webhook_settings
 from tradestore.inbound.tradingview import Facts, Owner, judge, process_alert
 
-__all__ = ["sweep_unjudged"]
+__all__ = ["stored_facts", "sweep_unjudged"]
 
 
 async def sweep_unjudged(
@@ -51,10 +54,10 @@ async def sweep_unjudged(
         if action != "REJUDGE":
             counts[action] = counts.get(action, 0) + 1
             continue
-        facts = await _facts(conn, alert_id)
+        facts = await stored_facts(conn, alert_id)
         if facts is None:
             continue
-        reply = await judge(conn, alert_id, facts, settings, skip_locked=True)
+        reply = await judge(conn, alert_id, facts, settings, skip_locked=True, recheck_owner=True)
         outcome = str(reply.body.get("status", "")).upper()
         counts[outcome] = counts.get(outcome, 0) + 1
         if reply.process_alert_id is not None:
@@ -62,7 +65,8 @@ async def sweep_unjudged(
     return counts
 
 
-async def _facts(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Facts | None:
+async def stored_facts(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Facts | None:
+    """What judging the stored alert needs, read back from its row (None: judged already)."""
     row = await (
         await conn.execute(
             "SELECT payload::text, jsonb_typeof(payload) = 'object', user_id, credential_id, "

@@ -62,6 +62,7 @@ __all__ = [
     "Target",
     "TradingViewIntake",
     "judge",
+    "owner_problem",
     "payload_hash",
     "process_alert",
     "redact_secret",
@@ -265,9 +266,13 @@ async def judge(
     settings: WebhookSettings,
     *,
     skip_locked: bool = False,
+    recheck_owner: bool = False,
 ) -> Reply:
     """Judge the stored alert `alert_id` (still RECEIVED) in one transaction and record
-    the verdict. With skip_locked, an alert another session is judging is left alone."""
+    the verdict. With skip_locked, an alert another session is judging is left alone.
+    With recheck_owner (an alert judged late), the owner's authentication is asked again:
+    a credential revoked or rotated since the alert arrived, or an owner who may no longer
+    trade, makes it REJECTED."""
     async with conn.transaction():
         locked = await (
             await conn.execute(
@@ -280,11 +285,44 @@ async def judge(
             # judged meanwhile (by the sweep): say what it became, nothing more
             state = locked[0].lower() if locked else "unknown"
             return Reply(200, {"status": state, "alert_id": alert_id})
-        return await _judge_locked(conn, alert_id, facts, settings)
+        return await _judge_locked(conn, alert_id, facts, settings, recheck_owner)
+
+
+async def owner_problem(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, owner: Owner, settings: WebhookSettings
+) -> str | None:
+    """Why the authenticated alert may no longer act for its owner, or None (see
+    system.inbound_alert_owner_problem; the legacy secret is checked here against the
+    current settings: it must still be set and still name the owner)."""
+    row = await (
+        await conn.execute("SELECT system.inbound_alert_owner_problem(%s)", (alert_id,))
+    ).fetchone()
+    if row is not None and row[0] is not None:
+        return str(row[0])
+    if owner.credential_id is not None:
+        return None
+    legacy = None
+    if settings.secret() is not None and settings.TRADINGVIEW_WEBHOOK_USER:
+        legacy = await (
+            await conn.execute(
+                "SELECT id FROM account.users WHERE username = %s",
+                (settings.TRADINGVIEW_WEBHOOK_USER,),
+            )
+        ).fetchone()
+    if legacy is None or int(legacy[0]) != owner.user_id:
+        return (
+            "secret: the legacy TRADINGVIEW_WEBHOOK_SECRET no longer acts for the alert's owner "
+            f"(value: user {owner.user_id}); no order placed"
+        )
+    return None
 
 
 async def _judge_locked(
-    conn: psycopg.AsyncConnection[Any], alert_id: int, facts: Facts, settings: WebhookSettings
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    facts: Facts,
+    settings: WebhookSettings,
+    recheck_owner: bool = False,
 ) -> Reply:
     allowlist = settings.allowlist
     ip = facts.ip
@@ -327,6 +365,10 @@ async def _judge_locked(
         return Reply(
             401, {"status": "rejected", "alert_id": alert_id, "detail": "secret: missing or wrong"}
         )
+    problem = await owner_problem(conn, alert_id, owner, settings) if recheck_owner else None
+    if problem is not None:
+        await _finish(conn, alert_id, "REJECTED", problem)
+        return Reply(401, {"status": "rejected", "alert_id": alert_id, "detail": problem})
     key = payload.get("idempotency_key")
     key = key if isinstance(key, str) and 0 < len(key) <= 200 and "\x00" not in key else None
     try:

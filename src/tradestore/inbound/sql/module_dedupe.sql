@@ -21,9 +21,28 @@ CREATE TABLE system.webhook_credentials (
 );
 CREATE INDEX idx_webhook_credentials_user ON system.webhook_credentials (user_id);
 
+-- Revocation is final, for every client: a revoked credential keeps its revoked_at, its
+-- hash and its token id, so it can neither be un-revoked nor rotated back to life.
+CREATE OR REPLACE FUNCTION system.webhook_credentials_revocation_final()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.revoked_at IS NOT NULL
+       AND (NEW.revoked_at IS DISTINCT FROM OLD.revoked_at OR NEW.secret_hash <> OLD.secret_hash
+            OR NEW.token_id <> OLD.token_id OR NEW.user_id <> OLD.user_id) THEN
+        PERFORM system.raise_invalid('revoked_at', 'a revoked webhook credential stays revoked',
+                                     OLD.revoked_at::text);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER trg_webhook_credentials_revocation_final
+    BEFORE UPDATE ON system.webhook_credentials
+    FOR EACH ROW EXECUTE FUNCTION system.webhook_credentials_revocation_final();
+
 -- A user manages their own credentials (row-level security, as for every user-owned
--- table; see identity/sql/security.sql). Only traders (and admins) may create them: a
--- credential places orders. The hash is never readable by a user.
+-- table; see identity/sql/security.sql). Only traders (and admins) may create or rotate
+-- them: a credential places orders. Every user may revoke their own (a trader demoted to
+-- readonly keeps inert credentials that a later promotion would revive). The hash is
+-- never readable by a user.
 DO $$
 BEGIN
     IF to_regrole('tradestore_readonly') IS NULL THEN
@@ -39,6 +58,7 @@ BEGIN
         WITH CHECK (user_id = (SELECT system.app_user_id()));
     GRANT SELECT (id, user_id, token_id, label, created_at, rotated_at, revoked_at, last_used_at)
         ON system.webhook_credentials TO tradestore_readonly;
+    GRANT UPDATE (revoked_at) ON system.webhook_credentials TO tradestore_readonly;
     GRANT INSERT (user_id, token_id, secret_hash, label),
           UPDATE (secret_hash, label, rotated_at, revoked_at)
         ON system.webhook_credentials TO tradestore_trader;
@@ -152,18 +172,62 @@ CREATE INDEX idx_inbound_alerts_pending ON system.inbound_alerts (id)
 CREATE INDEX idx_inbound_alerts_unjudged ON system.inbound_alerts (id) WHERE disposition = 'RECEIVED';
 CREATE INDEX idx_inbound_alerts_received ON system.inbound_alerts (received_at DESC);
 
+-- Why an authenticated alert may no longer act for its owner (NULL: it still may): its
+-- credential was revoked, or rotated after the alert arrived (the token it came with is
+-- dead), or the owner is no longer an active trader or admin. Authentication happened when
+-- the alert arrived; this is asked again when it is judged late (by the sweep). The
+-- credential is share-locked, so it cannot be revoked or rotated before the caller's
+-- transaction ends. Alerts of the legacy shared secret (no credential) are checked by the
+-- caller against the current settings, which the database does not see.
+CREATE OR REPLACE FUNCTION system.inbound_alert_owner_problem(p_alert_id bigint)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    a record;
+    u record;
+    c record;
+BEGIN
+    SELECT user_id, credential_id, received_at INTO a
+      FROM system.inbound_alerts WHERE id = p_alert_id;
+    IF NOT FOUND OR a.user_id IS NULL THEN
+        RETURN NULL;  -- no owner: nothing to re-check (it cannot act at all)
+    END IF;
+    SELECT role, is_active INTO u FROM account.users WHERE id = a.user_id;
+    IF NOT u.is_active OR u.role NOT IN ('trader', 'admin') THEN
+        RETURN format('secret: the credential''s owner is no longer an active trader or admin '
+                      '(value: user %s); no order placed', a.user_id);
+    END IF;
+    IF a.credential_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT revoked_at, rotated_at INTO c
+      FROM system.webhook_credentials WHERE id = a.credential_id FOR SHARE;
+    IF c.revoked_at IS NOT NULL THEN
+        RETURN format('secret: the webhook credential was revoked (value: credential %s, revoked '
+                      'at %s); no order placed', a.credential_id, c.revoked_at);
+    END IF;
+    IF c.rotated_at > a.received_at THEN
+        RETURN format('secret: the webhook credential was rotated after the alert arrived (value: '
+                      'credential %s, rotated at %s); no order placed',
+                      a.credential_id, c.rotated_at);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- Alerts stored but not judged, older than p_min_age (younger ones may still be judged by
--- the request that stored them): those that did not authenticate become REJECTED, those
--- older than p_rejudge_window become EXPIRED (a trading signal judged late must not act),
--- and the rest are returned with action 'REJUDGE' for tradestore.inbound.sweep to judge
--- again (idempotent: the idempotency key decides). Rows another session has locked (being
--- judged) are skipped.
+-- the request that stored them): those that did not authenticate become REJECTED, and so
+-- do those whose credential was meanwhile revoked or rotated, or whose owner may no longer
+-- trade (system.inbound_alert_owner_problem); those older than p_rejudge_window become
+-- EXPIRED (a trading signal judged late must not act), and the rest are returned with
+-- action 'REJUDGE' for tradestore.inbound.sweep to judge again (idempotent: the
+-- idempotency key decides). Rows another session has locked (being judged) are skipped.
 CREATE OR REPLACE FUNCTION system.sweep_unjudged_inbound(
     p_min_age interval DEFAULT interval '10 seconds',
     p_rejudge_window interval DEFAULT interval '5 minutes')
 RETURNS TABLE (alert_id bigint, action text) LANGUAGE plpgsql AS $$
 DECLARE
     r record;
+    v_problem text;
 BEGIN
     IF p_min_age IS NULL OR p_min_age < interval '0' THEN
         PERFORM system.raise_invalid('min_age', 'must be a non-negative interval', p_min_age::text);
@@ -178,10 +242,17 @@ BEGIN
          FOR UPDATE SKIP LOCKED
     LOOP
         alert_id := r.id;
+        v_problem := system.inbound_alert_owner_problem(r.id);
         IF r.user_id IS NULL THEN
             UPDATE system.inbound_alerts
                SET disposition = 'REJECTED', processed_at = now(),
                    error = 'secret: missing or wrong (judged by the sweep after a restart)'
+             WHERE id = r.id;
+            action := 'REJECTED';
+        ELSIF v_problem IS NOT NULL THEN
+            UPDATE system.inbound_alerts
+               SET disposition = 'REJECTED', processed_at = now(),
+                   error = v_problem || ' (judged by the sweep after a restart)'
              WHERE id = r.id;
             action := 'REJECTED';
         ELSIF r.received_at < now() - p_rejudge_window THEN
