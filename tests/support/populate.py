@@ -67,6 +67,7 @@ INSERT INTO system.job_runs (job, status, finished_at) VALUES ('analyze', 'OK', 
 -- Plus modules
 SELECT mark_idem_seen('k1', 'h1', 'tradingview');
 INSERT INTO system.inbound_alerts (dedupe_key, payload, raw_body) VALUES ('k1', '{"a": 1}', '\x7b7d');
+INSERT INTO system.webhook_credentials (user_id, token_id, secret_hash) VALUES (1, '0123456789abcdef', repeat('a', 64));
 INSERT INTO market.exchange_fee_schedules (exchange_id, effective_from, fee_schema) VALUES (2, '2024-01-01', '{"maker": 0.001}');
 INSERT INTO market.funding_rates (exchange_instrument_id, funding_time, funding_rate) VALUES (2, '2024-01-01', 0.0001);
 INSERT INTO market.fx_rate_snapshots (ts, base_ccy, quote_ccy, rate) VALUES (now(), 'USD', 'KRW', 1350);
