@@ -21,8 +21,8 @@ from tradestore.cli.common import console, database, fail, handles_errors
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import reference
+from tradestore.timeparse import parse_time
 from tradestore.trading._sql import to_decimal
-from tradestore.trading.fills import parse_time
 
 orders_app = typer.Typer(help="Submit, cancel, expire and list orders.", no_args_is_help=True)
 fills_app = typer.Typer(
