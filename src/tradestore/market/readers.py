@@ -73,7 +73,7 @@ TIME_ALIASES = (
 )
 # Header names of an index column written without a name (pandas `to_csv` writes "",
 # Parquet "__index_level_0__", a second round trip "Unnamed: 0").
-_UNNAMED = re.compile(r"^(|unnamed: ?0|__index_level_0__|index|column_1)$")
+_UNNAMED = re.compile(r"^(|unnamed:_?0|__index_level_0__|index|column_1)$")
 # An unnamed integer column is taken for epoch time only from 1e9 (2001-09-09 in seconds):
 # smaller whole numbers are a row counter (a pandas RangeIndex), not times.
 _MIN_EPOCH = 1_000_000_000

@@ -70,9 +70,9 @@ def served_timeframes(base: list[str]) -> str:
     ]
     stored = ", ".join(sorted(base, key=timeframe_us))
     return (
-        f"whole multiples of the stored {stored} bars (e.g. {', '.join(examples)})"
+        f"a whole multiple of the stored {stored} bars (e.g. {', '.join(examples)})"
         if examples
-        else f"whole multiples of the stored {stored} bars"
+        else f"a whole multiple of the stored {stored} bars"
     )
 
 
@@ -91,6 +91,6 @@ def check_served(conn: psycopg.Connection[Any], listing_id: int, timeframe: str)
     if not base or any(step % timeframe_delta(b) == dt.timedelta(0) for b in base):
         return
     raise ValidationError(
-        "timeframe", f"cannot be built from this listing's bars: {served_timeframes(base)}",
+        "timeframe", f"must be {served_timeframes(base)}: the buckets are built from them",
         timeframe,
     )  # fmt: skip
