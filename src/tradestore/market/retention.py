@@ -129,8 +129,9 @@ def expired_imported_rows(
     """When `table` has a retention and `before` (the oldest imported row) is older than
     it: (the retention, whether imported rows expire too). None otherwise."""
     row = conn.execute(
-        """SELECT pt.retention, EXISTS (SELECT 1 FROM market.retention_includes_imported ri
-                                          WHERE ri.table_name = pt.table_name)
+        """SELECT pt.retention,
+                  EXISTS (SELECT 1 FROM market.retention_includes_imported ri
+                           WHERE ri.table_name = market.qualified_name(pt.table_name))
              FROM system.partitioned_tables pt
             WHERE pt.table_name = %s::regclass AND pt.retention IS NOT NULL
               AND %s < now() - pt.retention""",
@@ -147,7 +148,8 @@ def retention_policies(target: str | psycopg.Connection[Any]) -> list[dict[str, 
         cur = c.execute(
             """SELECT n.nspname || '.' || c.relname AS table, p.interval_unit AS unit, p.premake, p.retention,
                       EXISTS (SELECT 1 FROM market.retention_includes_imported ri
-                               WHERE ri.table_name = p.table_name) AS includes_imported,
+                               WHERE ri.table_name = n.nspname || '.' || c.relname)
+                          AS includes_imported,
                       (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = p.table_name) AS partitions
                  FROM system.partitioned_tables p
                  JOIN pg_class c ON c.oid = p.table_name::oid

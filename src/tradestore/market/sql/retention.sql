@@ -29,8 +29,10 @@ $$;
 -- row per import, not a marker per row, so bulk ingest pays nothing per row. A live row
 -- that falls inside an imported span of its listing is kept with it (retention errs on
 -- keeping).
+-- Tables are named by their schema-qualified name as text (not regclass), so the rows
+-- survive a dump, a restore and a downgrade's backup copy.
 CREATE TABLE market.imported_spans (
-    table_name              regclass NOT NULL,
+    table_name              text NOT NULL,
     exchange_instrument_id  bigint NOT NULL REFERENCES market.exchange_instruments (id) ON DELETE CASCADE,
     first_time              timestamptz NOT NULL,
     last_time               timestamptz NOT NULL,
@@ -41,9 +43,17 @@ CREATE TABLE market.imported_spans (
 
 -- Tables whose retention expires imported history too (the user opted in).
 CREATE TABLE market.retention_includes_imported (
-    table_name  regclass PRIMARY KEY,
+    table_name  text PRIMARY KEY,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- 'schema.table' of a table, as the two tables above name it.
+CREATE OR REPLACE FUNCTION market.qualified_name(p_table regclass)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_table
+$$;
 
 -- Record that p_table's rows of p_listing from p_first to p_last were imported (merged
 -- with the spans it overlaps).
@@ -52,11 +62,12 @@ CREATE OR REPLACE FUNCTION market.record_import(
 RETURNS void LANGUAGE sql AS $$
     WITH gone AS (
         DELETE FROM market.imported_spans s
-         WHERE s.table_name = p_table AND s.exchange_instrument_id = p_listing
+         WHERE s.table_name = market.qualified_name(p_table) AND s.exchange_instrument_id = p_listing
            AND s.first_time <= p_last AND s.last_time >= p_first
         RETURNING s.first_time, s.last_time)
     INSERT INTO market.imported_spans (table_name, exchange_instrument_id, first_time, last_time)
-    SELECT p_table, p_listing, least(p_first, min(g.first_time)), greatest(p_last, max(g.last_time))
+    SELECT market.qualified_name(p_table), p_listing, least(p_first, min(g.first_time)),
+           greatest(p_last, max(g.last_time))
       FROM gone g
 $$;
 
@@ -68,10 +79,12 @@ BEGIN
         PERFORM system.raise_invalid('table', 'must be a registered partitioned table', p_table::text);
     END IF;
     IF p_include THEN
-        INSERT INTO market.retention_includes_imported (table_name) VALUES (p_table)
+        INSERT INTO market.retention_includes_imported (table_name)
+        VALUES (market.qualified_name(p_table))
         ON CONFLICT DO NOTHING;
     ELSE
-        DELETE FROM market.retention_includes_imported WHERE table_name = p_table;
+        DELETE FROM market.retention_includes_imported
+         WHERE table_name = market.qualified_name(p_table);
     END IF;
 END;
 $$;
@@ -114,7 +127,7 @@ BEGIN
     FOR r IN
         SELECT pt.table_name AS tbl, format('%I.%I', n.nspname, c.relname) AS qualified, pt.retention,
                NOT EXISTS (SELECT 1 FROM market.retention_includes_imported ri
-                            WHERE ri.table_name = pt.table_name) AS keeps_imported
+                            WHERE ri.table_name = format('%I.%I', n.nspname, c.relname)) AS keeps_imported
           FROM system.partitioned_tables pt
           JOIN pg_class c ON c.oid = pt.table_name::oid
           JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -130,13 +143,13 @@ BEGIN
             v_protected := false;
             IF r.keeps_imported AND EXISTS (
                    SELECT 1 FROM market.imported_spans sp
-                    WHERE sp.table_name = r.tbl AND sp.first_time < b.upper_bound
+                    WHERE sp.table_name = r.qualified AND sp.first_time < b.upper_bound
                       AND sp.last_time >= b.lower_bound) THEN
                 EXECUTE format(
                     'SELECT EXISTS (SELECT 1 FROM %s p JOIN market.imported_spans sp
                                        ON sp.table_name = $1 AND sp.exchange_instrument_id = p.exchange_instrument_id
                                       AND p."time" BETWEEN sp.first_time AND sp.last_time)',
-                    b.qualified_name) INTO v_protected USING r.tbl;
+                    b.qualified_name) INTO v_protected USING r.qualified;
             END IF;
             table_name := r.qualified;
             partition_name := b.qualified_name;
@@ -150,7 +163,7 @@ BEGIN
                              SELECT 1 FROM market.imported_spans sp
                               WHERE sp.table_name = $1 AND sp.exchange_instrument_id = p.exchange_instrument_id
                                 AND p."time" BETWEEN sp.first_time AND sp.last_time)',
-                        b.qualified_name) USING r.tbl;
+                        b.qualified_name) USING r.qualified;
                 END IF;
             ELSIF NOT p_dry_run THEN
                 IF r.tbl = 'market.candles'::regclass THEN
