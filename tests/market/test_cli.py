@@ -42,6 +42,8 @@ def test_ingest_query_indicators_and_retention(
             "BTC/USDT",
             "--timeframe",
             "1m",
+            "--create",
+            "--allow-rejects",
         ],
     )
     assert done.exit_code == 0, done.output

@@ -24,7 +24,8 @@ def test_retention_drops_whole_expired_partitions_and_keeps_rollups(
     conn: psycopg.Connection,
 ) -> None:
     rows = bars(3 * 1440, start=JAN + dt.timedelta(days=30))  # 31 Jan .. 2 Feb 2023
-    report = ingest_candles(conn, rows, exchange="binance", symbol="BTC/USDT")
+    # Retention applies to live data: these rows stand for a collector's (imported=False).
+    report = ingest_candles(conn, rows, exchange="binance", symbol="BTC/USDT", imported=False)
     listing = report.listing_id
     ingest_trades(
         conn,
@@ -38,6 +39,7 @@ def test_retention_drops_whole_expired_partitions_and_keeps_rollups(
             }
         ],
         listing_id=listing,
+        imported=False,
     )
     retention.set_retention(conn, "candles", dt.timedelta(days=10))
     now = dt.datetime(2023, 3, 10, tzinfo=dt.UTC)  # January is past 10 days, February is not

@@ -49,6 +49,8 @@ INSERT INTO market.tickers (exchange_instrument_id, "time", opening_price, closi
 VALUES (2, now(), 40000, 40005, 40100, 39900, 10, 400000, 5, 0.0001);
 INSERT INTO market.order_books (exchange_instrument_id, "time", bids, asks) VALUES (2, now(), '[["40000", "1"]]', '[["40001", "2"]]');
 INSERT INTO market.trade_prints (exchange_instrument_id, "time", exchange_trade_id, price, quantity, side) VALUES (2, now(), 'P1', 40000, 0.1, 'buy');
+SELECT market.record_import('market.trade_prints', 2, now() - interval '1 day', now());
+SELECT market.set_retention_includes_imported('market.tickers', true);
 INSERT INTO market.daily_prices (stock_id, trade_date, open_price, high_price, low_price, close_price, volume)
 VALUES (1, current_date, 70000, 71000, 69000, 70500, 1000000);
 INSERT INTO market.technical_indicators (exchange_instrument_id, timeframe, "time", rsi_14) VALUES (2, '1m', date_trunc('minute', now()), 55);

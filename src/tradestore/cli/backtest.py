@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from tradestore.cli import common
 from tradestore.cli.common import console, database, handles_errors, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
+from tradestore.timeparse import parse_time
 
 app = typer.Typer(
     help="Backtests on stored candles: run, sweep (Dask), list, show.", no_args_is_help=True
@@ -38,21 +38,6 @@ _RANGE = re.compile(r"^(-?[\d.]+):(-?[\d.]+):([\d.]+)$")
 
 
 # ------------------------------------------------------------------------------ parsing
-def parse_time(text: str, field: str, *, end: bool = False) -> dt.datetime:
-    """ISO date or time, UTC unless it says otherwise. A bare date as an end means the
-    whole day (up to 23:59:59.999999)."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(field, "must be an ISO-8601 date or time", text) from None
-    bare_date = len(text.strip()) == 10
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    if end and bare_date:
-        value += dt.timedelta(days=1, microseconds=-1)
-    return value
-
-
 def parse_decimal(text: str | None, field: str) -> Decimal | None:
     return common.parse_decimal(field, text)
 

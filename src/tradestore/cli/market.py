@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -18,7 +19,9 @@ from tradestore.db.errors import ValidationError
 from tradestore.market import indicators as ind
 from tradestore.market import query, retention, rollups
 from tradestore.market.ingest import IngestReport, ingest
-from tradestore.market.listings import find_listing_id
+from tradestore.market.listings import KINDS, close_matches, find_listing_id
+from tradestore.market.timeframes import check_served
+from tradestore.timeparse import parse_optional_time
 
 ingest_app = typer.Typer(
     help="Bulk-ingest market data from CSV or Parquet (validated, idempotent).",
@@ -63,17 +66,9 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def _when(value: str | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError("time", "must be an ISO-8601 date or time", value) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def _print_report(report: IngestReport, show: int) -> None:
+    for made in report.created:
+        console.print(f"created {made}", highlight=False)
     console.print(report.summary(), highlight=False)
     console.print(
         f"  {report.rows_per_second:,.0f} rows/s, {report.partitions_made} partition(s) made",
@@ -83,6 +78,26 @@ def _print_report(report: IngestReport, show: int) -> None:
         err_console.print(f"  [yellow]rejected[/] {rejected}", highlight=False)
     if len(report.rejected) > show:
         err_console.print(f"  ... and {len(report.rejected) - show} more rejected rows")
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    create: bool
+    kind: str | None
+    allow_rejects: bool
+    show: int
+
+
+def _may_create(conninfo: str, exchange: str, symbol: str, create: bool) -> bool:
+    """--create, or, on a terminal, the user's yes when the listing does not exist yet."""
+    if create or not sys.stdin.isatty():
+        return create
+    with connect(conninfo) as conn:
+        if find_listing_id(conn, exchange, symbol) is not None:
+            return False
+    return typer.confirm(f"{exchange}:{symbol} is not listed yet. Create it?", default=False)
 
 
 def _ingest(
@@ -92,9 +107,10 @@ def _ingest(
     symbol: str,
     timeframe: str | None,
     refresh: bool,
-    show: int,
+    options: IngestOptions,
 ) -> None:
     with database() as conninfo:
+        create = _may_create(conninfo, exchange, symbol, options.create)
         with _progress(f"ingest {kind}") as progress:
             report = ingest(
                 conninfo,
@@ -103,18 +119,46 @@ def _ingest(
                 exchange=exchange,
                 symbol=symbol,
                 timeframe=timeframe,
+                create_listing=create,
+                instrument_kind=options.kind,
                 progress=progress,
             )
-        _print_report(report, show)
+        _print_report(report, options.show)
         if kind == "candles" and refresh and report.written:
             done = rollups.refresh_rollups(conninfo, listing_id=report.listing_id)
             written = sum(r.buckets_written + r.buckets_recomputed for r in done)
             console.print(f"  rollups refreshed: {written} bucket(s)", style="dim")
-    if report.rejected and not report.written and not report.unchanged:
+    if report.rejected and not options.allow_rejects:
+        err_console.print(
+            f"[bold red]error:[/] {len(report.rejected)} row(s) rejected (the good rows were "
+            "written; pass --allow-rejects to accept a partial file)",
+            highlight=False,
+        )
         raise typer.Exit(1)
 
 
+def _options(create: bool, kind: str | None, allow_rejects: bool, show: int) -> IngestOptions:
+    if kind is not None and kind.lower() not in KINDS:
+        raise ValidationError("kind", f"must be one of {', '.join(KINDS)}", kind)
+    return IngestOptions(create, kind and kind.lower(), allow_rejects, show)
+
+
 SHOW = typer.Option(20, "--show-rejects", help="how many rejected rows to print")
+CREATE = typer.Option(
+    False,
+    "--create",
+    help="create the exchange, instrument and listing when missing (asked on a terminal)",
+)
+KIND = typer.Option(
+    None,
+    "--kind",
+    "--calendar",
+    help=f"kind of a new exchange/instrument: {', '.join(KINDS)} "
+    "(default: the exchange's kind, crypto for a new exchange)",
+)
+ALLOW_REJECTS = typer.Option(
+    False, "--allow-rejects", help="exit 0 even when rows were rejected (the summary lists them)"
+)
 
 
 @ingest_app.command("candles")
@@ -130,9 +174,14 @@ def ingest_candles(
         True, "--refresh/--no-refresh", help="refresh the listing's rollups after"
     ),
     show: int = SHOW,
+    create: bool = CREATE,
+    kind: str = KIND,
+    allow_rejects: bool = ALLOW_REJECTS,
 ) -> None:
-    """Ingest OHLCV bars. Bad rows are reported with file, line and reason; good rows are kept."""
-    _ingest("candles", file, exchange, symbol, timeframe, refresh, show)
+    """Ingest OHLCV bars. Bad rows are reported with file, line and reason; good rows are
+    kept, and the exit code is 1 when any row was rejected (unless --allow-rejects)."""
+    options = _options(create, kind, allow_rejects, show)
+    _ingest("candles", file, exchange, symbol, timeframe, refresh, options)
 
 
 @ingest_app.command("trades")
@@ -144,9 +193,13 @@ def ingest_trades(
     exchange: str = EXCHANGE,
     symbol: str = SYMBOL,
     show: int = SHOW,
+    create: bool = CREATE,
+    kind: str = KIND,
+    allow_rejects: bool = ALLOW_REJECTS,
 ) -> None:
     """Ingest public trade prints (seed 003 transactions)."""
-    _ingest("trades", file, exchange, symbol, None, False, show)
+    options = _options(create, kind, allow_rejects, show)
+    _ingest("trades", file, exchange, symbol, None, False, options)
 
 
 @ingest_app.command("tickers")
@@ -156,9 +209,13 @@ def ingest_tickers(
     exchange: str = EXCHANGE,
     symbol: str = SYMBOL,
     show: int = SHOW,
+    create: bool = CREATE,
+    kind: str = KIND,
+    allow_rejects: bool = ALLOW_REJECTS,
 ) -> None:
     """Ingest 24h ticker snapshots (seed 003 tickers)."""
-    _ingest("tickers", file, exchange, symbol, None, False, show)
+    options = _options(create, kind, allow_rejects, show)
+    _ingest("tickers", file, exchange, symbol, None, False, options)
 
 
 @ingest_app.command("orderbooks")
@@ -170,9 +227,13 @@ def ingest_orderbooks(
     exchange: str = EXCHANGE,
     symbol: str = SYMBOL,
     show: int = SHOW,
+    create: bool = CREATE,
+    kind: str = KIND,
+    allow_rejects: bool = ALLOW_REJECTS,
 ) -> None:
     """Ingest order book snapshots (seed 003 orderbooks)."""
-    _ingest("orderbooks", file, exchange, symbol, None, False, show)
+    options = _options(create, kind, allow_rejects, show)
+    _ingest("orderbooks", file, exchange, symbol, None, False, options)
 
 
 # ------------------------------------------------------------------------------ rollups
@@ -224,9 +285,16 @@ def _listing_id(conninfo: str, exchange: str | None, symbol: str | None) -> int 
         raise ValidationError("listing", "needs both --exchange and --symbol", exchange or symbol)
     with connect(conninfo) as conn:
         found = find_listing_id(conn, exchange, symbol)
-    if found is None:
-        raise ValidationError("symbol", f"is not listed on {exchange}", symbol)
+        if found is None:
+            raise ValidationError(
+                "symbol", f"is not listed on {exchange}{_near(conn, exchange, symbol)}", symbol
+            )
     return found
+
+
+def _near(conn: object, exchange: str, symbol: str) -> str:
+    matches = close_matches(conn, exchange, symbol)  # type: ignore[arg-type]
+    return f" (close matches: {', '.join(matches)})" if matches else ""
 
 
 @rollup_app.command("refresh")
@@ -262,14 +330,17 @@ def market_query(
     limit: int = typer.Option(50, "--limit", help="rows to print (without --out)"),
 ) -> None:
     """Bars at any timeframe: ingested, or rolled up (materialized plus the live tail)."""
+    start_at, end_at = parse_optional_time(start, "from"), parse_optional_time(end, "to")
     with database() as conninfo:
+        listing = _listing_id(conninfo, exchange, symbol)
+        with connect(conninfo) as conn:
+            check_served(conn, listing, timeframe)  # type: ignore[arg-type]
         frame = query.candles(
             conninfo,
-            exchange=exchange,
-            symbol=symbol,
+            listing_id=listing,
             timeframe=timeframe,
-            start=_when(start),
-            end=_when(end),
+            start=start_at,
+            end=end_at,
             fill=fill,
         )
     if out is not None:
@@ -344,13 +415,14 @@ def retention_show() -> None:
     """Retention and partitions of every market table."""
     with database() as conninfo:
         policies = retention.retention_policies(conninfo)
-    table = Table("table", "partition", "made ahead", "retention", "partitions")
+    table = Table("table", "partition", "made ahead", "retention", "imported", "partitions")
     for p in policies:
         table.add_row(
             p["table"],
             p["unit"],
             str(p["premake"]),
             str(p["retention"] or "forever"),
+            "expires" if p["includes_imported"] else "kept",
             str(p["partitions"]),
         )
     console.print(table)
@@ -366,11 +438,21 @@ def retention_set(
     timeframe: str = typer.Option(
         None, "--timeframe", "-t", help="the rollup timeframe (rollups only)"
     ),
+    imported: bool = typer.Option(
+        None,
+        "--include-imported/--live-only",
+        help="whether history loaded with `tradestore ingest` expires too (default: kept; "
+        "unchanged when not given)",
+    ),
 ) -> None:
-    """Set how long TABLE keeps its rows."""
+    """Set how long TABLE keeps its rows. Retention applies to data collected live;
+    imported history is kept unless --include-imported."""
     with database() as conninfo:
-        name = retention.set_retention(conninfo, table, retention.parse_retention(keep), timeframe)
-    console.print(f"{name}: retention {keep}")
+        name = retention.set_retention(
+            conninfo, table, retention.parse_retention(keep), timeframe, include_imported=imported
+        )
+    scope = {None: "", True: " (imported history included)", False: " (live data only)"}
+    console.print(f"{name}: retention {keep}{scope[imported]}")
 
 
 @retention_app.command("apply")
@@ -382,7 +464,14 @@ def retention_apply(
     with database() as conninfo:
         dropped = retention.apply_retention(conninfo, dry_run=dry_run)
     for d in dropped:
+        if d.imported_kept:
+            console.print(
+                f"{'would keep' if dry_run else 'kept'} {d.partition} (rows before "
+                f"{d.upper_bound}): it holds imported history, which retention keeps"
+            )
+            continue
         console.print(
             f"{'would drop' if dry_run else 'dropped'} {d.partition} (rows before {d.upper_bound})"
         )
-    console.print(f"{len(dropped)} partition(s) {'expired' if dry_run else 'dropped'}")
+    gone = sum(not d.imported_kept for d in dropped)
+    console.print(f"{gone} partition(s) {'expired' if dry_run else 'dropped'}")

@@ -21,7 +21,7 @@ from tradestore.cli.common import console, database, fail, handles_errors, parse
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import reference
-from tradestore.trading.fills import parse_time
+from tradestore.timeparse import parse_time
 
 orders_app = typer.Typer(help="Submit, cancel, expire and list orders.", no_args_is_help=True)
 fills_app = typer.Typer(

@@ -30,8 +30,9 @@ from psycopg import sql
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError, translate
 from tradestore.market.candle_copy import NotPlain, copy_candles, plain_columns
-from tradestore.market.listings import resolve_listing
+from tradestore.market.listings import ensure_listing
 from tradestore.market.readers import KINDS, TIME_RANGE_US, StagedBatch, read_batch
+from tradestore.market.retention import expired_imported_rows
 from tradestore.market.timeframes import timeframe_delta, timeframe_us
 
 __all__ = [
@@ -92,6 +93,10 @@ class IngestReport:
     # How the rows went in: "copy" (candles' fast path, straight into the table) or
     # "merge" (staged, checked row by row in SQL, merged).
     method: str = "merge"
+    # What was created to hold the rows ("exchange nasdaq (EQUITY)", ...).
+    created: list[str] = field(default_factory=list)
+    # Things the user should know that are not errors (rows older than the retention).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -257,11 +262,18 @@ def ingest(
     listing_id: int | None = None,
     timeframe: str | None = None,
     create_listing: bool = True,
+    instrument_kind: str | None = None,
+    imported: bool = True,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Ingest `source` as `kind` for one listing (by id, or by exchange and symbol; created
-    when missing unless create_listing=False). `target` is a conninfo or a connection; a
-    connection in autocommit mode gets the partitions made in their own transaction."""
+    when missing unless create_listing=False, of `instrument_kind` (crypto, equity, ...;
+    see listings.ensure_listing) when given). `target` is a conninfo or a connection; a
+    connection in autocommit mode gets the partitions made in their own transaction.
+
+    With `imported` (the default: bulk ingest loads history) the batch's time span is
+    recorded as imported, which table retention keeps unless the table is opted in
+    (market.imported_spans); a collector writing live data passes imported=False."""
     if kind not in KINDS:
         raise ValidationError("kind", f"must be one of {', '.join(KINDS)}", kind)
     if kind == "candles":
@@ -270,6 +282,8 @@ def ingest(
         raise ValidationError("timeframe", "applies to candles only", timeframe)
     started = time.perf_counter()
     batch = read_batch(source, kind)
+    created: list[str] = []
+    warnings: list[str] = []
     try:
         with _connection(target) as conn:
             if listing_id is None:
@@ -278,7 +292,10 @@ def ingest(
                         "listing", "needs a listing id or an exchange and a symbol", None
                     )
                 with conn.transaction():
-                    listing_id = resolve_listing(conn, exchange, symbol, create=create_listing)
+                    found = ensure_listing(
+                        conn, exchange, symbol, create=create_listing, kind=instrument_kind
+                    )
+                listing_id, created = found.id, found.created
             with conn.transaction():
                 made = ensure_partitions(conn, batch.kind.table, batch)
             with conn.transaction():
@@ -290,22 +307,59 @@ def ingest(
                 if counts is None:
                     counts = stage_and_merge(conn, batch, listing_id, timeframe, progress)
                 staged, inserted, updated, unchanged, rejects = counts
+                if imported and (inserted or updated or unchanged):
+                    warnings += _record_import(conn, batch, listing_id)
     except psycopg.Error as exc:
         raise translate(exc) from exc
+    read_rejects = [Rejected(batch.source, *r) for r in batch.rejects]
     return IngestReport(
         kind=kind,
         source=batch.source,
         listing_id=listing_id,
         timeframe=timeframe,
-        staged=staged,
+        staged=staged + len(read_rejects),
         inserted=inserted,
         updated=updated,
         unchanged=unchanged,
-        rejected=rejects,
+        rejected=sorted([*read_rejects, *rejects], key=lambda r: r.line),
         partitions_made=made,
         seconds=time.perf_counter() - started,
         method=method,
+        created=created,
+        warnings=warnings,
     )
+
+
+def _record_import(conn: psycopg.Connection[Any], batch: StagedBatch, listing_id: int) -> list[str]:
+    """Record the batch's span as imported history (in the ingest's transaction), and
+    warn when rows are older than the table's retention."""
+    times = batch.frame["t"].drop_nulls()
+    times = times.filter(times.is_between(*TIME_RANGE_US, closed="left"))
+    if times.is_empty():
+        return []
+    first = pl.select(pl.lit(times.min()).cast(pl.Datetime("us", "UTC"))).item()
+    last = pl.select(pl.lit(times.max()).cast(pl.Datetime("us", "UTC"))).item()
+    table = batch.kind.table
+    conn.execute(
+        "SELECT market.record_import(%s::regclass, %s, %s, %s)", (table, listing_id, first, last)
+    )
+    expired = expired_imported_rows(conn, table, first)
+    if expired is None:
+        return []
+    keep, includes_imported = expired
+    days = keep.days if keep.days and not keep.seconds else None
+    shown = f"{days} days" if days else str(keep)
+    name = table.split(".")[1]
+    if includes_imported:
+        return [
+            f"rows from {first:%Y-%m-%d} are older than {table}'s retention ({shown}) and "
+            "imported history expires with it: the next retention run drops them"
+        ]
+    return [
+        f"rows from {first:%Y-%m-%d} are older than {table}'s retention ({shown}); "
+        "retention applies to live data only, so this imported history is kept "
+        f"(`tradestore market retention set {name} ... --include-imported` expires it too)"
+    ]
 
 
 def ingest_candles(

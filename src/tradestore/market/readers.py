@@ -13,10 +13,14 @@ Parquet and DataFrames, the 1-based row number; for iterators, the 1-based posit
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,35 @@ _TIME_FORMATS = (
 )
 _NUMBER = r"^\s*-?\d+(\.\d+)?\s*$"
 
+# The usual spellings of a time column (compared lower-cased, spaces and dashes as _).
+TIME_ALIASES = (
+    "time",
+    "timestamp",
+    "datetime",
+    "date",
+    "open_time",
+    "opentime",
+    "ts",
+    "time_utc",
+    "timestamp_utc",
+    "datetime_utc",
+    "date_time",
+    "timestamp_ms",
+    "timestamp_s",
+    "time_ms",
+    "epoch",
+    "epoch_ms",
+    "unix",
+    "unix_time",
+    "unix_timestamp",
+)
+# Header names of an index column written without a name (pandas `to_csv` writes "",
+# Parquet "__index_level_0__", a second round trip "Unnamed: 0").
+_UNNAMED = re.compile(r"^(|unnamed:_?0|__index_level_0__|index|column_1)$")
+# An unnamed integer column is taken for epoch time only from 1e9 (2001-09-09 in seconds):
+# smaller whole numbers are a row counter (a pandas RangeIndex), not times.
+_MIN_EPOCH = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Column:
@@ -63,7 +96,7 @@ class Kind:
     stage_type: str
     table: str
     columns: tuple[Column, ...]
-    time_aliases: tuple[str, ...] = ("time", "timestamp", "datetime", "date", "open_time", "ts")
+    time_aliases: tuple[str, ...] = TIME_ALIASES
 
     @property
     def stage_columns(self) -> list[str]:
@@ -99,7 +132,7 @@ KINDS: dict[str, Kind] = {
             Column("quantity", ("quantity", "amount", "qty", "size", "q")),
             Column("side", ("side", "taker_side")),
         ),
-        time_aliases=("time", "timestamp", "timestamp_ms", "datetime", "date", "ts", "trade_time"),
+        time_aliases=(*TIME_ALIASES, "trade_time"),
     ),
     "tickers": Kind(
         "tickers",
@@ -129,11 +162,14 @@ KINDS: dict[str, Kind] = {
 
 @dataclass
 class StagedBatch:
-    """Rows ready for COPY (`frame` has kind.stage_columns, in order) and where they came from."""
+    """Rows ready for COPY (`frame` has kind.stage_columns, in order) and where they came
+    from. `rejects` are the rows the reader itself could not split into fields (line,
+    field, rule, value); they are not in `frame`."""
 
     kind: Kind
     source: str
     frame: pl.DataFrame
+    rejects: list[tuple[int, str, str, str | None]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.frame.height
@@ -144,18 +180,80 @@ def _is_pandas(obj: object) -> bool:
     return type(obj).__module__.split(".")[0] == "pandas" and hasattr(obj, "columns")
 
 
-def _load_path(path: Path) -> tuple[pl.DataFrame, int]:
-    """A file as a frame, and the line/row number of its first row."""
+_LINE = "__line"  # a frame column with each row's physical line, when the reader knows it
+Rejects = list[tuple[int, str, str, str | None]]
+
+
+def _snippet(text: str) -> str:
+    text = text.rstrip("\r\n")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_csv_by_record(path: Path, separator: str) -> tuple[pl.DataFrame, Rejects]:
+    """A CSV that polars refused (a row with more fields than the header, a quote left
+    open), read record by record: the good rows as a text frame with their line numbers,
+    and each bad record as (line, "row", reason, text)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:  # type: ignore[operator]
+        raw_lines = handle.read()
+    reader = csv.reader(io.StringIO(raw_lines), delimiter=separator, strict=True)
+    physical = raw_lines.splitlines()
+    rejects: Rejects = []
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error) as exc:
+        raise ValidationError(
+            "file", f"{path}:1: the header cannot be read ({exc})", None
+        ) from None
+    rows: list[list[str | None]] = []
+    lines: list[int] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            reason = str(exc)
+            if "unexpected end of data" in reason or "EOF" in reason:
+                reason = "a quote opened here is never closed"
+            text = physical[start - 1] if start - 1 < len(physical) else ""
+            rejects.append((start, "row", reason, _snippet(text)))
+            break
+        if not record:
+            continue  # a blank line
+        if len(record) > len(header):
+            text = physical[start - 1] if start - 1 < len(physical) else ""
+            rejects.append(
+                (start, "row", f"has {len(record)} fields, the header has {len(header)}",
+                 _snippet(text))
+            )  # fmt: skip
+            continue
+        rows.append([*record, *([None] * (len(header) - len(record)))])
+        lines.append(start)
+    names = [h if h not in header[:i] else f"{h}_{i}" for i, h in enumerate(header)]
+    data: dict[str, list[Any]] = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    frame = pl.DataFrame(data, schema={n: pl.String for n in names})
+    return frame.with_columns(pl.Series(_LINE, lines, dtype=pl.Int64)), rejects
+
+
+def _load_path(path: Path) -> tuple[pl.DataFrame, int, Rejects]:
+    """A file as a frame, the line/row number of its first row, and the records that
+    could not be read at all."""
     suffix = "".join(path.suffixes[-2:]).lower()
     if not path.exists():
         raise ValidationError("file", "must exist", str(path))
     if suffix.endswith((".parquet", ".pq")):
-        return pl.read_parquet(path), 1
+        return pl.read_parquet(path), 1, []
     if suffix.endswith((".csv", ".tsv", ".txt", ".csv.gz")):
         separator = "\t" if ".tsv" in suffix else ","
         # All columns as text: values must reach PostgreSQL as written.
-        frame = pl.read_csv(path, infer_schema=False, separator=separator, raise_if_empty=False)
-        return frame, 2
+        try:
+            frame = pl.read_csv(path, infer_schema=False, separator=separator, raise_if_empty=False)
+        except pl.exceptions.PolarsError:
+            frame, rejects = _read_csv_by_record(path, separator)
+            return frame, 2, rejects
+        return frame, 2, []
     raise ValidationError("file", "must be .csv, .tsv or .parquet", str(path))
 
 
@@ -202,31 +300,38 @@ def _rows_frame(rows: Iterable[Any], kind: Kind) -> pl.DataFrame:
     return pl.DataFrame(data, schema={k: pl.String for k in data})
 
 
-def _load(source: Any, kind: Kind) -> tuple[pl.DataFrame, str, int]:
+def _load(source: Any, kind: Kind) -> tuple[pl.DataFrame, str, int, Rejects]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        frame, first = _load_path(path)
-        return frame, str(path), first
+        frame, first, rejects = _load_path(path)
+        return frame, str(path), first, rejects
     if isinstance(source, pl.LazyFrame):
-        return source.collect(), "<polars>", 1
+        return source.collect(), "<polars>", 1, []
     if isinstance(source, pl.DataFrame):
-        return source, "<polars>", 1
+        return source, "<polars>", 1, []
     if _is_pandas(source):
         pdf = source
         index_name = getattr(pdf.index, "name", None)
-        if index_name is not None and str(index_name).lower() in kind.time_aliases:
+        unnamed = index_name is None and type(pdf.index).__name__ != "RangeIndex"
+        if unnamed or (index_name is not None and _header(str(index_name)) in kind.time_aliases):
+            # A named time index, or an unnamed one that may be the time (judged below).
             pdf = pdf.reset_index()
-        return pl.from_pandas(pdf), "<pandas>", 1
+        return pl.from_pandas(pdf), "<pandas>", 1, []
     if isinstance(source, Iterable):
-        return _rows_frame(source, kind), "<rows>", 1
+        return _rows_frame(source, kind), "<rows>", 1, []
     raise ValidationError(
         "source", "must be a file path, a DataFrame or an iterator of rows", type(source).__name__
     )
 
 
 # ------------------------------------------------------------------------ column mapping
+def _header(name: str) -> str:
+    """A column name as aliases are written: lower case, spaces and dashes as _."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
 def _pick(frame: pl.DataFrame, aliases: Sequence[str]) -> str | None:
-    lower = {c.lower().strip(): c for c in frame.columns}
+    lower = {_header(c): c for c in frame.columns if c != _LINE}
     for alias in aliases:
         if alias in lower:
             return lower[alias]
@@ -333,17 +438,38 @@ def _time_us(series: pl.Series) -> pl.Series:
     return result
 
 
+def _unnamed_time_column(frame: pl.DataFrame) -> str | None:
+    """The first column when it has no name (an index column pandas wrote) and its
+    values read as times; None otherwise."""
+    if not frame.columns or not _UNNAMED.match(_header(frame.columns[0])):
+        return None
+    sample = frame[frame.columns[0]].drop_nulls().head(200)
+    if sample.len() == 0:
+        return None
+    if sample.dtype.is_integer() or (
+        sample.dtype == pl.String and sample.str.contains(_NUMBER).all()
+    ):
+        numbers = sample.cast(pl.Float64, strict=False)
+        if numbers.null_count() or numbers.abs().min() < _MIN_EPOCH:  # type: ignore[operator]
+            return None
+    if _time_us(sample).null_count():
+        return None
+    return frame.columns[0]
+
+
 def read_batch(source: Any, kind: str | Kind) -> StagedBatch:
     """Read `source` (a CSV/Parquet path, a polars or pandas DataFrame, or an iterator of
     rows) as a batch of `kind` ('candles', 'trades', 'tickers', 'orderbooks')."""
     spec = kind if isinstance(kind, Kind) else KINDS[kind]
-    frame, name, first_line = _load(source, spec)
-    time_col = _pick(frame, spec.time_aliases)
+    frame, name, first_line, reader_rejects = _load(source, spec)
+    time_col = _pick(frame, spec.time_aliases) or _unnamed_time_column(frame)
     if time_col is None:
+        shown = [c for c in frame.columns if c != _LINE]
         raise ValidationError(
             "columns",
-            f"must include a time column ({', '.join(spec.time_aliases)})",
-            ", ".join(frame.columns),
+            f"must include a time column ({', '.join(spec.time_aliases)}), or an unnamed "
+            "first column of times",
+            ", ".join(repr(c) if not c.strip() else c for c in shown),
         )
     picked = {c.name: _pick(frame, c.aliases) for c in spec.columns}
     required = [
@@ -355,7 +481,11 @@ def read_batch(source: Any, kind: str | Kind) -> StagedBatch:
             "columns", f"must include {', '.join(missing)}", ", ".join(frame.columns)
         )
 
-    frame = frame.with_row_index("__row")
+    if _LINE in frame.columns:
+        frame = frame.rename({_LINE: "__row"})
+        first_line = 0
+    else:
+        frame = frame.with_row_index("__row")
     source_cols = [time_col, *(c for c in picked.values() if c is not None)]
     if first_line == 2:  # a CSV: blank lines are not rows (polars reads them as nulls)
         frame = frame.filter(~pl.all_horizontal([pl.col(c).is_null() for c in source_cols]))
@@ -377,4 +507,4 @@ def read_batch(source: Any, kind: str | Kind) -> StagedBatch:
             pl.when(values.str.len_bytes() > 0).then(values)
         ).to_series()
     staged = pl.DataFrame({k: v.alias(k) for k, v in columns.items()})
-    return StagedBatch(spec, name, staged.select(spec.stage_columns))
+    return StagedBatch(spec, name, staged.select(spec.stage_columns), reader_rejects)

@@ -378,13 +378,15 @@ def list_listings(conn: psycopg.Connection[Any], exchange_code: str | None = Non
 
 
 def find_listing(conn: psycopg.Connection[Any], exchange_code: str, symbol: str) -> Listing:
-    """A listing by exchange code and symbol (the global symbol or the exchange's own)."""
-    found = dicts(
-        conn,
-        _LISTING_QUERY
-        + " WHERE x.code = lower(%(x)s) AND (i.symbol = %(s)s OR ei.exchange_symbol = %(s)s) "
-        "ORDER BY (i.symbol = %(s)s) DESC LIMIT 1",
-        {"x": exchange_code, "s": symbol},
+    """A listing by exchange code and symbol (market.resolve_listing: the global symbol
+    or the exchange's own, with or without '/', any case, an EXCHANGE: prefix allowed)."""
+    listing_id = scalar(
+        conn, "SELECT market.resolve_listing(%s, %s)", (exchange_code.lower(), symbol)
+    )
+    found = (
+        []
+        if listing_id is None
+        else dicts(conn, _LISTING_QUERY + " WHERE ei.id = %(id)s", {"id": listing_id})
     )
     if not found:
         raise NotFound("listing", f"{exchange_code}:{symbol}")

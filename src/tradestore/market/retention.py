@@ -18,6 +18,7 @@ __all__ = [
     "TABLES",
     "DroppedPartition",
     "apply_retention",
+    "expired_imported_rows",
     "parse_retention",
     "premake_partitions",
     "retention_policies",
@@ -47,6 +48,9 @@ class DroppedPartition:
     partition: str
     upper_bound: dt.datetime
     dropped: bool
+    # The partition holds imported rows of a table not opted in: kept (its live rows
+    # deleted; a candle partition kept whole) instead of dropped.
+    imported_kept: bool = False
 
 
 def parse_retention(text: str | None) -> dt.timedelta | None:
@@ -99,16 +103,41 @@ def set_retention(
     table: str,
     retention: dt.timedelta | None,
     timeframe: str | None = None,
+    *,
+    include_imported: bool | None = None,
 ) -> str:
-    """Keep `table`'s rows for `retention` (None: forever). Returns the table name."""
+    """Keep `table`'s rows for `retention` (None: forever). Imported history (rows
+    written by `ingest`) is kept regardless unless `include_imported` is True; None
+    leaves that choice as it was. Returns the table name."""
     name = retention_table(table, timeframe)
-    _run(
-        target,
-        lambda c: c.execute(
-            "SELECT market.set_retention(%s::regclass, %s)", (_existing(c, name), retention)
-        ),
-    )
+
+    def apply(c: psycopg.Connection[Any]) -> None:
+        c.execute("SELECT market.set_retention(%s::regclass, %s)", (_existing(c, name), retention))
+        if include_imported is not None:
+            c.execute(
+                "SELECT market.set_retention_includes_imported(%s::regclass, %s)",
+                (name, include_imported),
+            )
+
+    _run(target, apply)
     return name
+
+
+def expired_imported_rows(
+    conn: psycopg.Connection[Any], table: str, before: dt.datetime | None
+) -> tuple[dt.timedelta, bool] | None:
+    """When `table` has a retention and `before` (the oldest imported row) is older than
+    it: (the retention, whether imported rows expire too). None otherwise."""
+    row = conn.execute(
+        """SELECT pt.retention,
+                  EXISTS (SELECT 1 FROM market.retention_includes_imported ri
+                           WHERE ri.table_name = market.qualified_name(pt.table_name))
+             FROM system.partitioned_tables pt
+            WHERE pt.table_name = %s::regclass AND pt.retention IS NOT NULL
+              AND %s < now() - pt.retention""",
+        (table, before),
+    ).fetchone()
+    return None if row is None or before is None else (row[0], bool(row[1]))
 
 
 def retention_policies(target: str | psycopg.Connection[Any]) -> list[dict[str, Any]]:
@@ -118,6 +147,9 @@ def retention_policies(target: str | psycopg.Connection[Any]) -> list[dict[str, 
     def query(c: psycopg.Connection[Any]) -> list[dict[str, Any]]:
         cur = c.execute(
             """SELECT n.nspname || '.' || c.relname AS table, p.interval_unit AS unit, p.premake, p.retention,
+                      EXISTS (SELECT 1 FROM market.retention_includes_imported ri
+                               WHERE ri.table_name = n.nspname || '.' || c.relname)
+                          AS includes_imported,
                       (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = p.table_name) AS partitions
                  FROM system.partitioned_tables p
                  JOIN pg_class c ON c.oid = p.table_name::oid
@@ -145,7 +177,7 @@ def apply_retention(
     rows = _run(
         target,
         lambda c: c.execute(
-            "SELECT table_name, partition_name, upper_bound, dropped "
+            "SELECT table_name, partition_name, upper_bound, dropped, imported_kept "
             "FROM market.apply_retention(coalesce(%s, now()), %s, %s::regclass)",
             (now, dry_run, name and _existing(c, name)),
         ).fetchall(),

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
+
+import psycopg
 
 from tradestore.db.errors import ValidationError
 
@@ -13,6 +16,8 @@ __all__ = [
     "GRID_ORIGIN_US",
     "TIMEFRAME_RULE",
     "bucket_start",
+    "check_served",
+    "served_timeframes",
     "timeframe_delta",
     "timeframe_us",
 ]
@@ -50,3 +55,42 @@ def bucket_start(timeframe: str, at: dt.datetime) -> dt.datetime:
         at = at.replace(tzinfo=dt.UTC)
     step = timeframe_delta(timeframe)
     return GRID_ORIGIN + ((at - GRID_ORIGIN) // step) * step
+
+
+def served_timeframes(base: list[str]) -> str:
+    """What bars stored at the `base` timeframes can be served as, for messages."""
+    if not base:
+        return "none (no bars stored)"
+    finest = min(base, key=timeframe_us)
+    step = timeframe_delta(finest)
+    examples = [
+        tf
+        for tf in ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+        if timeframe_delta(tf) >= step and timeframe_delta(tf) % step == dt.timedelta(0)
+    ]
+    stored = ", ".join(sorted(base, key=timeframe_us))
+    return (
+        f"a whole multiple of the stored {stored} bars (e.g. {', '.join(examples)})"
+        if examples
+        else f"a whole multiple of the stored {stored} bars"
+    )
+
+
+def check_served(conn: psycopg.Connection[Any], listing_id: int, timeframe: str) -> None:
+    """ValidationError unless the listing's stored bars can serve `timeframe`: a bucket
+    must be a whole number of stored bars of one series (7m or 1m from 5m bars cannot be
+    built). A listing with no bars at all passes (its answer is simply empty)."""
+    step = timeframe_delta(timeframe)
+    base = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT timeframe FROM market.candle_series WHERE exchange_instrument_id = %s",
+            (listing_id,),
+        ).fetchall()
+    ]
+    if not base or any(step % timeframe_delta(b) == dt.timedelta(0) for b in base):
+        return
+    raise ValidationError(
+        "timeframe", f"must be {served_timeframes(base)}: the buckets are built from them",
+        timeframe,
+    )  # fmt: skip

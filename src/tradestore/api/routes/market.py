@@ -34,7 +34,13 @@ from tradestore.cache import market as market_cache
 from tradestore.db.errors import NotFound, ValidationError
 from tradestore.market import query
 from tradestore.market.indicators import INDICATOR_COLUMNS, compute_indicators, session_ids
-from tradestore.market.timeframes import TIMEFRAME_RULE, bucket_start, timeframe_delta
+from tradestore.market.listings import listing_label
+from tradestore.market.timeframes import (
+    TIMEFRAME_RULE,
+    bucket_start,
+    check_served,
+    timeframe_delta,
+)
 from tradestore.trading._sql import dicts
 
 __all__ = ["router"]
@@ -49,7 +55,11 @@ WARMUP_BARS = 600
 DEFAULT_INDICATORS = ("ma_20", "ema_50", "bollinger_upper", "bollinger_middle", "bollinger_lower")
 
 SymbolParam = Query(
-    ..., min_length=3, max_length=100, description="<exchange>:<symbol>, e.g. binance:BTCUSDT"
+    ...,
+    min_length=3,
+    max_length=100,
+    description="<exchange>:<symbol>: binance:BTCUSDT, BINANCE:BTCUSDT and binance:BTC/USDT "
+    "name the same listing",
 )
 TimeframeParam = Query("1h", min_length=2, max_length=6, description=TIMEFRAME_RULE)
 StartParam = Query(None, description="first bucket (ISO 8601 with a zone)")
@@ -58,10 +68,17 @@ BarsParam = Query(DEFAULT_BARS, ge=1, le=MAX_BARS, description=f"bars, 1 to {MAX
 
 
 def _listing(conn: Any, symbol: str) -> int:
-    found = market_cache.listing_id(conn, symbol)
-    if found is None:
+    """The listing `symbol` names (market.resolve_listing: the exchange prefix is required
+    here, the symbol may be the exchange's or the global one, with or without '/')."""
+    row = conn.execute("SELECT market.resolve_listing(NULL, %s)", (symbol,)).fetchone()
+    if row is None or row[0] is None:
         raise NotFound("symbol", symbol)
-    return found
+    return int(row[0])
+
+
+def _canonical(conn: Any, symbol: str) -> str:
+    """`exchange:EXCHANGE_SYMBOL` of the listing `symbol` names: the form the cache keys use."""
+    return listing_label(conn, _listing(conn, symbol))
 
 
 def _aware(value: dt.datetime | None, field: str) -> dt.datetime | None:
@@ -140,6 +157,7 @@ def candles(
     timeframe_delta(timeframe)
     with ctx.db() as conn:
         listing = _listing(conn, symbol)
+        check_served(conn, listing, timeframe)
         lo, hi = _window(conn, listing, timeframe, start, end, limit)
         frame = query.candles(conn, timeframe=timeframe, listing_id=listing, start=lo, end=hi)
     rows = frame.tail(limit).to_dicts()
@@ -211,6 +229,7 @@ def indicators(
     chosen = _names(names)
     with ctx.db() as conn:
         listing = _listing(conn, symbol)
+        check_served(conn, listing, timeframe)
         lo, hi = _window(conn, listing, timeframe, start, end, limit)
         stored = query.indicators(conn, timeframe=timeframe, listing_id=listing, start=lo, end=hi)
         if not stored.is_empty():
@@ -231,7 +250,7 @@ def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) 
     cache = ctx.cache
     keys.parse_market_symbol(symbol)
     with ctx.db() as conn:
-        value, cached = market_cache.ticker_lookup(cache, conn, symbol)
+        value, cached = market_cache.ticker_lookup(cache, conn, _canonical(conn, symbol))
     if value is None:
         raise NotFound("ticker", symbol)
     return TickerOut(**value.model_dump(), cached=cached)
@@ -243,7 +262,7 @@ def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) 
     cache = ctx.cache
     keys.parse_market_symbol(symbol)
     with ctx.db() as conn:
-        value, cached = market_cache.latest_lookup(cache, conn, symbol)
+        value, cached = market_cache.latest_lookup(cache, conn, _canonical(conn, symbol))
     if value is None:
         raise NotFound("bar", symbol)
     return LatestBarOut(**value.model_dump(), cached=cached)

@@ -73,3 +73,51 @@ CREATE TABLE market.trading_rule_versions (
     CONSTRAINT trading_rule_versions_from_key UNIQUE (exchange_instrument_id, effective_from),
     CONSTRAINT chk_trading_rule_versions_range CHECK (effective_to IS NULL OR effective_to > effective_from)
 );
+
+-- Which listing a symbol names: the one answer the REST API, the CLI and the TradingView
+-- webhook give. p_symbol may carry an exchange prefix (TradingView's {{ticker}}
+-- BINANCE:BTCUSDT, the API's binance:BTCUSDT), case-insensitive; with p_exchange given
+-- too, they must agree. Matched on that exchange, best first: the exchange's own symbol
+-- as written, the global symbol as written, then either compared upper-cased with '/'
+-- removed (BTC/USDT = BTCUSDT = btcusdt). NULL when nothing matches.
+CREATE OR REPLACE FUNCTION market.resolve_listing(p_exchange text, p_symbol text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_exchange text := lower(nullif(btrim(p_exchange), ''));
+    v_symbol   text := btrim(p_symbol);
+    v_prefix   text;
+    v_key      text;
+    v_id       bigint;
+BEGIN
+    IF v_symbol IS NULL OR v_symbol = '' THEN
+        PERFORM system.raise_invalid('symbol', 'is required', p_symbol);
+    END IF;
+    v_prefix := lower(substring(v_symbol FROM '^([A-Za-z0-9_]+):.'));
+    IF v_prefix IS NOT NULL THEN
+        IF v_exchange IS NULL OR v_prefix = v_exchange THEN
+            v_exchange := v_prefix;
+            v_symbol := substr(v_symbol, length(v_prefix) + 2);
+        ELSIF EXISTS (SELECT 1 FROM market.exchanges x WHERE x.code = v_prefix) THEN
+            PERFORM system.raise_invalid(
+                'symbol', format('names exchange %s, not %s', v_prefix, v_exchange), p_symbol);
+        END IF;
+    END IF;
+    IF v_exchange IS NULL THEN
+        PERFORM system.raise_invalid(
+            'symbol', 'must name its exchange: EXCHANGE:SYMBOL, e.g. binance:BTCUSDT', p_symbol);
+    END IF;
+    v_key := upper(replace(v_symbol, '/', ''));
+    SELECT ei.id INTO v_id
+      FROM market.exchange_instruments ei
+      JOIN market.exchanges x ON x.id = ei.exchange_id
+      JOIN market.instruments i ON i.id = ei.instrument_id
+     WHERE x.code = v_exchange
+       AND (ei.exchange_symbol = v_symbol OR i.symbol = v_symbol
+            OR upper(replace(ei.exchange_symbol, '/', '')) = v_key
+            OR upper(replace(i.symbol, '/', '')) = v_key)
+     ORDER BY ei.exchange_symbol = v_symbol DESC, i.symbol = v_symbol DESC,
+              upper(replace(ei.exchange_symbol, '/', '')) = v_key DESC, ei.id
+     LIMIT 1;
+    RETURN v_id;
+END;
+$$;
