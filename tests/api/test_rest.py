@@ -179,6 +179,14 @@ def test_order_errors_name_field_and_rule(client: TestClient, world: World) -> N
     assert filled.json()["error"]["field"] == "status"
 
 
+def test_an_order_names_its_listing_in_any_spelling(client: TestClient, world: World) -> None:
+    h = bearer(login(client, "alice"))
+    for spelling in ("BINANCE:btc/usdt", "binance:BTC/USDT"):
+        response = client.post(f"{API}/orders", headers=h, json=_order(world, symbol=spelling))
+        assert response.status_code == 201, response.text
+        assert response.json()["exchange_instrument_id"] == 1
+
+
 def test_orders_keyset_pages_newest_first(
     client: TestClient, world: World, conn: psycopg.Connection[Any]
 ) -> None:

@@ -173,6 +173,15 @@ def test_tradingview_ticker_prefix_and_account_id(
     assert len(_orders(conn)) == 1
 
 
+@pytest.mark.parametrize("symbol", ["BTC/USDT", "btcusdt", "BINANCE:BTC/USDT"])
+def test_every_spelling_of_the_symbol_finds_the_listing(
+    client: TestClient, conn: psycopg.Connection, symbol: str
+) -> None:
+    response = post(client, alert(exchange=None, symbol=symbol, account=1, strategy=None))
+    assert response.status_code == 202, response.text
+    assert len(_orders(conn)) == 1
+
+
 def test_notional_becomes_a_quantity_at_the_price(
     client: TestClient, conn: psycopg.Connection
 ) -> None:

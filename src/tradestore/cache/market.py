@@ -36,16 +36,10 @@ __all__ = [
 
 
 def listing_id(conn: psycopg.Connection[Any], symbol: str) -> int | None:
-    """The listing of a market symbol `<exchange>:<exchange symbol>`."""
-    exchange, exchange_symbol = keys.parse_market_symbol(symbol)
-    row = one(
-        conn,
-        "SELECT ei.id FROM market.exchange_instruments ei "
-        "JOIN market.exchanges x ON x.id = ei.exchange_id "
-        "WHERE x.code = %s AND ei.exchange_symbol = %s",
-        (exchange, exchange_symbol),
-    )
-    return None if row is None else int(row["id"])
+    """The listing of a market symbol `<exchange>:<symbol>`, in any spelling
+    market.resolve_listing understands (BTCUSDT, BTC/USDT, btcusdt)."""
+    row = one(conn, "SELECT market.resolve_listing(NULL, %s) AS id", (symbol,))
+    return None if row is None or row["id"] is None else int(row["id"])
 
 
 # --------------------------------------------------------------------------- write-through

@@ -745,13 +745,13 @@ async def resolve(
                 }
             ]
         )
+    # market.resolve_listing: the one place every spelling of a symbol is understood
+    # (BTC/USDT, BTCUSDT, btcusdt, the exchange's own id).
     listings = await (
         await conn.execute(
             "SELECT ei.id, ei.status, ei.exchange_symbol FROM market.exchange_instruments ei "
-            "JOIN market.exchanges e ON e.id = ei.exchange_id "
-            "WHERE e.code = %s AND upper(ei.exchange_symbol) = upper(%s) "
-            "ORDER BY ei.exchange_symbol = %s DESC LIMIT 1",
-            (exchange, alert.exchange_symbol, alert.exchange_symbol),
+            "WHERE ei.id = market.resolve_listing(%s, %s)",
+            (exchange, alert.exchange_symbol),
         )
     ).fetchall()
     if not listings:
