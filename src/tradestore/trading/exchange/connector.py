@@ -113,7 +113,7 @@ def build_exchange(
     if profile.market_types is not None:
         exchange.options["fetchMarkets"] = {"types": list(profile.market_types)}
     if sandbox:
-        if "test" not in exchange.urls:
+        if not exchange.urls.get("test"):
             raise ValidationError(
                 "trading_mode",
                 "paper trading needs the exchange's testnet, and this exchange has none",

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from tradestore.db.errors import ValidationError
 from tradestore.trading._sql import dicts, translated
 from tradestore.trading.exchange.accounts import RoutingAccount
 from tradestore.trading.exchange.connector import Connector, to_decimal
@@ -82,6 +83,13 @@ def sync_fills(
     conn: psycopg.Connection[Any], account: RoutingAccount, connector: Connector
 ) -> FillSyncReport:
     """One REST polling pass over the account's listings (see module)."""
+    if not connector.exchange.has.get("fetchMyTrades"):
+        raise ValidationError(
+            "exchange",
+            "fill sync polls the exchange's trades (CCXT fetchMyTrades), which this exchange "
+            "does not offer; its fills come through reconciliation for now",
+            connector.id,
+        )
     report = FillSyncReport(account.account_id)
     for listing in _listings(conn, account.account_id):
         report.symbols.append(listing["symbol"])
