@@ -71,7 +71,7 @@ CREATE TRIGGER tr_order_routes_updated_at BEFORE UPDATE ON trade.order_routes
 -- Exchanges accept client order ids of 1-36 characters from a small alphabet (Binance:
 -- [.A-Z:/a-z0-9_-]{1,36}); this is the part every supported exchange accepts.
 CREATE OR REPLACE FUNCTION trade.routes_orders(p_account_id bigint)
-RETURNS boolean LANGUAGE sql STABLE AS $$
+RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT a.trading_mode <> 'off' FROM account.accounts a WHERE a.id = p_account_id), false)
 $$;
 
@@ -99,9 +99,11 @@ CREATE TRIGGER tr_orders_route_client_id BEFORE INSERT ON trade.orders
     FOR EACH ROW WHEN (NEW.source <> 'EXTERNAL')
     EXECUTE FUNCTION trade.trg_orders_route_client_id();
 
--- The outbox row, in the order's own transaction.
+-- The outbox row, in the order's own transaction. SECURITY DEFINER (like the cancel
+-- trigger and trade.routes_orders): whoever may place or cancel an order queues its route,
+-- but only the router's role writes trade.order_routes otherwise.
 CREATE OR REPLACE FUNCTION trade.trg_orders_route_enqueue()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.status = 'NEW' AND trade.routes_orders(NEW.account_id) THEN
         INSERT INTO trade.order_routes (order_id, account_id, client_order_id)
@@ -118,7 +120,7 @@ CREATE TRIGGER tr_orders_route_enqueue AFTER INSERT ON trade.orders
 -- A cancel (or expiry) in the books goes to the exchange the same way: an order never
 -- sent is simply not sent; one sent (or being sent) gets a cancel queued.
 CREATE OR REPLACE FUNCTION trade.trg_orders_route_cancel()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE trade.order_routes r
        SET cancel_requested = true,
