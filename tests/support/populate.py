@@ -37,6 +37,8 @@ INSERT INTO brain.documents (content, file_path, section, chunk_id) VALUES ('Sol
 INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) VALUES (1, 2, 0.01, 40000);
 INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, idempotency_key)
 VALUES (1, 2, 'BUY', 'LIMIT', 0.01, 40000, 'idem-1');
+INSERT INTO trade.order_routes (order_id, account_id, client_order_id) VALUES (1, 1, 'ts1-0123abcd');
+INSERT INTO trade.fill_sync_cursors (account_id, exchange_instrument_id, since) VALUES (1, 2, now());
 INSERT INTO trade.executions (order_id, account_id, exchange_id, exchange_instrument_id, exchange_trade_id, side, quantity, price)
 VALUES (1, 1, 2, 2, 'T1', 'BUY', 0.01, 40000);
 INSERT INTO account.transactions (account_id, transaction_type, currency, amount) VALUES (1, 'DEPOSIT', 'USDT', 1000);

@@ -10,6 +10,7 @@ from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
+from tradestore.cli.exchange import route_app
 from tradestore.cli.identity import apikeys_app, users_app
 from tradestore.cli.market import ingest_app, market_app
 from tradestore.cli.ops import backup_app, ops_app
@@ -45,6 +46,7 @@ app.add_typer(fills_app, name="fills")
 app.add_typer(positions_app, name="positions")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(reconcile_app, name="reconcile")
+app.add_typer(route_app, name="route")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(market_app, name="market")
 app.add_typer(strategies_app, name="strategies")

@@ -11,7 +11,12 @@ down_revision = "0005_brain"
 branch_labels = None
 depends_on = None
 
-FILES = ("trading/sql/schema.sql", "trading/sql/order_rules.sql", "trading/sql/api.sql")
+FILES = (
+    "trading/sql/schema.sql",
+    "trading/sql/order_rules.sql",
+    "trading/sql/api.sql",
+    "trading/sql/routing.sql",
+)
 
 
 def upgrade() -> None:

@@ -1,0 +1,217 @@
+"""Fill sync: the exchange's trades into the books, and balances compared with them.
+
+`sync_fills` polls the exchange's trades (CCXT `fetch_my_trades`) for each listing the
+account routes orders on, from a cursor stored per account and listing
+(trade.fill_sync_cursors), and records each one through `trade.sync_fill` ->
+`apply_fill`, keyed by the exchange's trade id: a trade seen twice, or trades in any
+order, leave the books exactly as the trades once each in time order would. A fill of an
+order whose send is still unresolved is deferred (the cursor stops before it) until the
+router has recorded the exchange's order id. Fees come from the trade's fee (CCXT's
+`fee` / `fees`; extra fee currencies become FEE ledger rows).
+
+`check_balances` compares the exchange's balances with the books (the reconciliation
+of trading.reconcile, report only) and raises an alert on drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tradestore.db.errors import ValidationError
+from tradestore.trading._sql import dicts, translated
+from tradestore.trading.exchange.accounts import RoutingAccount
+from tradestore.trading.exchange.connector import Connector, to_decimal
+from tradestore.trading.reconcile import ReconciliationReport, parse_snapshot, reconcile
+
+PAGE = 500
+
+
+@dataclass
+class FillSyncReport:
+    account_id: int
+    applied: list[str] = field(default_factory=list)  # exchange trade ids recorded now
+    duplicates: list[str] = field(default_factory=list)  # already in the books
+    deferred: list[str] = field(default_factory=list)  # their order's send is unresolved
+    symbols: list[str] = field(default_factory=list)
+
+
+def _fees(trade: dict[str, Any]) -> list[tuple[Decimal, str | None]]:
+    raw = trade.get("fees") or ([trade["fee"]] if trade.get("fee") else [])
+    fees = []
+    for item in raw:
+        cost = to_decimal(item.get("cost")) if isinstance(item, dict) else None
+        if cost is not None:
+            fees.append((cost, item.get("currency")))
+    return fees or [(Decimal(0), None)]
+
+
+def _listings(conn: psycopg.Connection[Any], account_id: int) -> list[dict[str, Any]]:
+    """Listings to poll: those the account routed orders on, or has a cursor for."""
+    return dicts(
+        conn,
+        "SELECT DISTINCT ei.id, i.symbol, c.since FROM market.exchange_instruments ei "
+        "JOIN market.instruments i ON i.id = ei.instrument_id "
+        "LEFT JOIN trade.fill_sync_cursors c "
+        "  ON c.account_id = %(a)s AND c.exchange_instrument_id = ei.id "
+        "WHERE c.account_id IS NOT NULL OR EXISTS ("
+        "  SELECT 1 FROM trade.order_routes r JOIN trade.orders o ON o.id = r.order_id "
+        "   WHERE r.account_id = %(a)s AND o.exchange_instrument_id = ei.id "
+        "     AND r.exchange_order_id IS NOT NULL) ORDER BY ei.id",
+        {"a": account_id},
+    )
+
+
+def _first_sent(conn: psycopg.Connection[Any], account_id: int, listing_id: int) -> dt.datetime:
+    rows = dicts(
+        conn,
+        "SELECT min(r.created_at) AS at FROM trade.order_routes r "
+        "JOIN trade.orders o ON o.id = r.order_id "
+        "WHERE r.account_id = %s AND o.exchange_instrument_id = %s",
+        (account_id, listing_id),
+    )
+    # The exchange's clock may run behind ours: start a few minutes earlier.
+    return (rows[0]["at"] or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5)
+
+
+def sync_fills(
+    conn: psycopg.Connection[Any], account: RoutingAccount, connector: Connector
+) -> FillSyncReport:
+    """One REST polling pass over the account's listings (see module)."""
+    if not connector.exchange.has.get("fetchMyTrades"):
+        raise ValidationError(
+            "exchange",
+            "fill sync polls the exchange's trades (CCXT fetchMyTrades), which this exchange "
+            "does not offer; its fills come through reconciliation for now",
+            connector.id,
+        )
+    report = FillSyncReport(account.account_id)
+    for listing in _listings(conn, account.account_id):
+        report.symbols.append(listing["symbol"])
+        since = listing["since"] or _first_sent(conn, account.account_id, listing["id"])
+        while True:
+            trades = connector.fetch_my_trades(listing["symbol"], int(since.timestamp() * 1000))
+            trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+            newest, stopped = _apply(conn, account, listing["id"], trades, report)
+            if newest is not None and newest[0] > since:
+                with translated():
+                    conn.execute(
+                        "INSERT INTO trade.fill_sync_cursors AS c "
+                        "(account_id, exchange_instrument_id, since, last_trade_id) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, exchange_instrument_id) "
+                        "DO UPDATE SET since = excluded.since, last_trade_id = excluded.last_trade_id, "
+                        "updated_at = now()",
+                        (account.account_id, listing["id"], newest[0], newest[1]),
+                    )
+                since = newest[0]
+                if len(trades) >= PAGE and not stopped:
+                    continue  # a full page: there may be more
+            break
+    return report
+
+
+def _apply(
+    conn: psycopg.Connection[Any],
+    account: RoutingAccount,
+    listing_id: int,
+    trades: list[dict[str, Any]],
+    report: FillSyncReport,
+) -> tuple[tuple[dt.datetime, str] | None, bool]:
+    """Record trades in time order; returns the newest one recorded before any deferred
+    one (the cursor) and whether a deferred one stopped it."""
+    newest: tuple[dt.datetime, str] | None = None
+    for t in trades:
+        trade_id = str(t["id"])
+        at = dt.datetime.fromtimestamp(t["timestamp"] / 1000, dt.UTC)
+        fees = _fees(t)
+        (fee, fee_currency), extra = fees[0], fees[1:]
+        with translated(), conn.transaction():
+            row = conn.execute(
+                "SELECT execution_id, created, deferred FROM trade.sync_fill("
+                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    account.account_id,
+                    listing_id,
+                    str(t["side"]).upper(),
+                    trade_id,
+                    to_decimal(t["amount"]),
+                    to_decimal(t["price"]),
+                    fee,
+                    fee_currency,
+                    at,
+                    None if t.get("order") is None else str(t["order"]),
+                ),
+            ).fetchone()
+            assert row is not None
+            execution_id, created, deferred = row
+            if deferred:
+                report.deferred.append(trade_id)
+            elif created:
+                for cost, currency in extra:
+                    if cost != 0 and currency:
+                        conn.execute(
+                            "SELECT public.post_ledger_entry(%s, 'FEE', %s, %s, %s, %s, "
+                            "NULL, NULL, %s)",
+                            (
+                                account.account_id,
+                                currency,
+                                -cost,
+                                f"fee of {trade_id}",
+                                at,
+                                execution_id,
+                            ),
+                        )
+                report.applied.append(trade_id)
+            else:
+                report.duplicates.append(trade_id)
+        if deferred:
+            return newest, True
+        newest = (at, trade_id)
+    return newest, False
+
+
+def check_balances(
+    conn: psycopg.Connection[Any],
+    account: RoutingAccount,
+    connector: Connector,
+    tolerance: Decimal = Decimal(0),
+) -> ReconciliationReport:
+    """Compare the exchange's balances with the books; on drift, an alert (one open alert
+    per account: later ones share its dedupe key)."""
+    balance = connector.fetch_balance()
+    totals = {
+        currency: str(to_decimal(value))
+        for currency, value in (balance.get("total") or {}).items()
+        if value is not None
+    }
+    snapshot = parse_snapshot({"balance": {"total": totals}})
+    report = reconcile(conn, account.account_id, snapshot, tolerance=tolerance)
+    drift = [d for d in report.differences if d.kind == "BALANCE_MISMATCH"]
+    if drift:
+        with translated():
+            conn.execute(
+                "INSERT INTO system.alerts (alert_type, severity, module, message, data, user_id, "
+                "dedupe_key) VALUES ('WARNING', 'HIGH', 'exchange', %s, %s, %s, %s)",
+                (
+                    f"account {account.account_id}: balances differ from {account.exchange}: "
+                    + ", ".join(f"{d.key} books {d.ours} exchange {d.theirs}" for d in drift),
+                    Jsonb(
+                        {
+                            "kind": "BALANCE_DRIFT",
+                            "account_id": account.account_id,
+                            "differences": [
+                                {"currency": d.key, "books": d.ours, "exchange": d.theirs}
+                                for d in drift
+                            ],
+                        }
+                    ),
+                    account.user_id,
+                    f"balance-drift:{account.account_id}",
+                ),
+            )
+    return report
