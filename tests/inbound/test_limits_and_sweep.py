@@ -244,10 +244,13 @@ def test_revocation_is_final_in_the_database(db: str, conn: psycopg.Connection) 
 
 
 def test_up_sweeps_unjudged_alerts_whenever_the_database_comes_back(
-    db: str, market: None, conn: psycopg.Connection
+    db: str, market: None, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # `up` runs its database start hooks at start and after every restart of PostgreSQL.
     assert sweep_inbound_alerts in DATABASE_START_HOOKS
+    # The alert came with the legacy shared secret, still set for alice.
+    monkeypatch.setenv("TRADINGVIEW_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("TRADINGVIEW_WEBHOOK_USER", "alice")
     left = _stored(conn, alert(secret="[redacted]"), user=1, age="1 minute")
     run_start_hooks(db)
     state = conn.execute("SELECT disposition FROM system.inbound_alerts WHERE id = %s", (left,))

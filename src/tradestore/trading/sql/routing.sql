@@ -10,11 +10,7 @@
 -- exchange by its client order id, and only sent if the exchange does not have it.
 
 ------------------------------------------------------------------------ accounts
--- off: books only (nothing is sent); paper: the exchange's testnet; live: the exchange.
-ALTER TABLE account.accounts ADD COLUMN IF NOT EXISTS trading_mode varchar(10) NOT NULL DEFAULT 'off' CHECK (trading_mode = 'off' OR trading_mode = 'paper' OR trading_mode = 'live');
-ALTER TABLE account.accounts ADD COLUMN IF NOT EXISTS api_key_id bigint REFERENCES account.api_keys (id) ON DELETE RESTRICT;
-ALTER TABLE account.accounts ADD CONSTRAINT chk_accounts_routing
-    CHECK (trading_mode = 'off' OR (exchange_id IS NOT NULL AND api_key_id IS NOT NULL));
+-- The columns (trading_mode, api_key_id) and their CHECK are in trading/sql/schema.sql.
 
 -- The key an account trades with must be its owner's key for the account's exchange.
 CREATE OR REPLACE FUNCTION account.trg_accounts_api_key()
