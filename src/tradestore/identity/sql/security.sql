@@ -327,14 +327,12 @@ BEGIN
 END;
 $$;
 
--- Backtests and alerts that belong to nobody (run from the CLI, raised by the system) are
--- shared: every user may read them, only admins and the engine change them.
+-- Backtests and sweeps always have an owner (user_id NOT NULL), so rls_owner alone decides
+-- who reads them: nobody shares another user's backtests.
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_sweeps;
-CREATE POLICY rls_shared_read ON analytics.backtest_sweeps FOR SELECT TO tradestore_readonly
-    USING (user_id IS NULL);
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_runs;
-CREATE POLICY rls_shared_read ON analytics.backtest_runs FOR SELECT TO tradestore_readonly
-    USING (user_id IS NULL);
+-- Alerts that belong to nobody (raised by the system) are shared: every user may read
+-- them, only admins and the engine change them.
 DROP POLICY IF EXISTS rls_shared_read ON system.alerts;
 CREATE POLICY rls_shared_read ON system.alerts FOR SELECT TO tradestore_readonly
     USING (user_id IS NULL);
