@@ -111,12 +111,8 @@ def world(module_schema_db: str) -> Iterator[dict[str, Any]]:
     with psycopg.connect(module_schema_db, autocommit=True) as conn:
         conn.execute(WORLD)
         rows = {ALICE: _trader_rows(conn, ALICE), BOB: _trader_rows(conn, BOB)}
-        # Rows of nobody: a shared backtest, and a system alert (admins only).
-        conn.execute(
-            "INSERT INTO analytics.backtest_runs (strategy_name, start_date, end_date, symbols, "
-            "initial_capital, status) VALUES ('shared', '2024-01-01', '2024-02-01', ARRAY['X'], 1, 'COMPLETED')"
-        )
-        conn.execute("INSERT INTO system.alerts (message) VALUES ('for everyone')")
+        # A row of nobody: a system alert (admins only; a backtest always has an owner).
+        conn.execute("INSERT INTO system.alerts (message) VALUES ('for admins')")
     yield {"db": module_schema_db, **rows}
 
 
@@ -143,7 +139,7 @@ OWNERSHIP = {
     "analytics.strategies": "user_id = %(u)s",
     "analytics.strategy_executions": "user_id = %(u)s",
     "analytics.backtest_sweeps": "user_id = %(u)s",
-    "analytics.backtest_runs": "user_id = %(u)s OR user_id IS NULL",
+    "analytics.backtest_runs": "user_id = %(u)s",
     "system.alerts": "user_id = %(u)s",  # system alerts (no user) are for admins only
     "system.telegram_chats": "user_id = %(u)s",
     "brain.decision_logs": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
@@ -343,10 +339,10 @@ def test_admin_and_the_service_role_see_every_row(conn: psycopg.Connection[Any])
     with conn.transaction():
         conn.execute("SET LOCAL ROLE tradestore_app")
         assert conn.execute("SELECT count(*) FROM trade.orders").fetchone()[0] == total
-    # An analyst sees research and shared data but no other user's trading.
+    # An analyst sees research and shared data but no other user's trading or backtests.
     with as_user(conn, ANN) as c:
         assert c.execute("SELECT count(*) FROM trade.orders").fetchone()[0] == 0
-        assert c.execute("SELECT count(*) FROM analytics.backtest_runs").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM analytics.backtest_runs").fetchone()[0] == 0
         c.execute("INSERT INTO brain.llm_prompts (name, template) VALUES ('p', 't')")
 
 

@@ -107,3 +107,38 @@ def test_sweep_command_on_a_scheduler(env: Path) -> None:
     assert "best runs of sweep 1 by total_return" in out.output
     out = invoke(app, "list", "--sweep", "1", "--sort", "max_drawdown", "--limit", "10")
     assert out.exit_code == 0 and out.output.count("ema_crossover") == 5
+
+
+def test_a_cli_backtest_belongs_to_its_user_and_is_hidden_from_others(db: str, env: Path) -> None:
+    """A backtest run from the CLI always has an owner (the --user, or the only user); with
+    several users one must be named; another trader and a readonly user do not see it."""
+    from tradestore.identity.rls import as_user
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        ana = conn.execute("SELECT id FROM account.users WHERE username = 'ana'").fetchone()[0]
+    run = ("run", "--strategy", "sma_crossover", "--symbol", "BTCUSDT", "--from", "2024-01-01",
+           "--to", "2024-01-02", "--no-report")  # fmt: skip
+    out = invoke(app, *run)  # ana is the only user: she owns it
+    assert out.exit_code == 0, out.output
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        bob = user(conn, "bob")
+        rita = user(conn, "rita")
+        conn.execute("UPDATE account.users SET role = 'readonly' WHERE id = %s", (rita,))
+    out = invoke(app, *run)  # three users now: which one?
+    assert out.exit_code == 1 and "user" in out.output and "Traceback" not in out.output
+    out = invoke(app, *run, "--user", "bob")
+    assert out.exit_code == 0, out.output
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        owners = dict(conn.execute("SELECT id, user_id FROM analytics.backtest_runs").fetchall())
+        assert owners == {1: ana, 2: bob}
+        sql = "SELECT id FROM analytics.backtest_runs ORDER BY id"
+        with as_user(conn, bob) as c:
+            assert [r[0] for r in c.execute(sql)] == [2]
+        with as_user(conn, ana) as c:
+            assert [r[0] for r in c.execute(sql)] == [1]
+        with as_user(conn, rita) as c:
+            assert c.execute(sql).fetchall() == []
+            view = "SELECT backtest_id FROM analytics.backtest_results"
+            assert c.execute(view).fetchall() == []

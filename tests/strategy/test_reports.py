@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from tests.strategy.market import SPOT_RULES, listing, load, random_walk, utc
+from tests.strategy.market import SPOT_RULES, listing, load, random_walk, user, utc
 from tradestore.strategy import store
 from tradestore.strategy.reports import reports_dir, run_report, standalone_html, write_run_report
 from tradestore.strategy.runner import BacktestRequest, run_backtest
@@ -34,6 +34,7 @@ def test_write_report_png_and_offline_html(tmp_path: Path) -> None:
 def test_run_report_by_id_regenerates_from_the_stored_curve(
     conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
+    user(conn)
     lid = listing(conn, "BTC/USDT", SPOT_RULES)
     load(conn, lid, random_walk(5000, seed=4))
     req = BacktestRequest(strategy="bollinger_breakout", symbols=("BTCUSDT",), timeframe="1m",

@@ -21,6 +21,7 @@ from tradestore.strategy.runner import BacktestRequest, run_backtest
 
 @pytest.fixture
 def btc(conn: psycopg.Connection[Any]) -> int:
+    user(conn, "owner")  # the only user: the owner of runs that name none
     lid = listing(conn, "BTC/USDT", SPOT_RULES)
     load(conn, lid, random_walk(3000, seed=11))
     return lid
@@ -48,6 +49,8 @@ def test_run_is_recorded_with_every_seed_field(
     row = store.get_run(conn, outcome.run_id)
     assert row["status"] == "COMPLETED"
     assert row["symbols"] == ["BTCUSDT"]
+    owner = conn.execute("SELECT id FROM account.users WHERE username = 'owner'").fetchone()[0]
+    assert row["user_id"] == owner  # no user named: the only user owns it
     assert row["total_trades"] == outcome.metrics.total_trades > 0
     assert row["final_value"] == outcome.result.final_value
     assert row["winning_trades"] + row["losing_trades"] <= row["total_trades"]
@@ -77,6 +80,7 @@ def test_registered_strategy_logs_executions_and_keeps_stats(
                     take_profit_pct=Decimal(2))  # fmt: skip
     outcome = run_backtest(conn, request(strategy="fast sma", parameters={}), home=tmp_path)
     row = store.get_run(conn, outcome.run_id)
+    assert row["user_id"] == uid  # the registered strategy's owner, not the first user
     assert row["strategy_id"] is not None and row["parameters"] == {"fast": 5, "slow": 20}
     kinds = dict(
         conn.execute(

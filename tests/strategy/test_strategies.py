@@ -110,11 +110,11 @@ def test_registry(conn: psycopg.Connection[Any]) -> None:
 def test_is_backtesting_follows_pending_and_running_runs(conn: psycopg.Connection[Any]) -> None:
     uid = user(conn)
     rec = create_strategy(conn, user_id=uid, name="s", implementation="sma_crossover")
-    insert = ("INSERT INTO analytics.backtest_runs (strategy_id, strategy_name, start_date, "
-              "end_date, symbols, initial_capital, status) VALUES (%s, 's', '2024-01-01', "
-              "'2024-01-02', '{X}', 100, %s) RETURNING id")  # fmt: skip
-    first = conn.execute(insert, (rec.id, "RUNNING")).fetchone()[0]
-    second = conn.execute(insert, (rec.id, "PENDING")).fetchone()[0]
+    insert = ("INSERT INTO analytics.backtest_runs (user_id, strategy_id, strategy_name, "
+              "start_date, end_date, symbols, initial_capital, status) VALUES (%s, %s, 's', "
+              "'2024-01-01', '2024-01-02', '{X}', 100, %s) RETURNING id")  # fmt: skip
+    first = conn.execute(insert, (uid, rec.id, "RUNNING")).fetchone()[0]
+    second = conn.execute(insert, (uid, rec.id, "PENDING")).fetchone()[0]
     assert get_strategy(conn, "s").is_backtesting
     conn.execute("UPDATE analytics.backtest_runs SET status = 'COMPLETED' WHERE id = %s", (first,))
     assert get_strategy(conn, "s").is_backtesting  # the second is still pending

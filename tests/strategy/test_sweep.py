@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from dask.distributed import Client, LocalCluster
 
-from tests.strategy.market import SPOT_RULES, listing, load, random_walk, utc
+from tests.strategy.market import SPOT_RULES, listing, load, random_walk, user, utc
 from tradestore.db.errors import ValidationError
 from tradestore.strategy import store
 from tradestore.strategy.runner import BacktestRequest, prepare, simulate
@@ -36,6 +36,7 @@ def client(cluster: LocalCluster) -> Iterator[Client]:
 
 @pytest.fixture
 def base(conn: psycopg.Connection[Any]) -> BacktestRequest:
+    user(conn)  # the only user: the sweep's owner
     lid = listing(conn, "BTC/USDT", SPOT_RULES)
     load(conn, lid, random_walk(4000, seed=2))
     return BacktestRequest(

@@ -24,9 +24,9 @@ INSERT INTO account.accounts (user_id, exchange_id, name, base_currency, initial
 INSERT INTO account.api_keys (user_id, exchange_id, api_key_ciphertext, api_secret_ciphertext, key_hint) VALUES (1, 2, '\x01', '\x02', 'ab12');
 INSERT INTO analytics.strategies (user_id, name, strategy_type) VALUES (1, 'sma', 'swing_trading');
 INSERT INTO analytics.strategy_executions (strategy_id, user_id, execution_type) VALUES (1, 1, 'signal');
-INSERT INTO analytics.backtest_sweeps (strategy_name, grid) VALUES ('sma', '{"fast": [5, 10]}');
-INSERT INTO analytics.backtest_runs (sweep_id, strategy_name, start_date, end_date, symbols, initial_capital, status, total_return)
-VALUES (1, 'sma', '2024-01-01', '2024-02-01', ARRAY['BTCUSDT'], 10000, 'COMPLETED', 0.05);
+INSERT INTO analytics.backtest_sweeps (user_id, strategy_name, grid) VALUES (1, 'sma', '{"fast": [5, 10]}');
+INSERT INTO analytics.backtest_runs (sweep_id, user_id, strategy_name, start_date, end_date, symbols, initial_capital, status, total_return)
+VALUES (1, 1, 'sma', '2024-01-01', '2024-02-01', ARRAY['BTCUSDT'], 10000, 'COMPLETED', 0.05);
 INSERT INTO brain.ai_reports (stock_id, analysis_date, model_version, sentiment_score, confidence_score, risk_level)
 VALUES (1, '2024-01-02', 'v1', 3.5, 0.8, 'LOW');
 INSERT INTO brain.daily_picks (report_id, pick_date, action, priority_score) VALUES (1, '2024-01-02', 'BUY', 9.1);

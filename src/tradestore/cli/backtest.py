@@ -161,7 +161,9 @@ _SIZE = typer.Option(None, "--size-pct", help="spend this percent of equity per 
 _SHORT = typer.Option(False, "--short/--long-only", help="allow short positions")
 _RF = typer.Option(0.0, "--risk-free", help="annual risk-free rate for Sharpe/Sortino")
 _CAL = typer.Option(None, "--calendar", help="crypto (365 d), equity (252 d) or fx")
-_USER = typer.Option(None, "--user", help="username or id (owner of the strategy)")
+_USER = typer.Option(
+    None, "--user", help="username or id: the owner (may be left out when there is one user)"
+)
 
 
 @app.command("run")

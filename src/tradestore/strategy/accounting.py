@@ -20,12 +20,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from tradestore.strategy.rules import trim_scale
+from tradestore.strategy.rules import EXACT, trim_scale
 
 __all__ = ["Book", "FillEffect", "Position", "div_round", "net_fill"]
 
 ZERO = Decimal(0)
-_PREC = 100  # exact for any realistic product of prices and quantities
 
 
 def _sign(value: Decimal) -> int:
@@ -35,11 +34,11 @@ def _sign(value: Decimal) -> int:
 def div_round(num: Decimal, den: Decimal, scale: int) -> Decimal:
     """system.div_round: num / den rounded to `scale` decimals, halves away from zero,
     computed exactly (integer quotient and remainder, no intermediate rounding)."""
-    with localcontext(prec=_PREC):
+    with localcontext(EXACT):
         n = num.scaleb(scale)
         q = n // den  # Decimal // truncates toward zero, like PostgreSQL's div()
         r = n - q * den
-        if 2 * abs(r) >= abs(den):
+        if 2 * r.copy_abs() >= den.copy_abs():
             q += _sign(n) * _sign(den)
         return trim_scale(q.scaleb(-scale))
 
@@ -54,12 +53,14 @@ def net_fill(
 ) -> tuple[Decimal, Decimal, Decimal]:
     """trade.net_fill: one signed fill (BUY > 0) applied to a netting position.
     Returns (quantity, avg_entry_price, realized_pnl)."""
-    with localcontext(prec=_PREC):
+    with localcontext(EXACT):
         new_qty = trim_scale(quantity + fill)
         if quantity == 0 or _sign(quantity) == _sign(fill):
-            avg = div_round(abs(quantity) * avg_entry + abs(fill) * price, abs(new_qty), 20)
+            avg = div_round(
+                quantity.copy_abs() * avg_entry + fill.copy_abs() * price, new_qty.copy_abs(), 20
+            )
             return new_qty, avg, realized
-        closed = min(abs(quantity), abs(fill))
+        closed = min(quantity.copy_abs(), fill.copy_abs())
         new_realized = trim_scale(
             realized + closed * (price - avg_entry) * _sign(quantity) * multiplier
         )
@@ -118,14 +119,15 @@ class Book:
     ) -> FillEffect:
         """Apply a fill like public.apply_fill: position, fees and the ledger's cash."""
         pos = self.position(key)
-        fill = quantity if side == "BUY" else -quantity
+        # copy_negate is exact; unary minus would round to the ambient context's precision.
+        fill = quantity if side == "BUY" else quantity.copy_negate()
         before = pos.quantity
         qty, avg, realized = net_fill(
             pos.quantity, pos.avg_entry_price, pos.realized_pnl, fill, price, multiplier
         )
-        with localcontext(prec=_PREC):
+        with localcontext(EXACT):
             booked = realized - pos.realized_pnl
-            principal = booked if derivative else -fill * price * multiplier
+            principal = booked if derivative else fill.copy_negate() * price * multiplier
             cash_delta = trim_scale(principal - fee)
             self.cash += cash_delta
             pos.total_fees += fee
@@ -143,7 +145,7 @@ class Book:
         """Cash plus the positions at `marks`: spot at market value, derivatives at their
         unrealized PnL (their principal never left the cash)."""
         total = self.cash
-        with localcontext(prec=_PREC):
+        with localcontext(EXACT):
             for key, pos in self.positions.items():
                 if pos.quantity == 0:
                     continue

@@ -12,7 +12,8 @@ Each bar t of the timeline, for the symbols that have a bar at t:
 5. The strategy's signals at the close become pending orders for the next bar.
 
 Every order goes through the same checks as the live SQL API (trading/sql/order_rules.sql):
-the quantity is truncated to step_size and checked against min_qty / max_qty, the
+the quantity is truncated to step_size (to rules.SIZE_DECIMALS decimals on a listing
+without one) and checked against min_qty / max_qty, the
 notional against min_notional / max_notional at the fill price, and the fill price is
 rounded to the tick grid (normalize_price, nearest tick after slippage). Fills update
 cash and netting positions through accounting.Book, the mirror of apply_fill. A refused
@@ -21,6 +22,9 @@ order is recorded with the field and rule the live API would name.
 Fill prices: market orders fill at the open x (1 + slippage) for a buy, x (1 - slippage)
 for a sell; stop and take-profit orders fill at their level (or the open on a gap), with
 the same slippage. The fee is quantity x price x contract size x the taker fee.
+
+Quantities are exact end to end: a close fills exactly the held quantity, so a position
+is flat after it to the last digit (no dust to block the next entry).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from tradestore.strategy.model import (
     SimResult,
     to_decimal,
 )
-from tradestore.strategy.rules import normalize_price, normalize_size, rule
+from tradestore.strategy.rules import EXACT, entry_size, normalize_price, rule
 from tradestore.strategy.strategies import BarContext, Strategy
 from tradestore.strategy.trades import build_trades
 
@@ -126,8 +130,7 @@ class _EventSim:
             return 1
         if max_qty is not None and qty > max_qty:
             return 2
-        with localcontext(prec=80):
-            notional = qty * price * self.mult[s]
+        notional = qty * price * self.mult[s]
         min_notional, max_notional = rule(rules, "min_notional"), rule(rules, "max_notional")
         if min_notional is not None and notional < min_notional:
             return 3
@@ -139,35 +142,33 @@ class _EventSim:
         """(equity, exposure) at the last closes: exposure is the open notional."""
         equity = self.book.cash
         exposure = Decimal(0)
-        with localcontext(prec=80):
-            for s, pos in self.book.positions.items():
-                if pos.quantity == 0:
-                    continue
-                mark = to_decimal(self.last_close[s])
-                if self.deriv[s]:
-                    equity += pos.quantity * (mark - pos.avg_entry_price) * self.mult[s]
-                else:
-                    equity += pos.quantity * mark * self.mult[s]
-                exposure += abs(pos.quantity) * mark * self.mult[s]
+        for s, pos in self.book.positions.items():
+            if pos.quantity == 0:
+                continue
+            mark = to_decimal(self.last_close[s])
+            if self.deriv[s]:
+                equity += pos.quantity * (mark - pos.avg_entry_price) * self.mult[s]
+            else:
+                equity += pos.quantity * mark * self.mult[s]
+            exposure += pos.quantity.copy_abs() * mark * self.mult[s]
         return equity, exposure
 
     def size(self, t: int, s: int, price: Decimal) -> Decimal:
         """Quantity of an entry: spend equity x size_fraction (fees included), at most
         the free cash (equity less the open notional), truncated to the step."""
         equity, exposure = self.marks()
-        with localcontext(prec=80):
-            spend = min(equity * self.frac, equity - exposure)
-            if spend <= 0:
-                return Decimal(0)
-            unit = price * self.mult[s]
-            qty = spend / (_ONE + self.fee_rate(t, s)) / unit
-            max_notional = rule(self.rules[s], "max_notional")
-            if max_notional is not None:
-                qty = min(qty, max_notional / unit)
-            max_qty = rule(self.rules[s], "max_qty")
-            if max_qty is not None:
-                qty = min(qty, max_qty)
-            return normalize_size(self.rules[s], qty) or Decimal(0)
+        spend = min(equity * self.frac, equity - exposure)
+        if spend <= 0:
+            return Decimal(0)
+        unit = price * self.mult[s]
+        qty = spend / (_ONE + self.fee_rate(t, s)) / unit
+        max_notional = rule(self.rules[s], "max_notional")
+        if max_notional is not None:
+            qty = min(qty, max_notional / unit)
+        max_qty = rule(self.rules[s], "max_qty")
+        if max_qty is not None:
+            qty = min(qty, max_qty)
+        return entry_size(self.rules[s], qty)
 
     # ----------------------------------------------------------------- fills
     def fill(
@@ -177,8 +178,7 @@ class _EventSim:
         if code is not None:
             self.reject(t, s, side, qty, price, code, started)
             return False
-        with localcontext(prec=80):
-            fee = qty * price * self.mult[s] * self.fee_rate(t, s)
+        fee = qty * price * self.mult[s] * self.fee_rate(t, s)
         effect = self.book.apply_fill(
             s,
             "BUY" if side > 0 else "SELL",
@@ -220,9 +220,9 @@ class _EventSim:
         started = time.perf_counter()
         pos = self.book.positions[s]
         side = -1 if pos.quantity > 0 else 1
-        done = self.fill(
-            t, s, side, abs(pos.quantity), self.exec_price(s, ref, side), reason, started
-        )
+        # Close exactly what is held (copy_abs never rounds).
+        held = pos.quantity.copy_abs()
+        done = self.fill(t, s, side, held, self.exec_price(s, ref, side), reason, started)
         if not done and reason:
             # A refused stop or take-profit order no longer exists (as live): drop both.
             self.sl[s] = self.tp[s] = None
@@ -242,15 +242,14 @@ class _EventSim:
     def set_exits(self, s: int, direction: int) -> None:
         entry = self.book.positions[s].avg_entry_price
         cfg = self.config
-        with localcontext(prec=80):
-            if cfg.stop_loss_pct:
-                level = entry * (_ONE - direction * cfg.stop_loss_pct / _HUNDRED)
-                self.sl[s] = normalize_price(self.rules[s], level)
-                self.sl_f[s] = float(self.sl[s])  # type: ignore[arg-type]
-            if cfg.take_profit_pct:
-                level = entry * (_ONE + direction * cfg.take_profit_pct / _HUNDRED)
-                self.tp[s] = normalize_price(self.rules[s], level)
-                self.tp_f[s] = float(self.tp[s])  # type: ignore[arg-type]
+        if cfg.stop_loss_pct:
+            level = entry * (_ONE - direction * cfg.stop_loss_pct / _HUNDRED)
+            self.sl[s] = normalize_price(self.rules[s], level)
+            self.sl_f[s] = float(self.sl[s])  # type: ignore[arg-type]
+        if cfg.take_profit_pct:
+            level = entry * (_ONE + direction * cfg.take_profit_pct / _HUNDRED)
+            self.tp[s] = normalize_price(self.rules[s], level)
+            self.tp_f[s] = float(self.tp[s])  # type: ignore[arg-type]
 
     def check_exits(self, t: int, s: int, o: float, h: float, lo: float) -> None:
         sign = self.pos_sign[s]
@@ -407,5 +406,7 @@ def run_event(
     strategy: Strategy | None = None,
     progress: Progress | None = None,
 ) -> SimResult:
-    """Simulate exactly, bar by bar (see the module docstring for the rules)."""
-    return _EventSim(data, config, strategy).run(signals, progress)
+    """Simulate exactly, bar by bar (see the module docstring for the rules). All Decimal
+    arithmetic of the run happens in rules.EXACT, never in the ambient 28-digit context."""
+    with localcontext(EXACT):
+        return _EventSim(data, config, strategy).run(signals, progress)

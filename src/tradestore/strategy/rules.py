@@ -13,11 +13,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Any
 
 __all__ = [
+    "EXACT",
+    "SIZE_DECIMALS",
     "RuleArrays",
+    "entry_size",
     "meets_min_notional",
     "normalize_price",
     "normalize_size",
@@ -28,8 +43,19 @@ __all__ = [
     "trim_scale",
 ]
 
-# NUMERIC arithmetic is exact up to 1000 digits; 80 covers any price x quantity we meet.
-_PREC = 80
+# The one arithmetic context of the backtest's Decimal code (the event engine runs inside
+# it; accounting and these rules use it too). NUMERIC is exact up to 1000 digits; 100
+# digits hold any product of a price, a size, a contract size and a fee rate exactly.
+# Sign changes use copy_abs / copy_negate, which never round in any context.
+_PREC = 100
+EXACT = Context(
+    prec=_PREC, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+# An entry on a listing without step_size is truncated to this many decimals (the finest
+# unit any venue trades, e.g. 1e-18 of an ERC-20 token), so every size is a short exact
+# decimal that a close can repeat to the last digit.
+SIZE_DECIMALS = 18
+_SIZE_UNIT = Decimal(1).scaleb(-SIZE_DECIMALS)
 
 
 def parse_rules(rules: str | bytes | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -105,6 +131,16 @@ def normalize_size(rules: Mapping[str, Any], quantity: Decimal | None) -> Decima
         return quantity
     with localcontext(prec=_PREC):
         return trim_scale((quantity / step).to_integral_value(rounding=ROUND_DOWN) * step)
+
+
+def entry_size(rules: Mapping[str, Any], quantity: Decimal) -> Decimal:
+    """The size the backtest orders: normalize_size (truncated to the step), or, when the
+    listing has no step, truncated to SIZE_DECIMALS decimals. Never rounds up."""
+    step = rule(rules, "step_size")
+    if (step is not None and step > 0) or not quantity.is_finite():
+        return normalize_size(rules, quantity) or Decimal(0)
+    with localcontext(EXACT):
+        return trim_scale(quantity.quantize(_SIZE_UNIT, rounding=ROUND_DOWN))
 
 
 def notional(rules: Mapping[str, Any], price: Decimal, quantity: Decimal) -> Decimal:

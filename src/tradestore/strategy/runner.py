@@ -84,7 +84,7 @@ class Prepared:
     data: MarketData
     fee_sources: dict[str, str]
     conventions: Conventions
-    user_id: int | None
+    user_id: int
 
     @property
     def strategy_name(self) -> str:
@@ -174,8 +174,9 @@ def prepare(conn: psycopg.Connection[Any], request: BacktestRequest) -> Prepared
         raise ValidationError("end", "must be after start", end.isoformat())
     user_id = find_user(conn, request.user) if request.user is not None else None
     record, impl = _resolve_strategy(conn, request.strategy, user_id)
-    if record is not None:
-        user_id = record.user_id
+    # Every backtest has an owner (row-level security shows it to that user only): the
+    # registered strategy's owner, else the named user, else the only user there is.
+    user_id = record.user_id if record is not None else find_user(conn, request.user)
     params = {**(record.parameters if record else {}), **dict(request.parameters)}
     strategy = impl(**params)  # validates
     config = _config(request, record)

@@ -413,15 +413,11 @@ BEGIN
 END;
 $$;
 
--- Backtests that belong to nobody (run from the CLI) are shared: every user may read
--- them, only admins and the engine change them. Alerts that belong to nobody are system
--- alerts, for admins only (they may name any user's objects and chats).
+-- Backtests and sweeps always have an owner (user_id NOT NULL), so rls_owner alone decides
+-- who reads them: nobody shares another user's backtests. Alerts that belong to nobody are
+-- system alerts, for admins only (they may name any user's objects and chats).
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_sweeps;
-CREATE POLICY rls_shared_read ON analytics.backtest_sweeps FOR SELECT TO tradestore_readonly
-    USING (user_id IS NULL);
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_runs;
-CREATE POLICY rls_shared_read ON analytics.backtest_runs FOR SELECT TO tradestore_readonly
-    USING (user_id IS NULL);
 DROP POLICY IF EXISTS rls_shared_read ON system.alerts;
 
 -- A user's order is created the way submit_order creates it: now, by the user, not yet
