@@ -28,6 +28,7 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.pool import NullPool
 
+from tradestore.db.errors import TradestoreError
 from tradestore.db.schema_ops import BACKUP_SCHEMA, DataWouldBeLost, ModuleUnavailable
 from tradestore.db.sqlfiles import created_objects, execute_script, read
 
@@ -105,7 +106,7 @@ MODULES: dict[str, Module] = {
 }
 
 
-class UnknownModule(ValueError):
+class UnknownModule(TradestoreError, ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"module: unknown module {name!r} (known: {', '.join(MODULES)})")
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 
+from tradestore.db.errors import TradestoreError
+
 __all__ = [
     "PG_OS_USER",
     "OsUser",
@@ -44,7 +46,7 @@ __all__ = [
 PG_OS_USER = "tradestore-pg"
 
 
-class PgCommandError(RuntimeError):
+class PgCommandError(TradestoreError, RuntimeError):
     """A PostgreSQL binary exited non-zero; the message carries its output."""
 
 

@@ -13,12 +13,13 @@ import psycopg
 from alembic import context, op
 from psycopg import sql
 
+from tradestore.db.errors import TradestoreError
 from tradestore.db.sqlfiles import SqlObject, created_objects, execute_script, read
 
 BACKUP_SCHEMA = "zz_backup"
 
 
-class DataWouldBeLost(RuntimeError):
+class DataWouldBeLost(TradestoreError, RuntimeError):
     """A downgrade or module disable would drop tables or columns that hold data."""
 
     def __init__(self, holding: Sequence[str]) -> None:
@@ -238,7 +239,7 @@ def _drop_one(conn: psycopg.Connection, obj: SqlObject) -> None:
             conn.execute(f"DROP FUNCTION IF EXISTS {signature}")
 
 
-class ModuleUnavailable(RuntimeError):
+class ModuleUnavailable(TradestoreError, RuntimeError):
     """A module needs something this PostgreSQL server does not offer."""
 
     def __init__(self, module: str, reason: str) -> None:

@@ -31,6 +31,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tradestore import __version__
+from tradestore.db.errors import TradestoreError
 from tradestore.db.pgproc import chown_to, log_tail, make_traversable, pg_os_user
 from tradestore.db.server import EmbeddedPostgres, ServerStartError
 
@@ -56,7 +57,7 @@ ROLES_FILE = "roles.sql"
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
-class BackupError(RuntimeError):
+class BackupError(TradestoreError, RuntimeError):
     """A backup or restore step failed; the message carries the tool's own error."""
 
 
