@@ -7,19 +7,22 @@ driver error; database errors without a known meaning propagate unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
 from tradestore.db.errors import translate
 
-__all__ = ["Params", "dicts", "one", "rows", "scalar", "translated"]
+__all__ = ["Params", "Query", "dicts", "one", "rows", "scalar", "translated"]
 
 T = TypeVar("T")
 
+# A statement: text, or one composed with psycopg.sql (identifiers quoted).
+Query: TypeAlias = str | bytes | sql.SQL | sql.Composed
 # What psycopg accepts as the parameters of one statement.
 Params: TypeAlias = Sequence[Any] | Mapping[str, Any] | None
 
@@ -39,27 +42,31 @@ def translated() -> Iterator[None]:
         raise mapped from exc
 
 
-def scalar(conn: psycopg.Connection[Any], query: str, params: Params = None) -> Any:
+def scalar(conn: psycopg.Connection[Any], query: Query, params: Params = None) -> Any:
     """The first column of the first row, or None when there is no row."""
     with translated():
         row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
 
 
-def one(conn: psycopg.Connection[Any], query: str, params: Params = None) -> dict[str, Any] | None:
+def one(
+    conn: psycopg.Connection[Any], query: Query, params: Params = None
+) -> dict[str, Any] | None:
     """The first row as a dict keyed by column name, or None when there is no row."""
     with translated(), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchone()
 
 
-def dicts(conn: psycopg.Connection[Any], query: str, params: Params = None) -> list[dict[str, Any]]:
+def dicts(
+    conn: psycopg.Connection[Any], query: Query, params: Params = None
+) -> list[dict[str, Any]]:
     """Every row as a dict keyed by column name."""
     with translated(), conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, params).fetchall()
 
 
 def rows(
-    conn: psycopg.Connection[Any], factory: Callable[..., T], query: str, params: Params = None
+    conn: psycopg.Connection[Any], factory: type[T], query: Query, params: Params = None
 ) -> list[T]:
     """Every row built by `factory` from its columns as keyword arguments (a dataclass)."""
     with translated(), conn.cursor(row_factory=class_row(factory)) as cur:

@@ -179,7 +179,7 @@ SELECT count(*) FILTER (WHERE status = 'PENDING'),
 def outbox_stats(conn: psycopg.Connection[Any]) -> OutboxStats:
     row = conn.execute(_STATS_SQL).fetchone()
     assert row is not None
-    return OutboxStats(*(int(v) for v in row[:5]), row[5])
+    return OutboxStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])
 
 
 def retry_failed(conn: psycopg.Connection[Any], ids: Sequence[int] | None = None) -> int:

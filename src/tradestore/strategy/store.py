@@ -153,7 +153,9 @@ def create_run(
 
 @translated()
 def create_runs(
-    conn: psycopg.Connection[Any], base: Mapping[str, Any], parameter_sets: Sequence[Mapping]
+    conn: psycopg.Connection[Any],
+    base: Mapping[str, Any],
+    parameter_sets: Sequence[Mapping[str, Any]],
 ) -> list[int]:
     """One PENDING run per parameter set (a sweep's combinations), in one statement."""
     rows = conn.execute(
