@@ -97,6 +97,8 @@ def static_checks() -> list[tuple[str, list[str]]]:
     return [
         ("ruff check", [ruff, "check", *paths]),
         ("ruff format --check", [ruff, "format", "--check", *paths]),
+        # Settings in pyproject.toml [tool.mypy]: strict over src/tradestore.
+        ("mypy", [str(BIN / "mypy")]),
     ]
 
 

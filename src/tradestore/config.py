@@ -16,6 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tradestore.db.errors import TradestoreError
+
 __all__ = ["Settings", "SettingsError", "get_settings", "load_settings", "parse_duration_ms"]
 
 # Units accepted by PostgreSQL for time GUCs, expressed in milliseconds.
@@ -131,7 +133,7 @@ class Settings(BaseSettings):
         return self.DB_POOL_SIZE + self.DB_MAX_OVERFLOW
 
 
-class SettingsError(ValueError):
+class SettingsError(TradestoreError, ValueError):
     """Invalid configuration; the message lists every bad variable with its value."""
 
 

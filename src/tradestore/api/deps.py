@@ -20,11 +20,13 @@ __all__ = ["get_conn", "get_pool", "get_settings"]
 
 
 def get_pool(request: Request) -> AsyncConnectionPool[Any]:
-    return request.app.state.pool
+    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    return pool
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:

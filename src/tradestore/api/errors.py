@@ -15,8 +15,12 @@ them, see system.raise_invalid); the handlers here map them to HTTP statuses:
     NotFound                           404
     Conflict                           409
     RateLimited                        429 (+ Retry-After)
+    ApiError                           its own status
     database unreachable, pool empty   503
     anything else                      500, with the request id and nothing else
+
+Every error tradestore raises on purpose derives from TradestoreError, so one handler
+(tradestore_error_response) maps them all.
 
 A value is echoed shortened, and never for a field that holds a secret.
 """
@@ -34,7 +38,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tradestore.db.errors import Conflict, NotFound, ValidationError
+from tradestore.db.errors import Conflict, NotFound, TradestoreError, ValidationError
 from tradestore.identity.errors import AuthError, Forbidden, RateLimited
 
 __all__ = ["ApiError", "error_response", "install_error_handlers"]
@@ -69,7 +73,7 @@ _CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(TradestoreError):
     """An error raised by the API layer itself (not by the domain code)."""
 
     def __init__(
@@ -174,9 +178,10 @@ def _request_validation(exc: RequestValidationError) -> JSONResponse:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+def tradestore_error_response(request: Request, exc: TradestoreError) -> JSONResponse:
+    """The response to any error tradestore raises on purpose (all derive from
+    TradestoreError): the most specific kind decides the status."""
+    if isinstance(exc, ApiError):
         return error_response(
             exc.status,
             exc.message,
@@ -186,28 +191,16 @@ def install_error_handlers(app: FastAPI) -> None:
             value=exc.value,
             headers=exc.headers,
         )
-
-    @app.exception_handler(RequestValidationError)
-    async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _request_validation(exc)
-
-    @app.exception_handler(ValidationError)
-    async def _invalid(request: Request, exc: ValidationError) -> JSONResponse:
+    if isinstance(exc, ValidationError):
         return _validation(exc)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+    if isinstance(exc, NotFound):
         return error_response(
             404, f"{exc.what} not found", field=exc.what.replace(" ", "_"), value=exc.key,
             rule="must name an existing object you may see",
         )  # fmt: skip
-
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+    if isinstance(exc, Conflict):
         return error_response(409, "the request conflicts with the current state", rule=str(exc))
-
-    @app.exception_handler(AuthError)
-    async def _unauthorized(request: Request, exc: AuthError) -> JSONResponse:
+    if isinstance(exc, AuthError):
         log.info("authentication refused: %s", exc.reason)
         return error_response(
             401,
@@ -216,15 +209,11 @@ def install_error_handlers(app: FastAPI) -> None:
             rule="needs a valid, unexpired access token (Authorization: Bearer <token>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+    if isinstance(exc, Forbidden):
         return error_response(
             403, f"{exc.field}: {exc.rule}", field=exc.field, rule=exc.rule, value=exc.value
         )
-
-    @app.exception_handler(RateLimited)
-    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+    if isinstance(exc, RateLimited):
         return error_response(
             429,
             str(exc),
@@ -233,6 +222,27 @@ def install_error_handlers(app: FastAPI) -> None:
             value=None,
             headers={"Retry-After": str(exc.retry_after)},
         )
+    return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(
+        500,
+        "internal error; the request id identifies it in the server's log",
+        extra={"request_id": request_id},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TradestoreError)
+    async def _tradestore(request: Request, exc: TradestoreError) -> JSONResponse:
+        return tradestore_error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _request_validation(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -253,10 +263,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None)
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(
-            500,
-            "internal error; the request id identifies it in the server's log",
-            extra={"request_id": request_id},
-        )
+        return _internal_error(request, exc)

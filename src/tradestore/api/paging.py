@@ -16,7 +16,7 @@ import base64
 import binascii
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Query
 
@@ -35,6 +35,7 @@ __all__ = [
 # Seed 001 §9-B reads 100 active orders a page; no list returns more than MAX_PAGE_SIZE.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
+T = TypeVar("T")
 _CURSOR_RULE = "must be a next_cursor returned by the previous page"
 
 LimitParam = Query(
@@ -64,11 +65,15 @@ def decode_cursor(cursor: str | None, *, timed: bool = True) -> tuple[Any, int] 
 
 
 def split_page(
-    rows: Sequence[dict[str, Any]], limit: int, time_key: str, id_key: str = "id"
-) -> tuple[list[dict[str, Any]], str | None]:
-    """(the page, next_cursor) from `limit + 1` rows."""
+    rows: Sequence[T], limit: int, time_key: str, id_key: str = "id"
+) -> tuple[list[T], str | None]:
+    """(the page, next_cursor) from `limit + 1` rows: dicts or records with attributes."""
     page = list(rows[:limit])
     if len(rows) <= limit or not page:
         return page, None
     last = page[-1]
-    return page, encode_cursor(last[time_key], int(last[id_key]))
+    return page, encode_cursor(_key(last, time_key), int(_key(last, id_key)))
+
+
+def _key(row: object, key: str) -> Any:
+    return row[key] if isinstance(row, dict) else getattr(row, key)

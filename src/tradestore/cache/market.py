@@ -16,9 +16,9 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import psycopg
 
 from tradestore.cache import keys
-from tradestore.cache._db import one
 from tradestore.cache.client import Cache
 from tradestore.cache.keys import Candle, MarketLatest, OrderBook, Ticker
+from tradestore.db.query import one
 
 __all__ = [
     "Lookup",

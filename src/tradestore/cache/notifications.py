@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 
 from tradestore.cache import keys
-from tradestore.cache._db import one, rows
 from tradestore.cache.client import Cache, purge_pattern
 from tradestore.cache.keys import NOTIFICATIONS_KEPT, Notification
+from tradestore.db.query import dicts, one
 
 __all__ = [
     "next_telegram",
@@ -62,7 +62,7 @@ def notifications(
         return cached
     found = [
         Notification(**r)
-        for r in rows(
+        for r in dicts(
             conn,
             _ALERT + " WHERE (user_id = %s OR user_id IS NULL) AND NOT is_acknowledged "
             "ORDER BY created_at DESC, alert_id DESC LIMIT %s",
@@ -82,7 +82,7 @@ def rebuild_telegram_queue(cache: Cache, conn: psycopg.Connection[Any]) -> int:
     """Refill telegram_queue with the PENDING outbox ids, oldest first; returns how many."""
     ids = [
         int(r["id"])
-        for r in rows(
+        for r in dicts(
             conn,
             "SELECT id FROM system.notification_outbox WHERE status = 'PENDING' "
             "ORDER BY coalesce(send_after, created_at), id",

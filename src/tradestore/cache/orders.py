@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 
 from tradestore.cache import keys
-from tradestore.cache._db import one, rows
 from tradestore.cache.client import Cache
 from tradestore.cache.keys import OrderStatusEntry
+from tradestore.db.query import dicts, one
 
 __all__ = ["active_orders", "on_order_changed", "on_orders_changed", "order_status"]
 
@@ -82,7 +82,7 @@ def active_orders(cache: Cache, conn: psycopg.Connection[Any], user_id: int) -> 
         return cached
     ids = {
         int(r["id"])
-        for r in rows(
+        for r in dicts(
             conn,
             "SELECT o.id FROM trade.orders o JOIN account.accounts a ON a.id = o.account_id "
             "WHERE a.user_id = %s AND o.status IN ('NEW', 'PARTIALLY_FILLED')",

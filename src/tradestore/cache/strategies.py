@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 
 from tradestore.cache import keys
-from tradestore.cache._db import one, rows
 from tradestore.cache.client import Cache
 from tradestore.cache.keys import SIGNALS_KEPT, Signal, StrategyStatus
+from tradestore.db.query import dicts, one
 
 __all__ = ["on_signal", "on_strategy_changed", "signals", "strategy_status"]
 
@@ -95,6 +95,6 @@ def signals(
     cache.record(cached is not None)
     if cached is not None:
         return cached
-    found = [Signal(**r) for r in rows(conn, _SIGNALS, (strategy_id, SIGNALS_KEPT))]
+    found = [Signal(**r) for r in dicts(conn, _SIGNALS, (strategy_id, SIGNALS_KEPT))]
     keys.set_signals(cache, strategy_id, found)
     return found[:limit]

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 
 from tradestore.cache import keys
-from tradestore.cache._db import one, rows
 from tradestore.cache.client import Cache
+from tradestore.db.query import dicts, one
 
 __all__ = ["active_sessions", "on_preferences_changed", "preferences"]
 
@@ -42,7 +42,7 @@ def active_sessions(cache: Cache, conn: psycopg.Connection[Any], user_id: int) -
         return cached
     ids = {
         int(r["id"])
-        for r in rows(
+        for r in dicts(
             conn,
             "SELECT id FROM account.user_sessions WHERE user_id = %s AND is_active "
             "AND revoked_at IS NULL AND expires_at > now()",

@@ -16,8 +16,7 @@ from rich.console import Console
 
 from tradestore.cache import invalidation
 from tradestore.cache.client import existing_cache
-from tradestore.config import Settings, SettingsError, get_settings
-from tradestore.db import migrate
+from tradestore.config import Settings, get_settings
 from tradestore.db.connect import resolve_conninfo
 from tradestore.db.errors import TradestoreError, ValidationError, translate
 
@@ -27,14 +26,6 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_EXPECTED = (
-    TradestoreError,
-    SettingsError,
-    migrate.DataWouldBeLost,
-    migrate.ModuleUnavailable,
-    migrate.UnknownModule,
-)
-
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -42,13 +33,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn expected failures into one red line and exit code 1 (no traceback)."""
+    """Turn expected failures into one red line and exit code 1 (no traceback): every
+    error tradestore raises on purpose derives from TradestoreError."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except _EXPECTED as exc:
+        except TradestoreError as exc:
             raise fail(str(exc)) from None
         except psycopg.Error as exc:
             translated = translate(exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from tradestore import __version__
@@ -105,7 +107,7 @@ def up(
         raise typer.Exit(code)
 
 
-def services(embedded: bool) -> dict:
+def services(embedded: bool) -> dict[str, Any]:
     """What `up` runs beside the database: the API server (webhooks, health), the cache
     invalidation listener, the notification worker and the operational schedule."""
     from tradestore.api.server import service as api_service

@@ -28,6 +28,8 @@ from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy.pool import NullPool
 
+from tradestore.db.errors import TradestoreError
+from tradestore.db.query import scalar
 from tradestore.db.schema_ops import BACKUP_SCHEMA, DataWouldBeLost, ModuleUnavailable
 from tradestore.db.sqlfiles import created_objects, execute_script, read
 
@@ -105,7 +107,7 @@ MODULES: dict[str, Module] = {
 }
 
 
-class UnknownModule(ValueError):
+class UnknownModule(TradestoreError, ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"module: unknown module {name!r} (known: {', '.join(MODULES)})")
 
@@ -149,9 +151,7 @@ def _script() -> ScriptDirectory:
 def current_revisions(conninfo: str) -> set[str]:
     """Revisions applied to the database (every branch's current head)."""
     with psycopg.connect(conninfo) as conn:
-        exists = conn.execute(
-            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-        ).fetchone()[0]
+        exists = scalar(conn, "SELECT to_regclass('public.alembic_version') IS NOT NULL")
         if not exists:
             return set()
         return {r[0] for r in conn.execute("SELECT version_num FROM public.alembic_version")}
@@ -220,9 +220,7 @@ def restamp_folded(conninfo: str) -> dict[str, str]:
     {old: new} for what it changed."""
     changed: dict[str, str] = {}
     with psycopg.connect(conninfo) as conn:
-        exists = conn.execute(
-            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-        ).fetchone()[0]
+        exists = scalar(conn, "SELECT to_regclass('public.alembic_version') IS NOT NULL")
         if not exists:
             return changed
         for (old,) in conn.execute("SELECT version_num FROM public.alembic_version").fetchall():
@@ -313,19 +311,20 @@ def module_status(conninfo: str) -> list[ModuleStatus]:
     enabled = set(enabled_modules(conninfo))
     statuses = []
     with psycopg.connect(conninfo) as conn:
-        timescale = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
-        ).fetchone()[0]
+        timescale = scalar(
+            conn, "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+        )
         for module in MODULES.values():
             rows = 0
             if module.name in enabled and module.sql_file:
                 for obj in created_objects(read(module.sql_file)):
                     if obj.kind == "TABLE":
-                        rows += conn.execute(
+                        rows += scalar(
+                            conn,
                             sql.SQL("SELECT count(*) FROM {}").format(
                                 sql.Identifier(*obj.name.split("."))
-                            )
-                        ).fetchone()[0]
+                            ),
+                        )
             available = timescale if module.name == "timeseries" else True
             statuses.append(ModuleStatus(module, module.name in enabled, available, rows))
     return statuses
@@ -338,9 +337,7 @@ def restore_module(conninfo: str, name: str) -> dict[str, int]:
         return {}
     restored: dict[str, int] = {}
     with psycopg.connect(conninfo) as conn:
-        if not conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f"{BACKUP_SCHEMA}.backups",)
-        ).fetchone()[0]:
+        if not scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{BACKUP_SCHEMA}.backups",)):
             return {}
         for obj in created_objects(read(module.sql_file)):
             if obj.kind not in ("TABLE", "COLUMN"):

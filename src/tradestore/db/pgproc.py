@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 
+from tradestore.db.errors import TradestoreError
+
 __all__ = [
     "PG_OS_USER",
     "OsUser",
@@ -44,7 +46,7 @@ __all__ = [
 PG_OS_USER = "tradestore-pg"
 
 
-class PgCommandError(RuntimeError):
+class PgCommandError(TradestoreError, RuntimeError):
     """A PostgreSQL binary exited non-zero; the message carries its output."""
 
 
@@ -138,7 +140,7 @@ def run_pg(
     argv = [str(a) for a in args]
     if os.sep not in argv[0]:
         argv[0] = str(pg_bin(argv[0]))
-    ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": []}
+    uid, gid = (None, None) if user is None else (user.uid, user.gid)
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.run(
             argv,
@@ -150,7 +152,9 @@ def run_pg(
             timeout=timeout,
             umask=0o077,
             check=False,
-            **ids,  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
+            extra_groups=None if user is None else [],
         )
         out.seek(0)
         output = out.read()

@@ -13,12 +13,14 @@ import psycopg
 from alembic import context, op
 from psycopg import sql
 
+from tradestore.db.errors import TradestoreError
+from tradestore.db.query import scalar
 from tradestore.db.sqlfiles import SqlObject, created_objects, execute_script, read
 
 BACKUP_SCHEMA = "zz_backup"
 
 
-class DataWouldBeLost(RuntimeError):
+class DataWouldBeLost(TradestoreError, RuntimeError):
     """A downgrade or module disable would drop tables or columns that hold data."""
 
     def __init__(self, holding: Sequence[str]) -> None:
@@ -61,7 +63,7 @@ def revert(*files: str) -> None:
 
 
 def _exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+    return bool(scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (name,)))
 
 
 def _holding_data(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> list[str]:
@@ -71,7 +73,7 @@ def _holding_data(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> lis
             query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
                 sql.Identifier(*obj.name.split("."))
             )
-            if conn.execute(query).fetchone()[0]:
+            if scalar(conn, query):
                 holding.append(obj.name)
         elif obj.kind == "COLUMN":
             schema, table, column = obj.name.split(".")
@@ -79,17 +81,20 @@ def _holding_data(conn: psycopg.Connection, objects: Sequence[SqlObject]) -> lis
                 query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
                     sql.Identifier(schema, table), sql.Identifier(column)
                 )
-                if conn.execute(query).fetchone()[0]:
+                if scalar(conn, query):
                     holding.append(obj.name)
     return holding
 
 
 def _column_exists(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
-    return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s AND column_name = %s)",
-        (schema, table, column),
-    ).fetchone()[0]
+    return bool(
+        scalar(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s AND column_name = %s)",
+            (schema, table, column),
+        )
+    )
 
 
 def _primary_key(conn: psycopg.Connection, table: str) -> list[str]:
@@ -146,9 +151,9 @@ def backup(conn: psycopg.Connection, objects: Sequence[SqlObject], label: str) -
         conn.execute(
             sql.SQL("CREATE TABLE {} AS {}").format(sql.Identifier(BACKUP_SCHEMA, target), select)
         )
-        count = conn.execute(
-            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(BACKUP_SCHEMA, target))
-        ).fetchone()[0]
+        count = scalar(
+            conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(BACKUP_SCHEMA, target))
+        )
         conn.execute(
             f"INSERT INTO {BACKUP_SCHEMA}.backups (backup_table, source, kind, key_columns, label, row_count) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -238,7 +243,7 @@ def _drop_one(conn: psycopg.Connection, obj: SqlObject) -> None:
             conn.execute(f"DROP FUNCTION IF EXISTS {signature}")
 
 
-class ModuleUnavailable(RuntimeError):
+class ModuleUnavailable(TradestoreError, RuntimeError):
     """A module needs something this PostgreSQL server does not offer."""
 
     def __init__(self, module: str, reason: str) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import psycopg
 
+from tradestore.db.errors import TradestoreError
 from tradestore.db.pgproc import (
     OsUser,
     PgCommandError,
@@ -78,7 +79,7 @@ host    all          all   ::1/128        scram-sha-256
 """
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(TradestoreError, RuntimeError):
     """PostgreSQL could not be initialized or started; the message includes the log tail."""
 
 

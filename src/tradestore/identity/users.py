@@ -109,11 +109,10 @@ class _Tx:
         self._tx.__enter__()
         return self.conn
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self._tx.__exit__(exc_type, exc, tb)
         if isinstance(exc, psycopg.Error):
             raise translate_security(exc) from None
-        return False
 
 
 @contextmanager
@@ -176,7 +175,7 @@ def create_user(
 
 def _role(role: object) -> Role:
     try:
-        return Role(role)
+        return Role(str(role))
     except ValueError:
         raise ValidationError(
             "role", f"must be one of {', '.join(r.value for r in Role)}", role

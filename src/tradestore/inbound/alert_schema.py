@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from tradestore.db.errors import TradestoreError
+
 __all__ = ["AlertError", "TradingViewAlert", "validate_alert"]
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -94,7 +96,7 @@ class TradingViewAlert(BaseModel):
         return self.symbol.split(":", 1)[1].strip() if ":" in self.symbol else self.symbol
 
 
-class AlertError(ValueError):
+class AlertError(TradestoreError, ValueError):
     """The alert is not valid; `errors` lists {field, rule, value} for each problem."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:

@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from tradestore.db.errors import TradestoreError
+
 __all__ = ["REDACTED", "SECRET_KEYS", "WITHHELD", "redact_body", "redact_value"]
 
 REDACTED = "[redacted]"
@@ -63,7 +65,7 @@ def _pairs_leak(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-class _Leak(Exception):
+class _Leak(TradestoreError):
     pass
 
 

@@ -31,6 +31,7 @@ import polars as pl
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
+from tradestore.db.errors import TradestoreError
 from tradestore.market.binary import COPY_HEADER, COPY_TRAILER, PG_EPOCH_US
 from tradestore.market.readers import TIME_RANGE_US
 from tradestore.market.timeframes import GRID_ORIGIN_US
@@ -123,7 +124,7 @@ def _plain_decimals(frame: pl.DataFrame, columns: list[str]) -> dict[str, PlainD
     return out
 
 
-class NotPlain(Exception):
+class NotPlain(TradestoreError):
     """A slice of the batch is not plainly good: the COPY is abandoned for the merge."""
 
 

@@ -59,7 +59,7 @@ def _listing(
 def _frame(
     names: Sequence[str], rows: list[tuple[Any, ...]], schema: dict[str, Any]
 ) -> pl.DataFrame:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
     series = []
     for name, values in zip(names, columns, strict=True):
         dtype = schema.get(name)

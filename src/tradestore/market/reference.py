@@ -29,7 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tradestore.db.errors import NotFound, ValidationError
-from tradestore.trading._sql import dicts, scalar, translated
+from tradestore.db.query import dicts, scalar, translated
 
 DECIMAL_PLACES = 2
 SIGNIFICANT_DIGITS = 3

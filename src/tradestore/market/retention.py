@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import ValidationError
+from tradestore.db.query import scalar
 from tradestore.market.rollups import _run
 from tradestore.market.timeframes import timeframe_delta
 
@@ -93,7 +94,7 @@ def retention_table(table: str, timeframe: str | None = None) -> str:
 
 
 def _existing(conn: psycopg.Connection[Any], name: str) -> str:
-    if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None:  # type: ignore[index]
+    if scalar(conn, "SELECT to_regclass(%s)", (name,)) is None:
         raise ValidationError("table", "does not exist (is the rollup timeframe added?)", name)
     return name
 
@@ -187,6 +188,4 @@ def apply_retention(
 
 def premake_partitions(target: str | psycopg.Connection[Any]) -> int:
     """Make partitions ahead for every registered table; returns how many were made."""
-    return int(
-        _run(target, lambda c: c.execute("SELECT market.premake_partitions()").fetchone()[0])
-    )
+    return int(_run(target, lambda c: scalar(c, "SELECT market.premake_partitions()")))

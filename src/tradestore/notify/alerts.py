@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from tradestore.notify.outbox import _translated
+from tradestore.db.query import translated
 
 __all__ = ["SEVERITY_MAP", "Alert", "acknowledge", "open_alerts", "raise_alert"]
 
@@ -62,7 +62,7 @@ def raise_alert(
     user_id: int | None = None,
 ) -> int:
     """Record an alert and queue its notifications. Returns alert_id."""
-    with _translated():
+    with translated():
         row = conn.execute(
             "SELECT public.raise_alert(%s, %s, %s, %s, %s, %s, %s)",
             (
@@ -81,7 +81,7 @@ def raise_alert(
 
 def acknowledge(conn: psycopg.Connection[Any], alert_id: int, by: str | None = None) -> bool:
     """Acknowledge an alert; False when it already was."""
-    with _translated():
+    with translated():
         row = conn.execute("SELECT public.acknowledge_alert(%s, %s)", (alert_id, by)).fetchone()
     assert row is not None
     return bool(row[0])

@@ -6,8 +6,7 @@ back as tradestore.db.errors (ValidationError names the field, the rule and the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from tradestore.db.errors import ValidationError, translate
+from tradestore.db.errors import ValidationError
+from tradestore.db.query import translated
 
 __all__ = [
     "Chat",
@@ -47,14 +47,6 @@ def severity(value: str | Severity) -> Severity:
         raise ValidationError("severity", "must be one of INFO, WARN, CRITICAL", value) from None
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-
-
 def enqueue(
     conn: psycopg.Connection[Any],
     chat_id: int,
@@ -65,7 +57,7 @@ def enqueue(
 ) -> int:
     """Queue one message for one chat (seed 001 enqueue_notification). Returns the outbox
     id, or 0 when dedupe_key was already queued."""
-    with _translated():
+    with translated():
         row = conn.execute(
             "SELECT public.enqueue_notification(%s, %s::system.alert_severity, %s, %s, %s)",
             (chat_id, severity(sev).value, title, message, dedupe_key),
@@ -84,7 +76,7 @@ def route(
 ) -> int:
     """Queue a message for every enabled chat whose min_severity <= sev (chats of
     `user_id` and chats bound to no user). Returns how many rows were queued."""
-    with _translated():
+    with translated():
         row = conn.execute(
             "SELECT public.route_notification(%s::system.alert_severity, %s, %s, %s, %s)",
             (severity(sev).value, title, message, dedupe_key, user_id),
@@ -116,7 +108,7 @@ def add_chat(
     enabled: bool = True,
 ) -> Chat:
     """Register a Telegram chat (seed 001 telegram_chats)."""
-    with _translated(), conn.cursor(row_factory=class_row(Chat)) as cur:
+    with translated(), conn.cursor(row_factory=class_row(Chat)) as cur:
         cur.execute(
             f"INSERT INTO system.telegram_chats (chat_id, min_severity, description, user_id, enabled) "
             f"VALUES (%s, %s::system.alert_severity, %s, %s, %s) RETURNING {_CHAT_COLUMNS}",
@@ -136,7 +128,7 @@ def update_chat(
     description: str | None = None,
 ) -> Chat:
     """Change a chat's routing; unchanged fields are left alone."""
-    with _translated(), conn.cursor(row_factory=class_row(Chat)) as cur:
+    with translated(), conn.cursor(row_factory=class_row(Chat)) as cur:
         cur.execute(
             "UPDATE system.telegram_chats SET "
             "min_severity = coalesce(%s::system.alert_severity, min_severity), "
@@ -187,12 +179,12 @@ SELECT count(*) FILTER (WHERE status = 'PENDING'),
 def outbox_stats(conn: psycopg.Connection[Any]) -> OutboxStats:
     row = conn.execute(_STATS_SQL).fetchone()
     assert row is not None
-    return OutboxStats(*(int(v) for v in row[:5]), row[5])
+    return OutboxStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), row[5])
 
 
 def retry_failed(conn: psycopg.Connection[Any], ids: Sequence[int] | None = None) -> int:
     """Put FAILED messages (all, or `ids`) back in the queue. Returns how many."""
-    with _translated():
+    with translated():
         row = conn.execute(
             "SELECT public.retry_notifications(%s)", (list(ids) if ids is not None else None,)
         ).fetchone()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -136,7 +137,8 @@ class TelegramClient:
         description = str(body.get("description") or response.reason_phrase or "error")[:500]
         description = description.replace("\x00", "")  # stored in jsonb/text, which refuse NUL
         error = redact(f"HTTP {status}: {description}", self._token)
-        params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        raw = body.get("parameters")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if status == 429:
             return SendResult(False, status, error, retry_after=_retry_after(params, response))
         if status in PERMANENT_STATUSES:
@@ -148,7 +150,7 @@ class TelegramClient:
         return SendResult(False, status, error)
 
 
-def _retry_after(params: dict, response: httpx.Response) -> float:
+def _retry_after(params: dict[str, Any], response: httpx.Response) -> float:
     for value in (params.get("retry_after"), response.headers.get("retry-after")):
         try:
             seconds = float(value)  # type: ignore[arg-type]

@@ -31,7 +31,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from tradestore import __version__
+from tradestore.db.errors import TradestoreError
 from tradestore.db.pgproc import chown_to, log_tail, make_traversable, pg_os_user
+from tradestore.db.query import scalar
 from tradestore.db.server import EmbeddedPostgres, ServerStartError
 
 # Seed 004 §6.4: full dumps 30 days, "incremental" (base backups) 7 days, WAL 48 hours.
@@ -56,7 +58,7 @@ ROLES_FILE = "roles.sql"
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
-class BackupError(RuntimeError):
+class BackupError(TradestoreError, RuntimeError):
     """A backup or restore step failed; the message carries the tool's own error."""
 
 
@@ -122,11 +124,9 @@ def _now() -> dt.datetime:
 
 def _describe(conninfo: str) -> tuple[str, str, list[str]]:
     with psycopg.connect(conninfo) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        database = conn.execute("SELECT current_database()").fetchone()[0]
-        has_alembic = conn.execute(
-            "SELECT to_regclass('public.alembic_version') IS NOT NULL"
-        ).fetchone()[0]
+        version = scalar(conn, "SHOW server_version")
+        database = scalar(conn, "SELECT current_database()")
+        has_alembic = scalar(conn, "SELECT to_regclass('public.alembic_version') IS NOT NULL")
         revisions = (
             sorted(r[0] for r in conn.execute("SELECT version_num FROM public.alembic_version"))
             if has_alembic
@@ -141,7 +141,7 @@ def verify(conninfo: str) -> dict[str, object]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name, query in VERIFY_QUERIES.items():
             try:
-                results[name] = conn.execute(query).fetchone()[0]
+                results[name] = scalar(conn, query)
             except psycopg.errors.UndefinedTable:
                 results[name] = None
     return results
@@ -215,7 +215,7 @@ def _restore_roles(roles: Path, conninfo: str) -> list[str]:
             if not statement or statement.startswith(("--", "\\", "SET ")):
                 continue
             try:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
             except psycopg.Error as exc:
                 skipped.append(f"{statement}: {str(exc).strip().splitlines()[0]}")
     return skipped
@@ -229,7 +229,7 @@ def _holds_data(conn: psycopg.Connection) -> list[str]:
             continue
         try:
             with conn.transaction():
-                if conn.execute(query).fetchone()[0]:
+                if scalar(conn, query):
                     holding.append(name)
         except psycopg.errors.UndefinedTable:
             continue
@@ -283,10 +283,11 @@ def _prepare_full_target(conninfo: str) -> None:
             for r in conn.execute("SELECT extname FROM pg_extension WHERE extname <> 'plpgsql'")
         ]
         if schemas == ["public"] and not extensions:
-            public_empty = not conn.execute(
+            public_empty = not scalar(
+                conn,
                 "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public')"
-            ).fetchone()[0]
+                "WHERE n.nspname = 'public')",
+            )
             if public_empty:
                 return
         holding = _holds_data(conn)
@@ -315,10 +316,8 @@ def _check_restored(conninfo: str, expected: dict[str, object] | None) -> dict[s
             detail = ", ".join(f"{k}: backup {a}, restored {b}" for k, (a, b) in differ.items())
             raise BackupError(f"restored, but the counts differ from the backup's: {detail}")
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT to_regproc('account.verify_ledger') IS NOT NULL").fetchone()[0]:
-            problems = conn.execute("SELECT count(*) FROM account.verify_ledger(NULL)").fetchone()[
-                0
-            ]
+        if scalar(conn, "SELECT to_regproc('account.verify_ledger') IS NOT NULL"):
+            problems = scalar(conn, "SELECT count(*) FROM account.verify_ledger(NULL)")
             if problems:
                 raise BackupError(
                     f"restored, but the ledger does not verify: {problems} problem(s); "
@@ -340,9 +339,7 @@ def _prepare_partial_target(conninfo: str, schemas: list[str], replace: bool) ->
                 (schemas,),
             )
         ]
-        holding = [
-            t for t in tables if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]
-        ]
+        holding = [t for t in tables if scalar(conn, f"SELECT EXISTS (SELECT 1 FROM {t})")]
         if holding and not replace:
             raise BackupError(
                 f"target tables already hold rows: {', '.join(holding)}; restore into a fresh "
@@ -382,10 +379,11 @@ def foreign_key_orphans(conninfo: str, schemas: list[str]) -> list[str]:
         for name, child, parent, cols, pcols in constraints:
             match = " AND ".join(f'p."{pc}" = c."{cc}"' for cc, pc in zip(cols, pcols, strict=True))
             not_null = " AND ".join(f'c."{cc}" IS NOT NULL' for cc in cols)
-            count = conn.execute(
+            count = scalar(
+                conn,
                 f"SELECT count(*) FROM {child} c WHERE {not_null} "
-                f"AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
-            ).fetchone()[0]
+                f"AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})",
+            )
             if count:
                 problems.append(f"{count} row(s) of {child} break {name} (-> {parent})")
     return problems
@@ -580,7 +578,7 @@ def pitr_restore(
         server.start()
         deadline = time.monotonic() + timeout
         with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            while scalar(conn, "SELECT pg_is_in_recovery()"):
                 if time.monotonic() > deadline:
                     raise BackupError(
                         f"recovery did not finish within {timeout:.0f}s; see {server.log_file}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psycopg
 
 from tradestore.config import Settings
+from tradestore.db.query import scalar
 from tradestore.ops import backup, maintenance, monitoring
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,13 @@ class Job:
 
 def _premake(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        made = conn.execute("SELECT market.premake_partitions()").fetchone()[0]
+        made = scalar(conn, "SELECT market.premake_partitions()")
         return {"partitions_made": made}
 
 
 def _expire_orders(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return {"expired": conn.execute("SELECT trade.expire_orders(now())").fetchone()[0]}
+        return {"expired": scalar(conn, "SELECT trade.expire_orders(now())")}
 
 
 def _refresh_rollups(conninfo: str, settings: Settings) -> object:
@@ -88,28 +89,28 @@ def _refresh_rollups(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT sum(buckets_written), sum(buckets_recomputed) FROM market.refresh_rollups()"
-        ).fetchone()
+        ).fetchone() or (0, 0)
     return {"buckets_written": int(rows[0] or 0), "buckets_recomputed": int(rows[1] or 0)}
 
 
 def _apply_retention(conninfo: str, settings: Settings) -> object:
     """Drop whole partitions past each table's retention (seed 003: 30 days)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        dropped = conn.execute(
-            "SELECT count(*) FILTER (WHERE dropped) FROM market.apply_retention()"
-        ).fetchone()[0]
+        dropped = scalar(
+            conn, "SELECT count(*) FILTER (WHERE dropped) FROM market.apply_retention()"
+        )
         # The webhook alert box (dedupe module) is not partitioned: it deletes by age.
         inbound = None
-        if conn.execute("SELECT to_regproc('system.apply_inbound_retention')").fetchone()[0]:
-            inbound = conn.execute("SELECT system.apply_inbound_retention()").fetchone()[0]
+        if scalar(conn, "SELECT to_regproc('system.apply_inbound_retention')"):
+            inbound = scalar(conn, "SELECT system.apply_inbound_retention()")
     return {"partitions_dropped": int(dropped), "inbound_alerts_deleted": inbound}
 
 
 def _kpi_snapshot(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT to_regproc('system.take_kpi_snapshot') IS NULL").fetchone()[0]:
+        if scalar(conn, "SELECT to_regproc('system.take_kpi_snapshot') IS NULL"):
             return {"skipped": "the kpi module is not enabled"}
-        ts = conn.execute("SELECT (system.take_kpi_snapshot()).ts").fetchone()[0]
+        ts = scalar(conn, "SELECT (system.take_kpi_snapshot()).ts")
         return {"snapshot": ts.isoformat()}
 
 
@@ -180,7 +181,7 @@ def run_due(
 ) -> list[str]:
     """Run every job that is due now; returns the names of the jobs that ran."""
     now = now or dt.datetime.now(dt.UTC)
-    ran = []
+    ran: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         window = maintenance.active(conn)
         if window is not None:  # a migration runs: its tables may be half made
@@ -190,10 +191,11 @@ def run_due(
             last = _last_success(conn, job.name)
             if last is not None and last >= job.cadence.last_due(now):
                 continue
-            run_id = conn.execute(
+            run_id = scalar(
+                conn,
                 "INSERT INTO system.job_runs (job, started_at) VALUES (%s, %s) RETURNING id",
                 (job.name, now),
-            ).fetchone()[0]
+            )
             try:
                 detail = job.run(conninfo, settings)
                 status = "OK"

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from tradestore.db.errors import TradestoreError
 from tradestore.db.server import EmbeddedPostgres
 
 __all__ = [
@@ -40,7 +41,7 @@ DatabaseHook = Callable[[str], None]
 DATABASE_START_HOOKS: list[DatabaseHook] = []
 
 
-class DatabaseLost(RuntimeError):
+class DatabaseLost(TradestoreError, RuntimeError):
     """The embedded PostgreSQL died and could not be started again."""
 
 

@@ -18,6 +18,7 @@ import psycopg
 from tradestore.config import Settings
 from tradestore.db import migrate
 from tradestore.db.connect import resolve_conninfo
+from tradestore.db.query import scalar
 from tradestore.db.server import EmbeddedPostgres, install_signal_handlers
 from tradestore.ops.supervise import DATABASE_START_HOOKS, DatabaseSupervisor, run_start_hooks
 
@@ -77,7 +78,7 @@ def prepare(settings: Settings) -> Runtime:
     applied = migrate.upgrade(conninfo)
     migrate.enable_modules(conninfo, settings.modules)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        made = conn.execute("SELECT market.premake_partitions()").fetchone()[0]
+        made = scalar(conn, "SELECT market.premake_partitions()")
     runtime = Runtime(conninfo, server, applied, migrate.enabled_modules(conninfo), made)
     run_start_hooks(conninfo)
     return runtime

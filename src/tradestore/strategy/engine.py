@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal, localcontext
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class _EventSim:
         self.tp: list[Decimal | None] = [None] * self.n_sym
         self.sl_f = [float("nan")] * self.n_sym
         self.tp_f = [float("nan")] * self.n_sym
-        self.fills: dict[str, list] = {
+        self.fills: dict[str, list[Any]] = {
             k: [] for k in ("t", "s", "side", "qty", "price", "fee", "realized", "reason", "sec")
         }
         self.exact: list[tuple[Decimal, Decimal, Decimal, Decimal]] = []

@@ -155,7 +155,7 @@ def get_strategy(
         raise ValidationError(
             "strategy", "several users have a strategy of this name; name the user", key
         )
-    return StrategyRecord(**rows[0])  # type: ignore[arg-type]
+    return StrategyRecord(**rows[0])
 
 
 def list_strategies(
@@ -167,7 +167,7 @@ def list_strategies(
                  WHERE %(user)s::bigint IS NULL OR user_id = %(user)s ORDER BY user_id, name""",
             {"user": user_id},
         ).fetchall()
-    return [StrategyRecord(**r) for r in rows]  # type: ignore[arg-type]
+    return [StrategyRecord(**r) for r in rows]
 
 
 def record_backtest_stats(

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from tradestore.db.errors import NotFound, ValidationError, translate
+from tradestore.db.errors import NotFound, ValidationError
+from tradestore.db.query import dicts, one, translated
 from tradestore.strategy.jsonout import dumps
 from tradestore.strategy.metrics import Metrics, monthly_returns
 from tradestore.strategy.model import REASONS, MarketData, SignalMatrix, SimResult
@@ -77,20 +77,8 @@ def _j(value: Any) -> Jsonb:
     return Jsonb(value, dumps=dumps)
 
 
-def _translated(fn: Any) -> Any:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except psycopg.Error as exc:
-            raise translate(exc) from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
 # ------------------------------------------------------------------------------ sweeps
-@_translated
+@translated()
 def create_sweep(
     conn: psycopg.Connection[Any],
     *,
@@ -109,7 +97,7 @@ def create_sweep(
     return int(row[0])  # type: ignore[index]
 
 
-@_translated
+@translated()
 def finish_sweep(conn: psycopg.Connection[Any], sweep_id: int, status: str) -> None:
     conn.execute(
         "UPDATE analytics.backtest_sweeps SET status = %s, finished_at = now() WHERE id = %s",
@@ -118,21 +106,21 @@ def finish_sweep(conn: psycopg.Connection[Any], sweep_id: int, status: str) -> N
 
 
 def get_sweep(conn: psycopg.Connection[Any], sweep_id: int) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            """SELECT s.*, (SELECT count(*) FROM analytics.backtest_runs r WHERE r.sweep_id = s.id) AS runs,
+    row = one(
+        conn,
+        """SELECT s.*, (SELECT count(*) FROM analytics.backtest_runs r WHERE r.sweep_id = s.id) AS runs,
                       (SELECT count(*) FROM analytics.backtest_runs r
                         WHERE r.sweep_id = s.id AND r.status = 'COMPLETED') AS completed
-                 FROM analytics.backtest_sweeps s WHERE s.id = %s""",
-            (sweep_id,),
-        ).fetchone()
+             FROM analytics.backtest_sweeps s WHERE s.id = %s""",
+        (sweep_id,),
+    )
     if row is None:
         raise NotFound("sweep", sweep_id)
     return row
 
 
 # ------------------------------------------------------------------------------ runs
-@_translated
+@translated()
 def create_run(
     conn: psycopg.Connection[Any],
     *,
@@ -163,9 +151,11 @@ def create_run(
     return int(row[0])  # type: ignore[index]
 
 
-@_translated
+@translated()
 def create_runs(
-    conn: psycopg.Connection[Any], base: Mapping[str, Any], parameter_sets: Sequence[Mapping]
+    conn: psycopg.Connection[Any],
+    base: Mapping[str, Any],
+    parameter_sets: Sequence[Mapping[str, Any]],
 ) -> list[int]:
     """One PENDING run per parameter set (a sweep's combinations), in one statement."""
     rows = conn.execute(
@@ -183,7 +173,7 @@ def create_runs(
     return sorted(int(r[0]) for r in rows)
 
 
-@_translated
+@translated()
 def mark_running(conn: psycopg.Connection[Any], run_ids: Sequence[int]) -> None:
     conn.execute(
         """UPDATE analytics.backtest_runs SET status = 'RUNNING', started_at = now()
@@ -192,7 +182,7 @@ def mark_running(conn: psycopg.Connection[Any], run_ids: Sequence[int]) -> None:
     )
 
 
-@_translated
+@translated()
 def complete_run(conn: psycopg.Connection[Any], run_id: int, columns: Mapping[str, Any]) -> None:
     """Store a run's results (result_columns: the jsonb columns as JSON text) and mark it
     COMPLETED."""
@@ -211,7 +201,7 @@ def complete_run(conn: psycopg.Connection[Any], run_id: int, columns: Mapping[st
         raise NotFound("backtest run", run_id)
 
 
-@_translated
+@translated()
 def fail_run(
     conn: psycopg.Connection[Any], run_id: int, error: str, status: str = "FAILED"
 ) -> None:
@@ -224,10 +214,7 @@ def fail_run(
 
 
 def get_run(conn: psycopg.Connection[Any], run_id: int) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT * FROM analytics.backtest_runs WHERE id = %s", (run_id,)
-        ).fetchone()
+    row = one(conn, "SELECT * FROM analytics.backtest_runs WHERE id = %s", (run_id,))
     if row is None:
         raise NotFound("backtest run", run_id)
     return row
@@ -254,15 +241,15 @@ def list_runs(
     smallest for max_drawdown and execution_time)."""
     if limit < 1:
         raise ValidationError("limit", "must be >= 1", limit)
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            f"""SELECT {_LIST_COLUMNS} FROM analytics.backtest_runs
+    return dicts(
+        conn,
+        f"""SELECT {_LIST_COLUMNS} FROM analytics.backtest_runs
                  WHERE (%(sweep)s::bigint IS NULL OR sweep_id = %(sweep)s)
                    AND (%(strategy)s::text IS NULL OR strategy_name = %(strategy)s)
                    AND (%(status)s::text IS NULL OR status = upper(%(status)s))
                  ORDER BY {_order(order_by, descending)} LIMIT %(limit)s""",
-            {"sweep": sweep_id, "strategy": strategy, "status": status, "limit": limit},
-        ).fetchall()
+        {"sweep": sweep_id, "strategy": strategy, "status": status, "limit": limit},
+    )
 
 
 def best_runs(
@@ -508,7 +495,7 @@ def execution_rows(
     return [r[2] for r in rows]
 
 
-@_translated
+@translated()
 def write_executions(conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
     """COPY execution rows into analytics.strategy_executions."""
     count = 0

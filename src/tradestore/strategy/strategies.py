@@ -181,7 +181,7 @@ def _convert(kind: type, name: str, value: Any) -> ParamValue:
     return str(value)
 
 
-def coerce_params(strategy: Strategy | type[Strategy], params: Mapping[str, Any]) -> dict:
+def coerce_params(strategy: Strategy | type[Strategy], params: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters converted to the types of the strategy's defaults; unknown names refused."""
     defaults = strategy.defaults
     out: dict[str, ParamValue] = {}

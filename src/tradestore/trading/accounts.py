@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import ValidationError
-from tradestore.trading._sql import dicts, scalar, to_decimal, translated
+from tradestore.db.query import dicts, scalar, translated
+from tradestore.trading._input import to_decimal
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any, cast
 import psycopg
 
 from tradestore.db.errors import TradestoreError, ValidationError
-from tradestore.trading._sql import Number, dicts, scalar, to_decimal, translated, utc
+from tradestore.db.query import dicts, scalar, translated
+from tradestore.trading._input import Number, to_decimal, utc
 from tradestore.trading.models import Execution, FillResult, from_row
 
 
@@ -53,18 +54,25 @@ def list_executions(
     *,
     order_id: int | None = None,
     limit: int = 100,
+    before: tuple[dt.datetime, int] | None = None,
 ) -> list[Execution]:
+    """Fills, newest first; symbol is "<exchange code>:<exchange symbol>". `before`
+    (executed_at, id) continues a keyset page after its last fill."""
+    at, row_id = before if before is not None else (None, None)
     found = dicts(
         conn,
         """SELECT e.id, e.order_id, e.account_id, e.exchange_instrument_id,
-                  ei.exchange_symbol AS symbol, e.exchange_trade_id, e.side, e.quantity, e.price,
-                  e.fee, e.fee_currency, e.net_amount, e.is_late, e.executed_at
+                  x.code || ':' || ei.exchange_symbol AS symbol, e.exchange_trade_id, e.side,
+                  e.quantity, e.price, e.fee, e.fee_currency, e.net_amount, e.is_late,
+                  e.executed_at
              FROM trade.executions e
              JOIN market.exchange_instruments ei ON ei.id = e.exchange_instrument_id
+             JOIN market.exchanges x ON x.id = ei.exchange_id
             WHERE (%(account)s::bigint IS NULL OR e.account_id = %(account)s)
               AND (%(order)s::bigint IS NULL OR e.order_id = %(order)s)
+              AND (%(at)s::timestamptz IS NULL OR (e.executed_at, e.id) < (%(at)s, %(id)s))
             ORDER BY e.executed_at DESC, e.id DESC LIMIT %(limit)s""",
-        {"account": account_id, "order": order_id, "limit": limit},
+        {"account": account_id, "order": order_id, "limit": limit, "at": at, "id": row_id},
     )
     return [cast(Execution, from_row(Execution, r)) for r in found]
 

@@ -9,7 +9,8 @@ from typing import Any, cast
 
 import psycopg
 
-from tradestore.trading._sql import Number, dicts, scalar, to_decimal, utc
+from tradestore.db.query import dicts, scalar
+from tradestore.trading._input import Number, to_decimal, utc
 from tradestore.trading.models import (
     AssetBalance,
     LedgerEntry,

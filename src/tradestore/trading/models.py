@@ -208,5 +208,5 @@ def from_row(cls: type, row: dict[str, object]) -> object:
         if f.name in row:
             value = row[f.name]
             enum = _ENUMS.get(str(f.type))
-            kwargs[f.name] = enum(value) if enum is not None and value is not None else value
+            kwargs[f.name] = enum(str(value)) if enum is not None and value is not None else value
     return cls(**kwargs)

@@ -9,16 +9,22 @@ from typing import Any, cast
 import psycopg
 
 from tradestore.db.errors import NotFound
-from tradestore.trading._sql import Number, dicts, scalar, to_decimal, utc
+from tradestore.db.query import dicts, scalar
+from tradestore.trading._input import Number, to_decimal, utc
 from tradestore.trading.models import Order, OrderStatus, OrderType, Side, from_row
 
+# symbol is "<exchange code>:<exchange symbol>", the way the API and the CLI name a listing.
 _ORDER_COLUMNS = """
-    o.id, o.account_id, o.exchange_instrument_id, ei.exchange_symbol AS symbol, o.side,
+    o.id, o.account_id, o.exchange_instrument_id, x.code || ':' || ei.exchange_symbol AS symbol,
+    o.side,
     o.order_type, o.status, o.quantity, o.price, o.stop_price, o.filled_quantity,
     o.remaining_quantity, o.average_fill_price, o.fee, o.fee_currency, o.source,
     o.idempotency_key, o.client_order_id, o.exchange_order_id, o.strategy_id, o.pick_id,
     o.holding_id, o.created_at, o.updated_at, o.filled_at, o.cancelled_at, o.expires_at
 """
+_ORDER_FROM = """trade.orders o
+    JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id
+    JOIN market.exchanges x ON x.id = ei.exchange_id"""
 
 
 def submit_order(
@@ -86,8 +92,7 @@ def expire_orders(conn: psycopg.Connection[Any], now: dt.datetime | None = None)
 def get_order(conn: psycopg.Connection[Any], order_id: int) -> Order:
     found = dicts(
         conn,
-        f"SELECT {_ORDER_COLUMNS} FROM trade.orders o "
-        "JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id WHERE o.id = %s",
+        f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} WHERE o.id = %s",
         (order_id,),
     )
     if not found:
@@ -102,18 +107,28 @@ def list_orders(
     status: OrderStatus | str | None = None,
     active_only: bool = False,
     limit: int = 100,
+    before: tuple[dt.datetime, int] | None = None,
 ) -> list[Order]:
-    """Orders, newest first (seed 001 §9-B's active-order paging when active_only)."""
+    """Orders, newest first (seed 001 §9-B's active-order paging when active_only).
+    `before` (created_at, id) continues a keyset page after its last order."""
     conditions = ["(%(account)s::bigint IS NULL OR o.account_id = %(account)s)"]
     if status is not None:
         conditions.append("o.status = %(status)s")
     if active_only:
         conditions.append("o.status IN ('NEW', 'PARTIALLY_FILLED')")
+    if before is not None:
+        conditions.append("(o.created_at, o.id) < (%(at)s, %(id)s)")
+    at, row_id = before if before is not None else (None, None)
     found = dicts(
         conn,
-        f"SELECT {_ORDER_COLUMNS} FROM trade.orders o "
-        "JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id "
-        f"WHERE {' AND '.join(conditions)} ORDER BY o.created_at DESC, o.id DESC LIMIT %(limit)s",
-        {"account": account_id, "status": str(status) if status else None, "limit": limit},
+        f"SELECT {_ORDER_COLUMNS} FROM {_ORDER_FROM} WHERE {' AND '.join(conditions)} "
+        "ORDER BY o.created_at DESC, o.id DESC LIMIT %(limit)s",
+        {
+            "account": account_id,
+            "status": str(status) if status else None,
+            "limit": limit,
+            "at": at,
+            "id": row_id,
+        },
     )
     return [cast(Order, from_row(Order, r)) for r in found]

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import psycopg
 
-from tradestore.trading._sql import dicts
+from tradestore.db.query import dicts
 from tradestore.trading.models import Position, from_row
 
 _QUERY = """

@@ -24,7 +24,8 @@ from typing import Any, cast
 import psycopg
 
 from tradestore.db.errors import NotFound, TradestoreError, ValidationError
-from tradestore.trading._sql import dicts, scalar, to_decimal, translated
+from tradestore.db.query import dicts, scalar, translated
+from tradestore.trading._input import to_decimal
 from tradestore.trading.fills import fee_of, loads, parse_time
 
 

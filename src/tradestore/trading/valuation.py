@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import NotFound
-from tradestore.trading._sql import dicts
+from tradestore.db.query import dicts
 from tradestore.trading.models import Valuation
 
 

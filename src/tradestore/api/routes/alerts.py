@@ -19,10 +19,10 @@ from tradestore.api.context import UserContext, current_user
 from tradestore.api.paging import CursorParam, LimitParam, decode_cursor, split_page
 from tradestore.api.schemas import AcknowledgeOut, AlertOut, Page
 from tradestore.db.errors import NotFound
+from tradestore.db.query import dicts
 from tradestore.identity.errors import Forbidden
 from tradestore.identity.rls import Role
 from tradestore.notify import alerts
-from tradestore.trading._sql import dicts
 
 __all__ = ["router"]
 

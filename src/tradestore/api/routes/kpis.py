@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends
 from tradestore.api.context import UserContext, current_user, require_role
 from tradestore.api.errors import ApiError
 from tradestore.api.schemas import KpiOut
+from tradestore.db.query import dicts
 from tradestore.identity.rls import Role
-from tradestore.trading._sql import dicts
 
 __all__ = ["router"]
 

@@ -32,6 +32,7 @@ from tradestore.api.schemas import (
 from tradestore.cache import keys
 from tradestore.cache import market as market_cache
 from tradestore.db.errors import NotFound, ValidationError
+from tradestore.db.query import dicts
 from tradestore.market import query
 from tradestore.market.indicators import INDICATOR_COLUMNS, compute_indicators, session_ids
 from tradestore.market.listings import listing_label
@@ -41,7 +42,6 @@ from tradestore.market.timeframes import (
     check_served,
     timeframe_delta,
 )
-from tradestore.trading._sql import dicts
 
 __all__ = ["router"]
 

@@ -18,8 +18,8 @@ from tradestore.cache import keys
 from tradestore.cache import orders as order_cache
 from tradestore.cache.market import listing_id
 from tradestore.db.errors import NotFound, ValidationError
-from tradestore.trading import orders
-from tradestore.trading._sql import dicts
+from tradestore.db.query import scalar
+from tradestore.trading import fills, orders
 
 __all__ = ["router"]
 
@@ -29,36 +29,9 @@ StatusFilter = Literal[
     "active", "all", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED"
 ]
 
-_ORDER = """
-SELECT o.id, o.account_id, o.exchange_instrument_id, x.code || ':' || ei.exchange_symbol AS symbol,
-       o.side, o.order_type, o.status, o.quantity, o.price, o.stop_price, o.filled_quantity,
-       o.remaining_quantity, o.average_fill_price, o.fee, o.fee_currency, o.source,
-       o.idempotency_key, o.client_order_id, o.exchange_order_id, o.strategy_id, o.created_at,
-       o.updated_at, o.filled_at, o.cancelled_at, o.expires_at
-  FROM trade.orders o
-  JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id
-  JOIN market.exchanges x ON x.id = ei.exchange_id
-"""
 
-# Seed 001 §9-B with a keyset cursor: idx_orders_account_active serves the active case.
-_LIST = (
-    _ORDER
-    + """
- WHERE (%(account)s::bigint IS NULL OR o.account_id = %(account)s)
-   AND (%(active)s IS NOT TRUE OR o.status IN ('NEW', 'PARTIALLY_FILLED'))
-   AND (%(status)s::text IS NULL OR o.status = %(status)s)
-   AND (%(at)s::timestamptz IS NULL OR (o.created_at, o.id) < (%(at)s, %(id)s))
- ORDER BY o.created_at DESC, o.id DESC
- LIMIT %(limit)s
-"""
-)
-
-
-def _get(conn: Any, order_id: int) -> dict[str, Any]:
-    found = dicts(conn, _ORDER + " WHERE o.id = %s", (order_id,))
-    if not found:
-        raise NotFound("order", order_id)
-    return found[0]
+def _get(conn: Any, order_id: int) -> OrderOut:
+    return OrderOut.model_validate(orders.get_order(conn, order_id))
 
 
 def _listing(conn: Any, body: OrderRequest) -> int:
@@ -106,14 +79,14 @@ def submit(
             notes=body.notes,
             source="API",
         )
-        row = _get(conn, order_id)
+        order = _get(conn, order_id)
         # created_at defaults to now(), the transaction's start: an older order is the
         # one an active idempotency key already named.
-        created = conn.execute("SELECT %s::timestamptz >= now()", (row["created_at"],)).fetchone()
+        created = scalar(conn, "SELECT %s::timestamptz >= now()", (order.created_at,))
     response.headers["Location"] = f"/api/v1/orders/{order_id}"
-    if not (created and created[0]):
+    if not created:
         response.status_code = status.HTTP_200_OK
-    return OrderOut.model_validate(row)
+    return order
 
 
 @router.post("/orders/{order_id}/cancel", summary="Cancel an active order (repeats are no-ops)",
@@ -121,8 +94,7 @@ def submit(
 def cancel(order_id: int, ctx: UserContext = Depends(current_user)) -> OrderOut:
     with ctx.db() as conn:
         orders.cancel_order(conn, order_id)
-        row = _get(conn, order_id)
-    return OrderOut.model_validate(row)
+        return _get(conn, order_id)
 
 
 @router.get("/orders", summary="Orders, newest first (default: the active ones, seed 001 §9-B)")
@@ -133,27 +105,25 @@ def list_orders(
     cursor: str | None = CursorParam,
     ctx: UserContext = Depends(current_user),
 ) -> Page[OrderOut]:
-    after = decode_cursor(cursor)
-    params = {
-        "account": account_id,
-        "active": status_filter == "active",
-        "status": None if status_filter in ("active", "all") else status_filter,
-        "at": after[0] if after else None,
-        "id": after[1] if after else None,
-        "limit": limit + 1,
-    }
     with ctx.db() as conn:
-        rows = dicts(conn, _LIST, params)
-    page, next_cursor = split_page(rows, limit, "created_at")
+        found = orders.list_orders(
+            conn,
+            account_id,
+            status=None if status_filter in ("active", "all") else status_filter,
+            active_only=status_filter == "active",
+            limit=limit + 1,
+            before=decode_cursor(cursor),
+        )
+    page, next_cursor = split_page(found, limit, "created_at")
     return Page[OrderOut](
-        items=[OrderOut.model_validate(r) for r in page], next_cursor=next_cursor, limit=limit
+        items=[OrderOut.model_validate(o) for o in page], next_cursor=next_cursor, limit=limit
     )
 
 
 @router.get("/orders/{order_id}", summary="One order", responses={404: {}})
 def get_order(order_id: int, ctx: UserContext = Depends(current_user)) -> OrderOut:
     with ctx.db() as conn:
-        return OrderOut.model_validate(_get(conn, order_id))
+        return _get(conn, order_id)
 
 
 @router.get("/orders/{order_id}/status", summary="An order's status, from Redis when cached",
@@ -174,21 +144,6 @@ def order_status(order_id: int, ctx: UserContext = Depends(current_user)) -> Ord
     return OrderStatusOut(**entry.model_dump(exclude={"user_id"}), cached=cached)
 
 
-_FILLS = """
-SELECT e.id, e.order_id, e.account_id, e.exchange_instrument_id,
-       x.code || ':' || ei.exchange_symbol AS symbol, e.exchange_trade_id, e.side, e.quantity,
-       e.price, e.fee, e.fee_currency, e.net_amount, e.is_late, e.executed_at
-  FROM trade.executions e
-  JOIN market.exchange_instruments ei ON ei.id = e.exchange_instrument_id
-  JOIN market.exchanges x ON x.id = ei.exchange_id
- WHERE (%(account)s::bigint IS NULL OR e.account_id = %(account)s)
-   AND (%(order)s::bigint IS NULL OR e.order_id = %(order)s)
-   AND (%(at)s::timestamptz IS NULL OR (e.executed_at, e.id) < (%(at)s, %(id)s))
- ORDER BY e.executed_at DESC, e.id DESC
- LIMIT %(limit)s
-"""
-
-
 @router.get("/fills", tags=["fills"], summary="Fills (executions), newest first")
 def list_fills(
     account_id: int | None = Query(None, gt=0),
@@ -197,17 +152,11 @@ def list_fills(
     cursor: str | None = CursorParam,
     ctx: UserContext = Depends(current_user),
 ) -> Page[FillOut]:
-    after = decode_cursor(cursor)
-    params = {
-        "account": account_id,
-        "order": order_id,
-        "at": after[0] if after else None,
-        "id": after[1] if after else None,
-        "limit": limit + 1,
-    }
     with ctx.db() as conn:
-        rows = dicts(conn, _FILLS, params)
-    page, next_cursor = split_page(rows, limit, "executed_at")
+        found = fills.list_executions(
+            conn, account_id, order_id=order_id, limit=limit + 1, before=decode_cursor(cursor)
+        )
+    page, next_cursor = split_page(found, limit, "executed_at")
     return Page[FillOut](
-        items=[FillOut.model_validate(r) for r in page], next_cursor=next_cursor, limit=limit
+        items=[FillOut.model_validate(f) for f in page], next_cursor=next_cursor, limit=limit
     )

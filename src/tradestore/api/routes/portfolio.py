@@ -26,8 +26,8 @@ from tradestore.api.schemas import (
     ValuationOut,
 )
 from tradestore.db.errors import NotFound
+from tradestore.db.query import dicts
 from tradestore.trading import ledger
-from tradestore.trading._sql import dicts
 
 __all__ = ["router"]
 

@@ -24,7 +24,7 @@ from tradestore.api.schemas import (
 )
 from tradestore.cache import strategies as strategy_cache
 from tradestore.db.errors import NotFound
-from tradestore.trading._sql import dicts
+from tradestore.db.query import dicts
 
 __all__ = ["router"]
 

@@ -17,7 +17,7 @@ import psycopg
 from tradestore.db.errors import NotFound, ValidationError
 from tradestore.identity import apikeys
 from tradestore.identity.secretbox import SecretBox
-from tradestore.trading._sql import dicts, translated
+from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.connector import Connector, build_exchange, profile_for
 
 MODES = ("off", "paper", "live")

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tradestore.db.errors import ValidationError
-from tradestore.trading._sql import dicts, translated
+from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.accounts import RoutingAccount
 from tradestore.trading.exchange.connector import Connector, to_decimal
 from tradestore.trading.reconcile import ReconciliationReport, parse_snapshot, reconcile
