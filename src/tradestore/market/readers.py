@@ -194,7 +194,7 @@ def _read_csv_by_record(path: Path, separator: str) -> tuple[pl.DataFrame, Rejec
     open), read record by record: the good rows as a text frame with their line numbers,
     and each bad record as (line, "row", reason, text)."""
     opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:  # type: ignore[operator]
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
         raw_lines = handle.read()
     reader = csv.reader(io.StringIO(raw_lines), delimiter=separator, strict=True)
     physical = raw_lines.splitlines()

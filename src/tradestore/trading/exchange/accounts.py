@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import NotFound, ValidationError
+from tradestore.db.query import dicts, translated
 from tradestore.identity import apikeys
 from tradestore.identity.secretbox import SecretBox
-from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.connector import Connector, build_exchange, profile_for
 
 MODES = ("off", "paper", "live")
