@@ -230,7 +230,9 @@ def test_webhook_order_drops_the_keys(
     conn.execute(LISTING)
     assert order_cache.active_orders(redis_cache, conn, 1) == set()
     settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path / "home")
-    webhook = load_webhook_settings(None, TRADINGVIEW_WEBHOOK_SECRET=SECRET)
+    webhook = load_webhook_settings(
+        None, TRADINGVIEW_WEBHOOK_SECRET=SECRET, TRADINGVIEW_WEBHOOK_USER="alice"
+    )
     app = create_app(settings, conninfo=db, webhook_settings=webhook, cache=redis_cache)
     with TestClient(app) as client:
         response = post(client, alert())
