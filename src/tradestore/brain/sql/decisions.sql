@@ -283,7 +283,8 @@ CREATE TABLE brain.pick_outcomes (
     base_close      numeric NOT NULL CHECK (base_close > 0 AND system.is_finite(base_close)),
     exit_date       date NOT NULL CHECK (exit_date > base_date),
     exit_close      numeric NOT NULL CHECK (exit_close > 0 AND system.is_finite(exit_close)),
-    -- exit_close / base_close - 1, signed for the pick's side (a SELL gains when it falls).
+    -- (exit_close / base_close - 1) in percent (5.23 = +5.23%), signed for the pick's side:
+    -- a SELL gains when the price falls.
     return_pct      numeric NOT NULL CHECK (system.is_finite(return_pct)),
     hit_target      boolean NOT NULL,
     hit_stop        boolean NOT NULL,

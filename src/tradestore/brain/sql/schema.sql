@@ -149,6 +149,7 @@ $$;
 CREATE OR REPLACE FUNCTION brain.trg_llm_calls_budget()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    v_row   brain.llm_calls;
     v_limit numeric;
     v_price brain.llm_prices;
     v_max   integer;
@@ -156,6 +157,11 @@ DECLARE
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         IF OLD.status <> 'started' THEN
+            v_row := NEW;
+            v_row.exported_at := OLD.exported_at;
+            IF v_row IS NOT DISTINCT FROM OLD THEN
+                RETURN NEW;  -- marking a trace exported (OTLP) is the one change allowed
+            END IF;
             PERFORM system.raise_invalid('status', 'a finished LLM call trace is never changed', OLD.status);
         END IF;
         IF NEW.user_id IS DISTINCT FROM OLD.user_id OR NEW.started_at <> OLD.started_at
