@@ -48,7 +48,7 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
             fake.requests.append(body)
             fake.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -61,7 +61,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if reply.status != 200:
-                payload = json.dumps({"error": {"message": "upstream broke", "type": "server_error"}})
+                payload = json.dumps(
+                    {"error": {"message": "upstream broke", "type": "server_error"}}
+                )
                 self._send(reply.status, "application/json", payload.encode())
                 return
             usage = {
@@ -94,14 +96,25 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             events.append(self._chunk(rid, model, {}, reply.finish_reason))
             if (body.get("stream_options") or {}).get("include_usage"):
                 events.append(
-                    {"id": rid, "object": "chat.completion.chunk", "created": 0, "model": model,
-                     "choices": [], "usage": usage}
+                    {
+                        "id": rid,
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
                 )
-            data = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events) + b"data: [DONE]\n\n"
+            data = (
+                b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+                + b"data: [DONE]\n\n"
+            )
             self._send(200, "text/event-stream", data)
 
         @staticmethod
-        def _chunk(rid: str, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        def _chunk(
+            rid: str, model: str, delta: dict[str, Any], finish: str | None
+        ) -> dict[str, Any]:
             return {
                 "id": rid,
                 "object": "chat.completion.chunk",

@@ -49,14 +49,27 @@ def _trace(conn: psycopg.Connection[Any], call_id: int) -> dict[str, Any]:
     return dict(zip(cols, cur.fetchone(), strict=True))
 
 
-def test_streamed_success_writes_a_complete_trace(conn: psycopg.Connection[Any], llm_server: FakeLLM) -> None:
+def test_streamed_success_writes_a_complete_trace(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM
+) -> None:
     user = _user(conn)
-    costs.set_price(conn, "local", "fake-1", Decimal("1"), Decimal("2"), datetime(2020, 1, 1, tzinfo=UTC))
+    costs.set_price(
+        conn, "local", "fake-1", Decimal("1"), Decimal("2"), datetime(2020, 1, 1, tzinfo=UTC)
+    )
     llm_server.script(Reply(text="Samsung rose.", input_tokens=1000, output_tokens=500))
-    snap = Snapshot.of_rows(["005930"], datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 31, tzinfo=UTC),
-                            [("2024-01-02", Decimal("70500"))])
+    snap = Snapshot.of_rows(
+        ["005930"],
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 31, tzinfo=UTC),
+        [("2024-01-02", Decimal("70500"))],
+    )
     result = _client(conn, llm_server).chat(
-        PROMPT, {"ticker": "005930", "prices": "70500"}, user_id=user, snapshot=snap, seed=7, top_p=0.9
+        PROMPT,
+        {"ticker": "005930", "prices": "70500"},
+        user_id=user,
+        snapshot=snap,
+        seed=7,
+        top_p=0.9,
     )
     assert result.text == "Samsung rose."
     t = _trace(conn, result.call_id)
@@ -88,7 +101,9 @@ def test_streamed_success_writes_a_complete_trace(conn: psycopg.Connection[Any],
     assert KEY not in dump
 
 
-def test_unstreamed_success_is_traced_too(conn: psycopg.Connection[Any], llm_server: FakeLLM) -> None:
+def test_unstreamed_success_is_traced_too(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM
+) -> None:
     llm_server.script(Reply(text="fine", finish_reason="length"))
     result = _client(conn, llm_server).chat(PROMPT, {"ticker": "X", "prices": "1"}, stream=False)
     t = _trace(conn, result.call_id)
@@ -121,7 +136,9 @@ def test_over_budget_call_is_refused_recorded_and_not_sent(
     conn: psycopg.Connection[Any], llm_server: FakeLLM
 ) -> None:
     user = _user(conn)
-    costs.set_price(conn, "local", "fake-1", Decimal("1000"), Decimal("1000"), datetime(2020, 1, 1, tzinfo=UTC))
+    costs.set_price(
+        conn, "local", "fake-1", Decimal("1000"), Decimal("1000"), datetime(2020, 1, 1, tzinfo=UTC)
+    )
     # max_tokens 100 at 1000/1M reserves 0.1 plus the prompt: a 0.15 budget allows one call.
     costs.set_budget(conn, user, Decimal("0.15"))
     client = _client(conn, llm_server, LLM_MAX_TOKENS=100)
@@ -142,7 +159,9 @@ def test_over_budget_call_is_refused_recorded_and_not_sent(
     assert (user, 1) in rows and (other, 0) in rows
 
 
-def test_budgeted_call_without_a_price_is_refused(conn: psycopg.Connection[Any], llm_server: FakeLLM) -> None:
+def test_budgeted_call_without_a_price_is_refused(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM
+) -> None:
     user = _user(conn)
     costs.set_budget(conn, user, Decimal("1"))
     with pytest.raises(BudgetExceeded):
@@ -150,10 +169,15 @@ def test_budgeted_call_without_a_price_is_refused(conn: psycopg.Connection[Any],
     assert llm_server.requests == []
 
 
-def test_finished_trace_cannot_be_rewritten(conn: psycopg.Connection[Any], llm_server: FakeLLM) -> None:
+def test_finished_trace_cannot_be_rewritten(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM
+) -> None:
     result = _client(conn, llm_server).chat(PROMPT, {"ticker": "X", "prices": "1"})
     with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("UPDATE brain.llm_calls SET gen_ai_usage_output_tokens = 0 WHERE id = %s", (result.call_id,))
+        conn.execute(
+            "UPDATE brain.llm_calls SET gen_ai_usage_output_tokens = 0 WHERE id = %s",
+            (result.call_id,),
+        )
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(
             """INSERT INTO brain.llm_calls (gen_ai_provider_name, gen_ai_request_model, prompt_name,
@@ -161,7 +185,9 @@ def test_finished_trace_cannot_be_rewritten(conn: psycopg.Connection[Any], llm_s
         )
 
 
-def test_changed_template_needs_a_new_version(conn: psycopg.Connection[Any], llm_server: FakeLLM) -> None:
+def test_changed_template_needs_a_new_version(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM
+) -> None:
     client = _client(conn, llm_server)
     client.chat(PROMPT, {"ticker": "X", "prices": "1"})
     changed = PromptTemplate("report.daily", 1, "Different {ticker} {prices}", system="Be brief.")

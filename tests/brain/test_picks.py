@@ -34,15 +34,27 @@ def _pick(desk: Desk) -> int:
 
 
 def _executed(desk: Desk, pick_id: int) -> bool:
-    return bool(desk.conn.execute("SELECT is_executed FROM brain.daily_picks WHERE pick_id = %s", (pick_id,)).fetchone()[0])
+    return bool(
+        desk.conn.execute(
+            "SELECT is_executed FROM brain.daily_picks WHERE pick_id = %s", (pick_id,)
+        ).fetchone()[0]
+    )
 
 
 def test_rule_screen_picks_are_stored_like_llm_picks(desk: Desk) -> None:
     pick_id = _pick(desk)
     (row,) = picks.list_picks(desk.conn, DAY)
     assert row["pick_id"] == pick_id and row["symbol"] == "BTC/USDT"
-    assert (row["source"], row["model_name"], row["rationale"]) == ("RULE", "rule:breakout", "breakout")
-    assert (row["target_price"], row["stop_price"], row["is_executed"]) == (Decimal("110"), Decimal("90"), False)
+    assert (row["source"], row["model_name"], row["rationale"]) == (
+        "RULE",
+        "rule:breakout",
+        "breakout",
+    )
+    assert (row["target_price"], row["stop_price"], row["is_executed"]) == (
+        Decimal("110"),
+        Decimal("90"),
+        False,
+    )
 
 
 def test_manual_approval_is_required_before_an_order(desk: Desk) -> None:
@@ -80,7 +92,9 @@ def test_approved_pick_becomes_one_order_sized_to_the_risk_limit(desk: Desk) -> 
     ).fetchone()[0]
     assert linked == order_id
     with pytest.raises(psycopg.errors.CheckViolation, match="is_executed"):
-        desk.conn.execute("UPDATE brain.daily_picks SET is_executed = false WHERE pick_id = %s", (pick_id,))
+        desk.conn.execute(
+            "UPDATE brain.daily_picks SET is_executed = false WHERE pick_id = %s", (pick_id,)
+        )
 
 
 def test_order_over_the_risk_limit_is_refused(desk: Desk) -> None:
@@ -98,4 +112,6 @@ def test_order_over_the_risk_limit_is_refused(desk: Desk) -> None:
 def test_unexecuted_pick_cannot_be_marked_executed(desk: Desk) -> None:
     pick_id = _pick(desk)
     with pytest.raises(psycopg.errors.CheckViolation, match="is_executed"):
-        desk.conn.execute("UPDATE brain.daily_picks SET is_executed = true WHERE pick_id = %s", (pick_id,))
+        desk.conn.execute(
+            "UPDATE brain.daily_picks SET is_executed = true WHERE pick_id = %s", (pick_id,)
+        )

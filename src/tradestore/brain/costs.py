@@ -23,7 +23,10 @@ def set_price(
     effective_from: datetime | None = None,
 ) -> int:
     """Add a price from a moment on (now by default); earlier calls keep their price."""
-    for name, value in (("input_per_million", input_per_million), ("output_per_million", output_per_million)):
+    for name, value in (
+        ("input_per_million", input_per_million),
+        ("output_per_million", output_per_million),
+    ):
         if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
             raise ValidationError(name, "must be a finite decimal >= 0", value)
     row = conn.execute(

@@ -121,7 +121,9 @@ class LLMCallFailed(TradestoreError):
 def prompt_sha256(messages: Sequence[Mapping[str, str]]) -> str:
     """sha256 of the rendered messages as canonical JSON: what the model was sent."""
     return hashlib.sha256(
-        json.dumps(list(messages), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        json.dumps(
+            list(messages), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
     ).hexdigest()
 
 
@@ -181,7 +183,16 @@ class LLMClient:
         max_tokens = max_tokens or self.settings.LLM_MAX_TOKENS
         prompt_id = self._prompt_id(prompt)
         call_id, status, message = self._begin(
-            prompt, prompt_id, sha, messages, user_id, snapshot, temperature, top_p, seed, max_tokens
+            prompt,
+            prompt_id,
+            sha,
+            messages,
+            user_id,
+            snapshot,
+            temperature,
+            top_p,
+            seed,
+            max_tokens,
         )
         if status == "refused_budget":
             raise BudgetExceeded(call_id, message or "over budget")
@@ -267,7 +278,9 @@ class LLMClient:
 
     # -- the trace ---------------------------------------------------------------------
     def _prompt_id(self, prompt: PromptTemplate) -> int:
-        text = prompt.template if prompt.system is None else f"{prompt.system}\n---\n{prompt.template}"
+        text = (
+            prompt.template if prompt.system is None else f"{prompt.system}\n---\n{prompt.template}"
+        )
         row = self.conn.execute(
             """INSERT INTO brain.llm_prompts (name, version, template) VALUES (%s, %s, %s)
                ON CONFLICT (name, version) DO UPDATE SET name = EXCLUDED.name

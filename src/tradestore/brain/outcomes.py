@@ -91,7 +91,17 @@ def compute_outcomes(conn: psycopg.Connection[Any], *, since: date | None = None
                        exit_date = EXCLUDED.exit_date, exit_close = EXCLUDED.exit_close,
                        return_pct = EXCLUDED.return_pct, hit_target = EXCLUDED.hit_target,
                        hit_stop = EXCLUDED.hit_stop, computed_at = now()""",
-                (pick_id, horizon, base[0], base[1], exit_date, exit_close, ret * 100, hit_target, hit_stop),
+                (
+                    pick_id,
+                    horizon,
+                    base[0],
+                    base[1],
+                    exit_date,
+                    exit_close,
+                    ret * 100,
+                    hit_target,
+                    hit_stop,
+                ),
             )
             written += 1
     return written

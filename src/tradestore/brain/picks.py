@@ -79,9 +79,20 @@ def store_pick(
            ON CONFLICT (report_id, pick_date, action) DO UPDATE SET action = EXCLUDED.action
            RETURNING pick_id""",
         (
-            report_id, pick_date, idea.action.upper(), idea.score, idea.expected_return,
-            idea.holding_period, source, idea.rationale, idea.target_price, idea.stop_price,
-            model_name, prompt_name, prompt_version, llm_call_id,
+            report_id,
+            pick_date,
+            idea.action.upper(),
+            idea.score,
+            idea.expected_return,
+            idea.holding_period,
+            source,
+            idea.rationale,
+            idea.target_price,
+            idea.stop_price,
+            model_name,
+            prompt_name,
+            prompt_version,
+            llm_call_id,
         ),
     ).fetchone()
     assert row is not None
@@ -114,9 +125,19 @@ def picks_from_reports(conn: psycopg.Connection[Any], day: date, market: str) ->
             target_price=_dec(answer.get("target_price")),
             stop_price=_dec(answer.get("stop_price")),
         )
-        out.append(store_pick(conn, report_id, day, idea, source="LLM", model_name=model,
-                              prompt_name=prompt_name, prompt_version=prompt_version,
-                              llm_call_id=call_id))
+        out.append(
+            store_pick(
+                conn,
+                report_id,
+                day,
+                idea,
+                source="LLM",
+                model_name=model,
+                prompt_name=prompt_name,
+                prompt_version=prompt_version,
+                llm_call_id=call_id,
+            )
+        )
     return out
 
 
@@ -147,7 +168,9 @@ def run_screen(
     (model_version `rule:<name>`) of its instrument and day."""
     out = []
     for idea in screen(ScreenContext(conn, day, market)):
-        found = conn.execute("SELECT id FROM market.instruments WHERE symbol = %s", (idea.symbol,)).fetchone()
+        found = conn.execute(
+            "SELECT id FROM market.instruments WHERE symbol = %s", (idea.symbol,)
+        ).fetchone()
         if found is None:
             raise ValidationError("symbol", "must name an instrument", idea.symbol)
         version = f"rule:{name}"[:100]
@@ -159,12 +182,17 @@ def run_screen(
             (found[0], day, version, idea.target_price, idea.rationale),
         ).fetchone()
         assert report is not None
-        out.append(store_pick(conn, int(report[0]), day, idea, source="RULE", model_name=version,
-                              prompt_name=name))
+        out.append(
+            store_pick(
+                conn, int(report[0]), day, idea, source="RULE", model_name=version, prompt_name=name
+            )
+        )
     return out
 
 
-def list_picks(conn: psycopg.Connection[Any], day: date | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def list_picks(
+    conn: psycopg.Connection[Any], day: date | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     cur = conn.execute(
         """SELECT dp.pick_id, dp.pick_date, i.symbol, dp.action, dp.priority_score AS score,
                   dp.rationale, dp.target_price, dp.stop_price, dp.source, dp.model_name,
@@ -189,20 +217,34 @@ def set_auto_approve(conn: psycopg.Connection[Any], account_id: int, on: bool) -
     )
 
 
-def request(conn: psycopg.Connection[Any], pick_id: int, account_id: int,
-            quantity: Decimal | None = None) -> dict[str, Any]:
+def request(
+    conn: psycopg.Connection[Any], pick_id: int, account_id: int, quantity: Decimal | None = None
+) -> dict[str, Any]:
     """Propose a pick to an account (approved at once if the account auto-approves)."""
-    return _row(conn, "SELECT * FROM brain.request_pick_order(%s, %s, %s)", (pick_id, account_id, quantity))
+    return _row(
+        conn, "SELECT * FROM brain.request_pick_order(%s, %s, %s)", (pick_id, account_id, quantity)
+    )
 
 
-def decide(conn: psycopg.Connection[Any], pick_id: int, account_id: int, approve: bool) -> dict[str, Any]:
-    return _row(conn, "SELECT * FROM brain.decide_pick_order(%s, %s, %s)", (pick_id, account_id, approve))
+def decide(
+    conn: psycopg.Connection[Any], pick_id: int, account_id: int, approve: bool
+) -> dict[str, Any]:
+    return _row(
+        conn, "SELECT * FROM brain.decide_pick_order(%s, %s, %s)", (pick_id, account_id, approve)
+    )
 
 
-def execute(conn: psycopg.Connection[Any], pick_id: int, account_id: int,
-            quantity: Decimal | None = None, price: Decimal | None = None) -> int:
+def execute(
+    conn: psycopg.Connection[Any],
+    pick_id: int,
+    account_id: int,
+    quantity: Decimal | None = None,
+    price: Decimal | None = None,
+) -> int:
     """Place the approved pick's order (idempotent: the same order every time)."""
-    row = conn.execute("SELECT brain.execute_pick(%s, %s, %s, %s)", (pick_id, account_id, quantity, price)).fetchone()
+    row = conn.execute(
+        "SELECT brain.execute_pick(%s, %s, %s, %s)", (pick_id, account_id, quantity, price)
+    ).fetchone()
     assert row is not None
     return int(row[0])
 

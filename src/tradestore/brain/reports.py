@@ -21,7 +21,14 @@ import psycopg
 from tradestore.brain.llm import LLMClient, PromptTemplate, Snapshot
 from tradestore.db.errors import ValidationError
 
-__all__ = ["DAILY_PROMPT", "MARKETS", "Retriever", "daily_report", "default_retriever", "market_filter"]
+__all__ = [
+    "DAILY_PROMPT",
+    "MARKETS",
+    "Retriever",
+    "daily_report",
+    "default_retriever",
+    "market_filter",
+]
 
 Retriever = Callable[[psycopg.Connection[Any], str, Sequence[str]], list[str]]
 
@@ -112,7 +119,9 @@ def daily_report(
             "market": market.upper(),
             "day": day.isoformat(),
             "prices": "\n".join(", ".join(str(v) for v in r) for r in rows),
-            "indicators": json.dumps(indicators, sort_keys=True, default=str) if indicators else "none",
+            "indicators": json.dumps(indicators, sort_keys=True, default=str)
+            if indicators
+            else "none",
             "documents": "\n---\n".join(documents) if documents else "none",
         }
         try:
@@ -120,7 +129,9 @@ def daily_report(
         except LLMCallFailed:
             continue
         answer = parse_answer(result.text)
-        report_ids.append(_store(conn, stock_id, day, client.model, answer, result.text, result.call_id))
+        report_ids.append(
+            _store(conn, stock_id, day, client.model, answer, result.text, result.call_id)
+        )
     return report_ids
 
 
@@ -144,8 +155,15 @@ def _bounded(value: Any, lo: Decimal, hi: Decimal) -> Decimal | None:
     return d.quantize(Decimal("0.01")) if d.is_finite() and lo <= d <= hi else None
 
 
-def _store(conn: psycopg.Connection[Any], stock_id: int, day: date, model: str,
-           answer: dict[str, Any], text: str, call_id: int) -> int:
+def _store(
+    conn: psycopg.Connection[Any],
+    stock_id: int,
+    day: date,
+    model: str,
+    answer: dict[str, Any],
+    text: str,
+    call_id: int,
+) -> int:
     risk = str(answer.get("risk_level", "")).upper()
     target = _bounded(answer.get("target_price"), Decimal("0.00000001"), Decimal("1e15"))
     row = conn.execute(
@@ -158,7 +176,9 @@ def _store(conn: psycopg.Connection[Any], stock_id: int, day: date, model: str,
                summary = EXCLUDED.summary, raw_data = EXCLUDED.raw_data, llm_call_id = EXCLUDED.llm_call_id
            RETURNING report_id""",
         (
-            stock_id, day, model[:100],
+            stock_id,
+            day,
+            model[:100],
             _bounded(answer.get("sentiment_score"), Decimal(-10), Decimal(10)),
             _bounded(answer.get("confidence_score"), Decimal(0), Decimal(1)),
             target,

@@ -83,8 +83,15 @@ def span_of(row: dict[str, Any]) -> dict[str, Any]:
     """The OTLP span of one finished trace row."""
     attributes = []
     for column, value in row.items():
-        if value is None or column in {"trace_id", "span_id", "started_at", "finished_at", "error_message",
-                                       "snapshot_from", "snapshot_to"}:
+        if value is None or column in {
+            "trace_id",
+            "span_id",
+            "started_at",
+            "finished_at",
+            "error_message",
+            "snapshot_from",
+            "snapshot_to",
+        }:
             continue
         name = OTEL_NAMES.get(column)
         if column.startswith("gen_ai_"):
@@ -95,8 +102,12 @@ def span_of(row: dict[str, Any]) -> dict[str, Any]:
             attributes.append({"key": name, "value": _attr_value(value)})
     for column in ("snapshot_from", "snapshot_to"):
         if row.get(column) is not None:
-            attributes.append({"key": f"tradestore.data_snapshot.{column[9:]}",
-                               "value": {"stringValue": row[column].isoformat()}})
+            attributes.append(
+                {
+                    "key": f"tradestore.data_snapshot.{column[9:]}",
+                    "value": {"stringValue": row[column].isoformat()},
+                }
+            )
     ok = row["status"] == "ok"
     status: dict[str, Any] = {"code": 1 if ok else 2}
     if not ok and row.get("error_message"):
@@ -139,10 +150,17 @@ def export_otlp(
             body = {
                 "resourceSpans": [
                     {
-                        "resource": {"attributes": [
-                            {"key": "service.name", "value": {"stringValue": "tradestore"}}]},
-                        "scopeSpans": [{"scope": {"name": "tradestore.brain"},
-                                        "spans": [span_of(r) for r in rows]}],
+                        "resource": {
+                            "attributes": [
+                                {"key": "service.name", "value": {"stringValue": "tradestore"}}
+                            ]
+                        },
+                        "scopeSpans": [
+                            {
+                                "scope": {"name": "tradestore.brain"},
+                                "spans": [span_of(r) for r in rows],
+                            }
+                        ],
                     }
                 ]
             }
