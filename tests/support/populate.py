@@ -34,6 +34,14 @@ INSERT INTO brain.llm_prompts (name, template) VALUES ('pick', 'Analyse {ticker}
 INSERT INTO brain.llm_responses (prompt_id, model_name, response_text) VALUES (1, 'gpt', 'BUY');
 INSERT INTO brain.llm_insights (response_id, instrument_id, insight_type, content) VALUES (1, 1, 'sentiment', '{"score": 3}');
 INSERT INTO brain.documents (content, file_path, section, chunk_id) VALUES ('Solo-Lite core', 'docs/plan.md', 'intro', 1);
+INSERT INTO brain.llm_prices (provider, model, input_per_million, output_per_million) VALUES ('openai', 'gpt-4o-mini', 0.15, 0.60);
+INSERT INTO brain.llm_budgets (user_id, daily_limit) VALUES (1, 5);
+INSERT INTO brain.llm_calls (user_id, gen_ai_provider_name, gen_ai_request_model, prompt_name, prompt_version, prompt_sha256, gen_ai_request_max_tokens)
+VALUES (1, 'openai', 'gpt-4o-mini', 'report.daily', 1, repeat('a', 64), 100);
+INSERT INTO brain.account_pick_settings (account_id, auto_approve) VALUES (1, false);
+INSERT INTO brain.pick_orders (pick_id, account_id) VALUES (1, 1);
+INSERT INTO brain.pick_outcomes (pick_id, horizon_days, base_date, base_close, exit_date, exit_close, return_pct, hit_target, hit_stop)
+VALUES (1, 1, '2024-01-02', 100, '2024-01-03', 101, 0.01, false, false);
 INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) VALUES (1, 2, 0.01, 40000);
 INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, idempotency_key)
 VALUES (1, 2, 'BUY', 'LIMIT', 0.01, 40000, 'idem-1');

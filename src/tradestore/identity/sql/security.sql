@@ -282,6 +282,13 @@ GRANT UPDATE (is_acknowledged, acknowledged_at, acknowledged_by) ON system.alert
 -- analyst: research output (AI reports, picks, LLM traces, documents).
 GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA brain TO tradestore_analyst;
 REVOKE INSERT, UPDATE ON brain.decision_logs FROM tradestore_analyst;
+-- Prices and budgets are the operator's (admin); a user's pick approvals are the owner's.
+REVOKE INSERT, UPDATE ON brain.llm_prices, brain.llm_budgets FROM tradestore_analyst;
+GRANT INSERT (pick_id, account_id, status, auto_approved, quantity, decided_at),
+      UPDATE (status, decided_at, quantity)
+    ON brain.pick_orders TO tradestore_trader;
+GRANT INSERT (account_id, auto_approve), UPDATE (auto_approve) ON brain.account_pick_settings
+    TO tradestore_trader;
 
 -- admin: every table of every schema; the ledger stays append-only and its chain heads
 -- are moved only by the chain trigger.
@@ -396,6 +403,10 @@ BEGIN
             ('analytics.backtest_runs',      'user_id = ' || me),
             ('system.alerts',                'user_id = ' || me),
             ('system.telegram_chats',        'user_id = ' || me),
+            ('brain.llm_calls',              'user_id = ' || me),
+            ('brain.llm_budgets',            'user_id = ' || me),
+            ('brain.account_pick_settings',  my_accounts),
+            ('brain.pick_orders',            my_accounts),
             ('brain.decision_logs',
              format('(account_id IS NULL OR %s) AND (strategy_id IS NULL OR strategy_id IN '
                     '(SELECT s.id FROM analytics.strategies s WHERE s.user_id = %s))', my_accounts, me))
