@@ -125,10 +125,12 @@
     return fixed(value, CENTS.has(String(currency || "").toUpperCase()) ? 2 : 8);
   }
   // A quantity exactly as the API gave it, trailing zeros dropped.
+  // (A float from a backtest's trade list is rounded to what its size needs instead.)
   function qty(value) {
     if (value === null || value === undefined) return "—";
     const s = String(value);
-    return s.includes(".") && !s.includes("e") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+    if (typeof value === "number" || /e/i.test(s)) return fixed(value, placesFor(value) + 2);
+    return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
   }
   function pct(value, scale = 100) {
     if (value === null || value === undefined) return "—";
@@ -293,8 +295,11 @@
   // ------------------------------------------------------------------ overview
   const loadPortfolio = guarded(async () => {
     const data = await api("/portfolio");
-    const balances = await Promise.all(data.accounts.map(
-      (a) => api("/accounts/" + a.account_id + "/balances").catch(() => null)));
+    const [balances, positions] = await Promise.all([
+      Promise.all(data.accounts.map(
+        (a) => api("/accounts/" + a.account_id + "/balances").catch(() => null))),
+      api("/positions").catch(() => []),
+    ]);
     const tiles = data.accounts.map((a, i) => {
       const ccy = a.base_currency;
       const box = el("div", null, "tile");
@@ -323,13 +328,21 @@
       if (held.length) {
         const list = el("ul", null, "holdings");
         list.dataset.testid = "holdings";
+        // A holding is unvalued when its currency has no price, or it is a position
+        // quoted in such a currency (XRP bought with unvalued ETH).
+        const unpriced = new Set(a.unvalued_currencies);
+        positions.filter((p) => p.account_id === a.account_id && unpriced.has(p.quote_currency))
+          .forEach((p) => {
+            const l = state.listings.get(p.symbol);
+            if (l && l.base_currency) unpriced.add(l.base_currency);
+          });
         held.forEach((b) => {
-          const unvalued = a.unvalued_currencies.includes(b.currency);
+          const unvalued = unpriced.has(b.currency);
           const li = el("li", null, unvalued ? "unvalued" : "");
           li.dataset.currency = b.currency;
           li.appendChild(el("span", b.currency, "ccy"));
           li.appendChild(el("span", money(b.total, b.currency), "num"));
-          if (unvalued) li.appendChild(el("span", "not valued: no price in " + ccy, "tag warn"));
+          if (unvalued) li.appendChild(el("span", "not in total: no price in " + ccy, "tag warn"));
           list.appendChild(li);
         });
         box.appendChild(list);
@@ -564,9 +577,9 @@
   const loadPositions = guarded(async () => {
     const flat = $("positions-flat").checked;
     const positions = await api("/positions" + (flat ? "?include_flat=true" : ""));
-    // The latest ticker of each symbol, for a price when no bar values the position.
-    const symbols = [...new Set(positions.map((p) => p.symbol))];
-    const tickers = new Map(await Promise.all(symbols.map((s) =>
+    // A position no bar prices (a listing with only tickers) takes its latest ticker.
+    const unpriced = [...new Set(positions.filter((p) => p.current_price === null).map((p) => p.symbol))];
+    const tickers = new Map(await Promise.all(unpriced.map((s) =>
       api("/market/ticker?symbol=" + encodeURIComponent(s)).then((t) => [s, t]).catch(() => [s, null]))));
     const rows = positions.map((p) => {
       const t = tickers.get(p.symbol);
@@ -581,7 +594,6 @@
       const tr = row([
         accountName(p.account_id), p.symbol, p.side, numCell(qty(p.quantity)),
         numCell(price(p.symbol, p.avg_entry_price)), numCell(price(p.symbol, px)),
-        time(t ? t.timestamp : null),
         numCell(money(value, p.quote_currency)), numCell(money(pnl, p.quote_currency), pnl),
         numCell(money(p.realized_pnl, p.quote_currency), p.realized_pnl), p.quote_currency,
       ]);
