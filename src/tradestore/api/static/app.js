@@ -471,13 +471,13 @@
         const tIn = snap(tr.entry_time);
         if (tIn >= first && tIn <= last) {
           out.push({ time: tIn, position: long ? "belowBar" : "aboveBar", shape: "circle",
-                     color: "#7b61ff", text: (long ? "long" : "short") + " in" });
+                     color: "#7b61ff" }); // shapes only: a run has many trades
         }
         if (tr.exit_time) {
           const tOut = snap(tr.exit_time);
           if (tOut >= first && tOut <= last) {
             out.push({ time: tOut, position: long ? "aboveBar" : "belowBar", shape: "square",
-                       color: Number(tr.pnl) >= 0 ? "#1a9b6c" : "#d64545", text: "out" });
+                       color: Number(tr.pnl) >= 0 ? "#1a9b6c" : "#d64545" });
           }
         }
       });
