@@ -369,6 +369,7 @@ def test_dashboard_every_view_with_real_data(
     view = _view(page, "ledger")
     balances = page.get_by_test_id("balances")
     sync_api.expect(balances.locator('tr[data-currency="ETH"]')).to_contain_text("no price in USDT")
+    sync_api.expect(balances.locator('tr[data-currency="XRP"]')).to_contain_text("no price in USDT")
     sync_api.expect(balances.locator('tr[data-currency="USDT"]')).to_contain_text("base currency")
     rows = conn.execute(
         "SELECT count(*) FROM account.transactions WHERE account_id = %s",

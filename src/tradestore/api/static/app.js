@@ -672,13 +672,19 @@
   const loadBalances = guarded(async () => {
     const account = $("ledger-account").value;
     if (!account) { fill("balances", [], "No accounts."); return; }
-    const [bal, val] = await Promise.all([
+    const [bal, val, positions] = await Promise.all([
       api("/accounts/" + account + "/balances"), api("/accounts/" + account + "/portfolio"),
+      api("/positions?account_id=" + account).catch(() => []),
     ]);
+    const unpriced = new Set(val.unvalued_currencies);
+    positions.filter((p) => unpriced.has(p.quote_currency)).forEach((p) => {
+      const l = state.listings.get(p.symbol);
+      if (l && l.base_currency) unpriced.add(l.base_currency);
+    });
     const currencies = [...new Set([...Object.keys(bal.cash), ...bal.assets.map((a) => a.currency)])].sort();
     fill("balances", currencies.map((c) => {
       const a = bal.assets.find((x) => x.currency === c) || {};
-      const unvalued = val.unvalued_currencies.includes(c);
+      const unvalued = unpriced.has(c);
       const valued = el("td", c === val.base_currency ? "base currency"
         : unvalued ? "no price in " + val.base_currency : "yes", unvalued ? "warn" : "muted");
       const tr = row([c, numCell(money(bal.cash[c], c)), numCell(money(a.free, c)),
