@@ -164,6 +164,7 @@ def create_app(
         title="tradestore",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served by the dashboard router from vendored Swagger UI assets
         description="REST API of tradestore. Authenticate with POST /api/v1/auth/login, "
         "then send `Authorization: Bearer <access_token>`. Errors are "
         '`{"error": {"code", "message", "field", "rule", "value"}}`.',

@@ -253,6 +253,8 @@ class ListingOut(Out):
     instrument: str
     base_currency: str | None = None
     quote_currency: str | None = None
+    tick_size: Decimal | None = Field(default=None, description="price increment, if known")
+    step_size: Decimal | None = Field(default=None, description="quantity increment, if known")
 
 
 class CandleOut(Out):

@@ -129,7 +129,9 @@ def listings(
         rows = dicts(
             conn,
             """SELECT ei.id, x.code || ':' || ei.exchange_symbol AS symbol, x.code AS exchange,
-                      ei.exchange_symbol, i.symbol AS instrument, i.base_currency, i.quote_currency
+                      ei.exchange_symbol, i.symbol AS instrument, i.base_currency, i.quote_currency,
+                      (ei.trading_rules ->> 'tick_size')::numeric AS tick_size,
+                      (ei.trading_rules ->> 'step_size')::numeric AS step_size
                  FROM market.exchange_instruments ei
                  JOIN market.exchanges x ON x.id = ei.exchange_id
                  JOIN market.instruments i ON i.id = ei.instrument_id
