@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from tradestore.api.context import UserContext, current_user
 from tradestore.brain import outcomes, picks, traces
-from tradestore.trading._sql import dicts
+from tradestore.db.query import dicts
 
 __all__ = ["router"]
 
