@@ -118,7 +118,7 @@ def _backtesting_py_stats() -> tuple:
 
 
 def test_trade_metrics_equal_backtesting_py() -> None:
-    stats, result, data = _backtesting_py_stats()
+    stats, result, _data = _backtesting_py_stats()
     bt = stats["_trades"]
     m = compute_metrics(result, Conventions(8760))
     closed = result.trades.closed

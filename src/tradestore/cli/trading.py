@@ -17,7 +17,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradestore import trading
-from tradestore.cli.common import console, database, fail, handles_errors, parse_decimal
+from tradestore.cli.common import (
+    console,
+    database,
+    explained,
+    fail,
+    fmt_cell,
+    handles_errors,
+    parse_decimal,
+)
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import reference
@@ -51,7 +59,7 @@ ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
 
 @contextmanager
 def _conn() -> Iterator[psycopg.Connection[Any]]:
-    with database() as conninfo, connect(conninfo, autocommit=True) as conn:
+    with database() as conninfo, connect(conninfo, autocommit=True) as conn, explained(conn):
         yield conn
 
 
@@ -64,13 +72,8 @@ def _when(text: str | None, field: str) -> dt.datetime | None:
 
 
 def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    # One cell format for every CLI table: normalized decimals (--exact: in full).
+    return fmt_cell(value)
 
 
 def _listing_id(

@@ -116,6 +116,8 @@ class RunOutcome:
     metrics: Metrics
     result: SimResult
     report: Any = None  # reports.RunReport when written
+    config: BacktestConfig = field(default_factory=BacktestConfig)
+    sizing: str = ""  # how entries were sized, in words
 
 
 def _utc(value: dt.datetime, name: str) -> dt.datetime:
@@ -304,7 +306,10 @@ def run_backtest(
                 "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
             )  # fmt: skip
         raise
-    outcome = RunOutcome(run_id, metrics, result)
+    outcome = RunOutcome(
+        run_id, metrics, result, config=prepared.config,
+        sizing=prepared.config.sizing_text(prepared.data.n_symbols),
+    )  # fmt: skip
     if request.write_report:
         from tradestore.strategy.reports import reports_dir, write_run_report
 
