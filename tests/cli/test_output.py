@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from tests.strategy.market import user
+from tests.strategy.market import SPOT_RULES, listing, user
 from tradestore.cli.common import OUTPUT, fmt_decimal
 from tradestore.cli.main import app
 from tradestore.config import get_settings
@@ -81,3 +81,40 @@ def test_refusals_name_the_rule_not_the_constraint(run, db: str) -> None:
     code, out = run(*args)
     assert code == 1 and "a strategy named 'golden' already exists" in out
     assert "strategies_user_name_key" not in out and "duplicate key" not in out
+
+
+def test_readme_account_takes_orders_and_accounts_update_and_close(run, db: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        user(conn, "alice")
+    assert run("exchanges", "add", "binance", "Binance")[0] == 0
+    with psycopg.connect(db, autocommit=True) as conn:
+        listing(conn, "BTC/USDT", SPOT_RULES)
+    # Without an exchange the account says it takes no orders, and update gives it one.
+    code, out = run("accounts", "create", "alice", "--name", "bare")
+    assert code == 0 and "no exchange" in out and "accounts update 1 --exchange" in out
+    order = ("orders", "submit", "-a", "1", "-s", "BTC/USDT", "--side", "buy", "-q", "0.01",
+             "-p", "30000")  # fmt: skip
+    code, out = run(*order)
+    assert code == 1 and "must name an account with an exchange" in out
+    code, out = run("accounts", "update", "1", "--exchange", "binance", "--name", "main")
+    assert code == 0, out
+    code, out = run(*order)
+    assert code == 0 and "order 1" in out, out
+    # The README's example: an account made at an exchange takes orders.
+    code, out = run("accounts", "create", "alice", "--name", "second", "--exchange", "binance")
+    assert code == 0 and "no exchange" not in out
+    code, out = run(*order[:2], "-a", "2", *order[4:])
+    assert code == 0, out
+    # An account with an order cannot move exchange; one with open orders cannot close.
+    assert run("exchanges", "add", "kraken", "Kraken")[0] == 0
+    code, out = run("accounts", "update", "1", "--exchange", "kraken")
+    assert code == 1 and "can change only while the account has no orders" in out
+    code, out = run("accounts", "close", "1")
+    assert code == 1 and "open order" in out
+    assert run("orders", "cancel", "1")[0] == 0
+    code, out = run("accounts", "close", "1")
+    assert code == 0 and "account 1 closed" in out
+    code, out = run("accounts", "list")
+    assert code == 0 and "main" in out
+    code, out = run(*order)
+    assert code == 1 and "must name an active account" in out

@@ -223,9 +223,7 @@ def _check_violation(exc: BaseException | None) -> pg_errors.CheckViolation | No
     return None
 
 
-def vocabulary_error(
-    conn: psycopg.Connection[Any], exc: BaseException
-) -> ValidationError | None:
+def vocabulary_error(conn: psycopg.Connection[Any], exc: BaseException) -> ValidationError | None:
     """A refused CHECK on a vocabulary (`kind IN ('CRYPTO', ...)`) as field, rule and
     value: the allowed values are read from the constraint's definition in the catalog,
     so the message never drifts from the rule. None when exc is not such a refusal."""
