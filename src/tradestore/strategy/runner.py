@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from tradestore.db.errors import NotFound, ValidationError
@@ -311,12 +312,20 @@ def run_backtest(
         sizing=prepared.config.sizing_text(prepared.data.n_symbols),
     )  # fmt: skip
     if request.write_report:
-        from tradestore.strategy.reports import reports_dir, write_run_report
+        from tradestore.strategy.reports import Marks, reports_dir, summary_lines, write_run_report
+
+        trades, times = result.trades, prepared.data.times
+        marks = Marks(
+            entries=times[trades.entry_t],
+            exits=times[trades.exit_t[trades.closed]],
+            directions=np.asarray(trades.direction, dtype=np.int8),
+            summary=summary_lines({**metrics.as_dict(), "max_drawdown": metrics.max_drawdown}),
+        )
 
         outcome.report = write_run_report(
             run_id, prepared.data.times, result.equity, float(prepared.config.initial_capital),
             title=f"#{run_id} {prepared.strategy_name} {','.join(prepared.data.symbols)} "
             f"{request.timeframe}",
-            directory=reports_dir(home),
+            directory=reports_dir(home), marks=marks,
         )  # fmt: skip
     return outcome
