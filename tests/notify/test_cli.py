@@ -90,3 +90,29 @@ def test_worker_without_token_says_so(env: None) -> None:
     result = run("worker", "notify")
     assert result.exit_code == 1
     assert "TELEGRAM_BOT_TOKEN" in result.output and "Traceback" not in result.output
+
+
+def test_queue_lists_queued_and_failed_and_status_says_where_alerts_go(
+    env: None, conn: psycopg.Connection
+) -> None:
+    status = run("notify", "status")
+    assert status.exit_code == 0, status.output
+    assert "alerts go nowhere" in status.output and "notify chats add" in status.output
+    assert "TELEGRAM_BOT_TOKEN is not set" in status.output
+    assert "no queued or failed messages" in run("notify", "queue").output
+
+    assert run("notify", "chats", "add", "42", "--min-severity", "INFO").exit_code == 0
+    assert run("notify", "send", "first", "--title", "one").exit_code == 0
+    assert run("notify", "send", "second", "--title", "two").exit_code == 0
+    conn.execute(
+        "UPDATE system.notification_outbox SET status = 'FAILED', last_error = 'chat not found' "
+        "WHERE title = 'two'"
+    )
+    status = run("notify", "status")
+    assert "alerts go to 1 chat(s): 42 (INFO+)" in status.output
+    queued = run("notify", "queue")
+    assert queued.exit_code == 0, queued.output
+    assert "PENDING" in queued.output and "one" in queued.output
+    assert "FAILED" in queued.output and "chat not found" in queued.output
+    failed = run("notify", "queue", "--failed")
+    assert "FAILED" in failed.output and "PENDING" not in failed.output

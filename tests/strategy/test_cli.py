@@ -142,3 +142,28 @@ def test_a_cli_backtest_belongs_to_its_user_and_is_hidden_from_others(db: str, e
             assert c.execute(sql).fetchall() == []
             view = "SELECT backtest_id FROM analytics.backtest_results"
             assert c.execute(view).fetchall() == []
+
+
+def test_a_strategy_has_no_hidden_risk_settings_and_show_lists_them(env: Path) -> None:
+    """strategies create stores no stop, target, risk or limit it was not given, and says
+    so; a run of it makes no stop exits, sizes by the stated default, and backtest show
+    lists every setting with buy & hold, SQN and exposure."""
+    out = invoke(strategies_app, "create", "plain", "--implementation", "sma_crossover",
+                 "--param", "fast=5", "--param", "slow=20", "--user", "ana")  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert ("stop-loss none, take-profit none, risk per trade none, max positions no limit"
+            in out.output)  # fmt: skip
+    out = invoke(strategies_app, "create", "--help")
+    assert "default: none" in out.output
+    out = invoke(app, "run", "--strategy", "plain", "--symbol", "BTCUSDT", "--from",
+                 "2024-01-01", "--to", "2024-01-03", "--no-report")  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "100% of equity per entry (default: equity / position slots)" in out.output
+    assert "buy & hold return" in out.output and "SQN" in out.output
+    out = invoke(app, "show", "1", "--no-report", "--trades", "1000")
+    assert out.exit_code == 0, out.output
+    assert "stop_loss" not in out.output.split("last")[-1]  # no trade exits on a stop
+    for text in ("stop loss", "take profit", "risk per trade", "max positions",
+                 "buy_and_hold_return", "sqn", "exposure (bars holding at close)"):  # fmt: skip
+        assert text in out.output, text
+    assert "one per symbol" in out.output

@@ -211,3 +211,39 @@ def test_config_is_validated() -> None:
     assert err.value.field == "initial_capital"
     assert BacktestConfig(risk_per_trade=D(2), stop_loss_pct=D(2)).size_fraction() == 1
     assert BacktestConfig(risk_per_trade=D(2)).size_fraction() == D("0.02")
+    assert BacktestConfig().size_fraction() == 1  # nothing set: all equity, one symbol
+
+
+def test_default_sizing_is_an_equal_share_of_equity_per_symbol() -> None:
+    """No size, risk or position limit set: one symbol spends all equity (fee included),
+    two symbols half each; the config says so in words."""
+    one = both(bars(FLAT * 3), signals(9, entries=[1]), BacktestConfig())
+    qty, price, _, _ = one.fills.decimal(0)
+    assert qty * price == D(10000)
+    assert BacktestConfig().size_fraction(2) == D("0.5")
+    assert BacktestConfig(max_positions=4).size_fraction(2) == D("0.25")
+    assert "100% of equity" in BacktestConfig().sizing_text(1)
+    sig = signals(9, entries=[1], n_sym=2)
+    sig.entries[1, 1] = True
+    two = both(_two(FLAT * 3, FLAT * 3), sig, BacktestConfig())
+    assert [two.fills.decimal(i)[0] * two.fills.decimal(i)[1] for i in (0, 1)] == [5000, 5000]
+
+
+def test_a_size_below_one_step_is_not_called_a_cash_shortage() -> None:
+    """1 % of 10000 buys 1 unit at 100, less than the step of 5: the refusal says the
+    position size is too small, not that cash ran out (it did not)."""
+    rules = parse_rules('{"tick_size": "0.01", "step_size": "5"}')
+    small = both(bars(FLAT * 2, rules), signals(6, entries=[1]),
+                 BacktestConfig(position_size_pct=D(1)))  # fmt: skip
+    assert not len(small.fills)
+    assert small.rejections[0].rule == (
+        "must be at least one step_size (the position size buys less than one step)"
+    )
+    # With the cash spent on another position, the refusal is the cash one.
+    data = _two(FLAT * 3, FLAT * 3)
+    sig = signals(9, entries=[1], n_sym=2)
+    sig.entries[2, 1] = True
+    broke = both(data, sig, BacktestConfig(position_size_pct=D(100)))
+    assert [r.rule for r in broke.rejections] == [
+        "must be at least one step_size (not enough free cash)"
+    ]

@@ -22,6 +22,7 @@ from tradestore.strategy.metrics import (
     monthly_returns,
     periods_per_year,
     profit_factor,
+    sqn,
 )
 from tradestore.strategy.model import BacktestConfig, Instrument, MarketData
 from tradestore.strategy.rules import parse_rules
@@ -88,7 +89,7 @@ def test_monthly_returns_equal_empyrical_aggregation() -> None:
     assert list(got.values()) == pytest.approx(list(expected.values), rel=1e-9)
 
 
-def test_trade_metrics_equal_backtesting_py() -> None:
+def _backtesting_py_stats() -> tuple:
     from backtesting import Backtest, Strategy
 
     data, sig, result = _run()
@@ -113,6 +114,11 @@ def test_trade_metrics_equal_backtesting_py() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stats = Backtest(frame, Fed, cash=1_000_000, commission=0.001).run()
+    return stats, result, data
+
+
+def test_trade_metrics_equal_backtesting_py() -> None:
+    stats, result, _data = _backtesting_py_stats()
     bt = stats["_trades"]
     m = compute_metrics(result, Conventions(8760))
     closed = result.trades.closed
@@ -138,6 +144,23 @@ def test_trade_metrics_equal_backtesting_py() -> None:
     assert profit_factor(bt["ReturnPct"].to_numpy()) == pytest.approx(stats["Profit Factor"])
     assert m.profit_factor == pytest.approx(profit_factor(pnl), rel=1e-9)
     assert m.profit_factor != pytest.approx(stats["Profit Factor"], rel=1e-6)
+
+
+def test_sqn_buy_and_hold_and_exposure_equal_backtesting_py() -> None:
+    """SQN and Buy & Hold return as backtesting.py defines them; exposure differs from its
+    "Exposure Time" by exactly the exit bars, which it counts and we do not."""
+    stats, result, data = _backtesting_py_stats()
+    m = compute_metrics(result, Conventions(8760), data.close)
+    assert m.sqn == pytest.approx(stats["SQN"], rel=1e-9)
+    assert m.buy_and_hold_return * 100 == pytest.approx(stats["Buy & Hold Return [%]"], rel=1e-12)
+    closed = result.trades.closed
+    exit_bars = len(np.unique(result.trades.exit_t[closed]))
+    assert m.exposure * m.n_bars + exit_bars == pytest.approx(
+        stats["Exposure Time [%]"] / 100 * m.n_bars, abs=1e-6
+    )
+    # Without closes there is no buy-and-hold figure; fewer than two trades, no SQN.
+    assert compute_metrics(result, Conventions(8760)).buy_and_hold_return is None
+    assert sqn(np.array([5.0])) is None and sqn(np.array([1.0, 1.0])) is None
 
 
 def test_undefined_metrics_are_none() -> None:

@@ -59,3 +59,32 @@ def test_equity_points_keep_the_deepest_drawdown() -> None:
     points = store.equity_points(times, equity, max_points=500)
     assert len(points) <= 500 and min(p["equity"] for p in points) == 50.0
     assert points[0]["t"] == "2024-01-01T00:00:00Z" and points[-1]["equity"] == 200.0
+
+
+def test_reports_mark_the_trades_and_carry_a_metrics_box(
+    conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    from tradestore.strategy.reports import _figure, _stored_curve, _stored_marks
+
+    user(conn)
+    lid = listing(conn, "BTC/USDT", SPOT_RULES)
+    load(conn, lid, random_walk(3000, seed=4))
+    req = BacktestRequest(strategy="sma_crossover", symbols=("BTCUSDT",), timeframe="1m",
+                          start=utc("2024-01-01"), end=utc("2024-01-03"),
+                          parameters={"fast": 5, "slow": 20}, write_report=False)  # fmt: skip
+    outcome = run_backtest(conn, req, home=tmp_path)
+    row = store.get_run(conn, outcome.run_id)
+    marks = _stored_marks(row)
+    trades = outcome.result.trades
+    assert len(marks.entries) == len(trades.entry_t) > 0
+    assert len(marks.exits) == int(trades.closed.sum())
+    assert any(line.startswith("SQN ") and line != "SQN -" for line in marks.summary)
+    assert any(line.startswith("Buy & Hold ") for line in marks.summary)
+    times, equity = _stored_curve(row)
+    fig = _figure(times, equity, 10000.0, "t", marks)
+    names = {trace.name: len(trace.x) for trace in fig.data}
+    assert names["entry"] == len(marks.entries) and names["exit"] == len(marks.exits)
+    assert "SQN" in fig.layout.annotations[-1].text
+    report = run_report(conn, outcome.run_id, home=tmp_path)
+    plain = write_run_report(99, times, equity, 10000.0, directory=reports_dir(tmp_path / "plain"))
+    assert report.png.read_bytes() != plain.png.read_bytes()

@@ -87,7 +87,9 @@ def test_registry(conn: psycopg.Connection[Any]) -> None:
     rec = create_strategy(conn, user_id=uid, name="trend", implementation="ema_crossover",
                           parameters={"fast": "8"}, take_profit_pct=Decimal(6))  # fmt: skip
     assert rec.parameters == {"fast": 8, "slow": 30} and rec.strategy_type == "swing_trading"
-    assert rec.risk_per_trade == Decimal(2) and rec.take_profit_pct == Decimal(6)
+    # Only what was given is stored: no hidden stop, risk or position limit.
+    assert rec.take_profit_pct == Decimal(6)
+    assert rec.risk_per_trade is None and rec.stop_loss_pct is None and rec.max_positions is None
     assert get_strategy(conn, "trend").id == rec.id == get_strategy(conn, rec.id).id
     assert [r.name for r in list_strategies(conn, user_id=uid)] == ["trend"]
     with pytest.raises(Conflict):

@@ -22,7 +22,16 @@ from rich.progress import (
 from rich.table import Table
 
 from tradestore.cli import common
-from tradestore.cli.common import console, database, handles_errors, settings
+from tradestore.cli.common import (
+    Column,
+    add_row,
+    console,
+    database,
+    handles_errors,
+    make_table,
+    print_table,
+    settings,
+)
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.timeparse import parse_time
@@ -81,7 +90,11 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
 
 @contextmanager
 def _connection() -> Iterator[psycopg.Connection[Any]]:
-    with database() as conninfo, connect(conninfo, settings(), autocommit=True) as conn:
+    with (
+        database() as conninfo,
+        connect(conninfo, settings(), autocommit=True) as conn,
+        common.explained(conn),
+    ):
         yield conn
 
 
@@ -102,9 +115,25 @@ def _fmt(value: Any, pct: bool = False) -> str:
         return "-"
     if pct:
         return f"{float(value) * 100:,.2f}%"
-    if isinstance(value, float | Decimal):
-        return f"{float(value):,.4f}"
-    return str(value)
+    return common.fmt_cell(value)
+
+
+def _config_rows(config: dict[str, Any], sizing: str | None) -> list[tuple[str, str]]:
+    """The run's risk settings as shown: every one, 'none' when unset (nothing hidden)."""
+
+    def pct(key: str) -> str:
+        value = config.get(key)
+        return "none" if value is None else f"{common.fmt_decimal(Decimal(str(value)))}%"
+
+    slots = config.get("max_positions")
+    return [
+        ("sizing", sizing or "-"),
+        ("stop loss", pct("stop_loss_pct")),
+        ("take profit", pct("take_profit_pct")),
+        ("risk per trade", pct("risk_per_trade")),
+        ("max positions", "one per symbol" if slots is None else str(slots)),
+        ("shorts", "allowed" if config.get("allow_short") else "no"),
+    ]
 
 
 # ------------------------------------------------------------------------------ backtest
@@ -153,11 +182,41 @@ _EXCHANGE = typer.Option(None, "--exchange", help="exchange code, when a symbol 
 _CAPITAL = typer.Option("10000", "--capital", help="initial capital in the quote currency")
 _FEE = typer.Option(None, "--fee", help="taker fee (0.001 = 0.1%); default: fee schedule or 0.001")
 _SLIPPAGE = typer.Option("0", "--slippage", help="fraction of the price, e.g. 0.0005")
-_SL = typer.Option(None, "--stop-loss", help="stop loss, percent of the entry")
-_TP = typer.Option(None, "--take-profit", help="take profit, percent of the entry")
-_RISK = typer.Option(None, "--risk", help="risk per trade, percent of equity")
-_MAXPOS = typer.Option(None, "--max-positions", help="open positions at most")
-_SIZE = typer.Option(None, "--size-pct", help="spend this percent of equity per entry")
+_SL = typer.Option(
+    None, "--stop-loss", help="stop loss, percent of the entry; default: the strategy's, else none"
+)
+_TP = typer.Option(
+    None,
+    "--take-profit",
+    help="take profit, percent of the entry; default: the strategy's, else none",
+)
+_RISK = typer.Option(
+    None, "--risk",
+    help="risk per trade, percent of equity (with a stop, risk/stop of equity is spent); "
+    "default: the strategy's, else unset",
+)  # fmt: skip
+_MAXPOS = typer.Option(
+    None,
+    "--max-positions",
+    help="open positions at most; default: the strategy's, else one per symbol",
+)
+_SIZE = typer.Option(
+    None, "--size-pct",
+    help="spend this percent of equity per entry; default: --risk sizing if set, else "
+    "100 / position slots (all equity for one symbol)",
+)  # fmt: skip
+_SL_NEW = typer.Option(None, "--stop-loss", help="stop loss, percent of the entry; default: none")
+_TP_NEW = typer.Option(
+    None, "--take-profit", help="take profit, percent of the entry; default: none"
+)
+_RISK_NEW = typer.Option(
+    None,
+    "--risk",
+    help="risk per trade, percent of equity; default: none (backtests size by --size-pct)",
+)
+_MAXPOS_NEW = typer.Option(
+    None, "--max-positions", help="open positions at most; default: none (one per symbol)"
+)
 _SHORT = typer.Option(False, "--short/--long-only", help="allow short positions")
 _RF = typer.Option(0.0, "--risk-free", help="annual risk-free rate for Sharpe/Sortino")
 _CAL = typer.Option(None, "--calendar", help="crypto (365 d), equity (252 d) or fx")
@@ -202,12 +261,17 @@ def run_cmd(
         ("final value", m.final_value, False), ("total return", m.total_return, True),
         ("annual return (CAGR)", m.annual_return, True), ("Sharpe", m.sharpe_ratio, False),
         ("Sortino", m.sortino_ratio, False), ("max drawdown", m.max_drawdown, True),
+        ("buy & hold return", m.buy_and_hold_return, True),
+        ("exposure (bars holding at close)", m.exposure, True),
         ("win rate", m.win_rate, True), ("profit factor", m.profit_factor, False),
+        ("SQN", m.sqn, False),
         ("trades (won/lost)", f"{m.total_trades} ({m.winning_trades}/{m.losing_trades})", False),
         ("rejected orders", m.rejected_orders, False),
         ("simulated in", f"{outcome.result.seconds:.3f} s", False),
     ):  # fmt: skip
         table.add_row(name, _fmt(value, pct))
+    for name, text in _config_rows(outcome.config.as_dict(), outcome.sizing):
+        table.add_row(name, text)
     console.print(table)
     if outcome.report is not None:
         console.print(f"report: {outcome.report.html}", highlight=False, soft_wrap=True)
@@ -260,20 +324,26 @@ def sweep_cmd(
                     f"best runs of sweep {outcome.sweep_id} by {metric}")  # fmt: skip
 
 
+_RUN_COLUMNS = (
+    Column("id"), Column("sweep", essential=False), Column("strategy"), Column("symbols"),
+    Column("tf", essential=False), Column("status", essential=False),
+    Column("parameters", essential=False), Column("return", justify="right"),
+    Column("sharpe", justify="right"), Column("max dd", justify="right"),
+    Column("win rate", essential=False, justify="right"), Column("trades", justify="right"),
+)  # fmt: skip
+
+
 def _print_runs(rows: list[dict[str, Any]], title: str) -> None:
-    table = Table(title=title)
-    for col in ("id", "sweep", "strategy", "symbols", "tf", "status", "parameters", "return",
-                "sharpe", "max dd", "win rate", "trades"):  # fmt: skip
-        table.add_column(col, justify="right" if col in ("return", "sharpe", "max dd") else "left")
+    table = make_table(_RUN_COLUMNS, title=title)
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in (r["parameters"] or {}).items())
-        table.add_row(
+        add_row(table, _RUN_COLUMNS, (
             str(r["id"]), str(r["sweep_id"] or ""), r["strategy_name"], ",".join(r["symbols"]),
             r["timeframe"], r["status"], params, _fmt(r["total_return"], True),
             _fmt(r["sharpe_ratio"]), _fmt(r["max_drawdown"], True), _fmt(r["win_rate"], True),
             _fmt(r["total_trades"]),
-        )  # fmt: skip
-    console.print(table)
+        ))  # fmt: skip
+    print_table(table)
 
 
 @app.command("list")
@@ -328,6 +398,15 @@ def show_cmd(
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(key, _fmt(value, key in pct))
+    data = row.get("results_data") or {}
+    metrics = data.get("metrics") or {}
+    for key, label, is_pct in (("buy_and_hold_return", "buy_and_hold_return", True),
+                               ("sqn", "sqn", False),
+                               ("exposure", "exposure (bars holding at close)", True)):  # fmt: skip
+        table.add_row(label, _fmt(metrics.get(key), is_pct))
+    if "config" in data:
+        for name, text in _config_rows(data["config"], data.get("sizing")):
+            table.add_row(name, text)
     console.print(table)
     if row["monthly_returns"]:
         months = "  ".join(f"{k} {_fmt(v, True)}" for k, v in row["monthly_returns"].items())
@@ -349,6 +428,19 @@ def show_cmd(
 
 
 # ------------------------------------------------------------------------------ strategies
+_STRATEGY_COLUMNS = (
+    Column("id"), Column("user", essential=False), Column("name"),
+    Column("type", essential=False), Column("implementation"), Column("parameters"),
+    Column("SL %"), Column("TP %"), Column("risk %"), Column("max pos"),
+    Column("active", essential=False), Column("backtesting", essential=False),
+    Column("trades", essential=False), Column("win rate", essential=False),
+)  # fmt: skip
+
+
+def _pct_or_none(value: Decimal | None) -> str:
+    return "-" if value is None else common.fmt_decimal(value)
+
+
 @strategies_app.command("list")
 @handles_errors
 def strategies_list(
@@ -361,21 +453,21 @@ def strategies_list(
     with _connection() as conn:
         uid = find_user(conn, user) if user is not None else None
         rows = list_strategies(conn, user_id=uid)
-    table = Table(title="strategies")
-    for col in ("id", "user", "name", "type", "implementation", "parameters", "risk %",
-                "max pos", "SL %", "TP %", "active", "backtesting", "trades", "win rate"):  # fmt: skip
-        table.add_column(col)
+    table = make_table(_STRATEGY_COLUMNS, title="strategies")
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r.parameters.items())
-        table.add_row(str(r.id), str(r.user_id), r.name, r.strategy_type, r.implementation or "-",
-                      params, _fmt(r.risk_per_trade), str(r.max_positions),
-                      _fmt(r.stop_loss_pct), _fmt(r.take_profit_pct), str(r.is_active),
-                      str(r.is_backtesting), str(r.total_trades), _fmt(r.win_rate, True))  # fmt: skip
-    console.print(table)
+        add_row(table, _STRATEGY_COLUMNS, (
+            str(r.id), str(r.user_id), r.name, r.strategy_type, r.implementation or "-", params,
+            _pct_or_none(r.stop_loss_pct), _pct_or_none(r.take_profit_pct),
+            _pct_or_none(r.risk_per_trade),
+            "-" if r.max_positions is None else str(r.max_positions), str(r.is_active),
+            str(r.is_backtesting), str(r.total_trades), _fmt(r.win_rate, True),
+        ))  # fmt: skip
+    print_table(table)
     impls = Table(title="implementations")
     impls.add_column("name")
     impls.add_column("parameters (defaults)")
-    impls.add_column("description")
+    impls.add_column("description", ratio=1)
     for name, cls in sorted(IMPLEMENTATIONS.items()):
         impls.add_row(name, ", ".join(f"{k}={v}" for k, v in cls.defaults.items()),
                       cls.description)  # fmt: skip
@@ -390,10 +482,11 @@ def strategies_create(
     param: list[str] = _PARAM,
     strategy_type: str | None = typer.Option(None, "--type", help="scalping, day_trading, swing_trading, long_term"),
     description: str | None = typer.Option(None, "--description"),
-    risk: str | None = _RISK, max_positions: int | None = _MAXPOS,
-    stop_loss: str | None = _SL, take_profit: str | None = _TP, user: str | None = _USER,
+    risk: str | None = _RISK_NEW, max_positions: int | None = _MAXPOS_NEW,
+    stop_loss: str | None = _SL_NEW, take_profit: str | None = _TP_NEW, user: str | None = _USER,
 ) -> None:  # fmt: skip
-    """Register a strategy (its parameters are checked against the implementation)."""
+    """Register a strategy (its parameters are checked against the implementation). Risk
+    settings not given are stored as none: no stop, no target, no risk sizing, no limit."""
     from tradestore.strategy.registry import create_strategy, find_user
 
     with _connection() as conn:
@@ -405,7 +498,11 @@ def strategies_create(
             take_profit_pct=parse_decimal(take_profit, "take_profit"),
         )  # fmt: skip
     params = ", ".join(f"{k}={v}" for k, v in record.parameters.items())
-    console.print(f"strategy {record.id} '{record.name}' ({record.implementation}: {params})")
+    console.print(
+        f"strategy {record.id} '{record.name}' ({record.implementation}: {params}); "
+        f"{record.risk_text()}",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":

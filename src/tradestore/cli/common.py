@@ -3,16 +3,22 @@ translation of errors into one clear line (field, rule, value) and a non-zero ex
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 import typer
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from tradestore.cache import invalidation
 from tradestore.cache.client import existing_cache
@@ -95,3 +101,167 @@ def database() -> Iterator[str]:
             cache.close()
         if server is not None:
             server.stop()
+
+
+# ------------------------------------------------------------------------------ output
+@dataclass
+class OutputOptions:
+    """How tables print, set by `tradestore --exact / --wide` (cli.main)."""
+
+    exact: bool = False  # decimals at full stored precision
+    wide: bool = False  # every column, no wrapping, whatever the terminal width
+
+
+OUTPUT = OutputOptions()
+
+# Shown decimals keep 7 significant digits and at least 2 decimal places (34998.29,
+# 1.083452, 0.00001234567), trailing zeros dropped, never an exponent; --exact prints the
+# stored value in full.
+_SIGNIFICANT = 7
+
+
+def fmt_decimal(value: Decimal | float | int, exact: bool | None = None) -> str:
+    """A number as a table shows it: normalized (see _SIGNIFICANT) or, with --exact, in
+    full; plain notation either way."""
+    if isinstance(value, Decimal):
+        d = value
+    else:
+        d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not d.is_finite():
+        return str(d)
+    if d == 0:
+        return "0"
+    if not (OUTPUT.exact if exact is None else exact):
+        places = max(2, _SIGNIFICANT - d.adjusted() - 1)
+        if d.as_tuple().exponent < -places:  # type: ignore[operator]
+            d = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    text = format(d.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def fmt_cell(value: object) -> str:
+    """Any value as a table cell: None as '-', numbers through fmt_decimal, times in UTC."""
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal | float):
+        return fmt_decimal(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. `essential` columns are always shown; the others only with --wide
+    (so a table fits an 80-column terminal)."""
+
+    name: str
+    essential: bool = True
+    justify: str = "left"
+    no_wrap: bool = False
+
+
+def make_table(columns: Sequence[Column | str], *, title: str | None = None, **kw: Any) -> Table:
+    """A rich Table of the columns this terminal shows (all with --wide). Add rows with
+    add_row(table, columns, values): values of dropped columns are left out."""
+    table = Table(title=title, **kw)
+    for col in _shown(columns):
+        table.add_column(
+            col.name,
+            justify=col.justify,  # type: ignore[arg-type]
+            no_wrap=col.no_wrap or OUTPUT.wide,
+            overflow="fold",
+        )
+    return table
+
+
+def _shown(columns: Sequence[Column | str]) -> list[Column]:
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
+    return [c for c in cols if c.essential or OUTPUT.wide]
+
+
+def add_row(table: Table, columns: Sequence[Column | str], values: Sequence[object]) -> None:
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
+    table.add_row(
+        *(
+            v if isinstance(v, str) else fmt_cell(v)
+            for c, v in zip(cols, values, strict=True)
+            if c.essential or OUTPUT.wide
+        )
+    )
+
+
+def print_table(table: Table) -> None:
+    """Print a table: at the terminal's width (80 columns when it is not a terminal), or
+    unwrapped at its natural width with --wide."""
+    if OUTPUT.wide:
+        natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+        # A console as wide as the table (Console.print never exceeds the console's width).
+        Console(width=max(console.width, natural)).print(table)
+    else:
+        console.print(table)
+
+
+# ------------------------------------------------------------------------------ CHECKs
+_CHECK_COLUMN = re.compile(r"CHECK \(+\(?(\w+)\)?(?:::[\w ]+)?\s*(?:=\s*ANY|IN)\b")
+_LITERAL = re.compile(r"'([^']*)'")
+
+
+def _check_violation(exc: BaseException | None) -> pg_errors.CheckViolation | None:
+    while exc is not None:
+        if isinstance(exc, pg_errors.CheckViolation):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def vocabulary_error(conn: psycopg.Connection[Any], exc: BaseException) -> ValidationError | None:
+    """A refused CHECK on a vocabulary (`kind IN ('CRYPTO', ...)`) as field, rule and
+    value: the allowed values are read from the constraint's definition in the catalog,
+    so the message never drifts from the rule. None when exc is not such a refusal."""
+    check = _check_violation(exc)
+    if check is None or conn.closed:
+        return None
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        return None
+    diag = check.diag
+    row = conn.execute(
+        """SELECT pg_get_constraintdef(c.oid),
+                  array(SELECT attname::text FROM pg_attribute
+                         WHERE attrelid = t.oid AND attnum > 0 AND NOT attisdropped
+                         ORDER BY attnum)
+             FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE c.conname = %s AND t.relname = %s AND n.nspname = %s""",
+        (diag.constraint_name, diag.table_name, diag.schema_name),
+    ).fetchone()
+    if row is None:
+        return None
+    definition, columns = row
+    match = _CHECK_COLUMN.search(definition)
+    if match is None:
+        return None
+    literals = _LITERAL.findall(definition)
+    values = [v for lit in literals for v in lit.strip("{}").split(",")] if literals else []
+    if not values:
+        return None
+    column = match.group(1)
+    value: object = None
+    failing = (diag.message_detail or "").removeprefix("Failing row contains (").removesuffix(").")
+    cells = failing.split(", ")
+    if column in columns and len(cells) == len(columns):
+        value = cells[columns.index(column)]
+    return ValidationError(column, f"must be one of {', '.join(values)}", value)
+
+
+@contextmanager
+def explained(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Re-raise a refused vocabulary CHECK as a ValidationError listing the valid values
+    (the raw constraint name never reaches the user)."""
+    try:
+        yield
+    except (psycopg.Error, TradestoreError) as exc:
+        better = vocabulary_error(conn, exc)
+        if better is None:
+            raise
+        raise better from exc

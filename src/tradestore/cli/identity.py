@@ -15,7 +15,7 @@ import psycopg
 import typer
 from rich.table import Table
 
-from tradestore.cli.common import console, database, handles_errors, settings
+from tradestore.cli.common import console, database, explained, handles_errors, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import NotFound, ValidationError
 from tradestore.identity import apikeys, redact, users
@@ -38,7 +38,11 @@ app.add_typer(apikeys_app, name="apikeys")
 @contextmanager
 def _conn() -> Iterator[psycopg.Connection[Any]]:
     redact.install()
-    with database() as conninfo, connect(conninfo, settings(), autocommit=True) as conn:
+    with (
+        database() as conninfo,
+        connect(conninfo, settings(), autocommit=True) as conn,
+        explained(conn),
+    ):
         yield conn
 
 

@@ -11,7 +11,7 @@ from tradestore.cli import notify, webhooks
 from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
 from tradestore.cli.brain import brain_app
-from tradestore.cli.common import console, handles_errors, settings
+from tradestore.cli.common import OUTPUT, console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.exchange import route_app
 from tradestore.cli.identity import apikeys_app, users_app
@@ -37,6 +37,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def main(
+    exact: bool = typer.Option(
+        False, "--exact", help="print decimals at full stored precision (default: 7 digits)"
+    ),
+    wide: bool = typer.Option(
+        False, "--wide", help="tables show every column, unwrapped (default: fit the terminal)"
+    ),
+) -> None:
+    """Self-hosted trading data platform: PostgreSQL at the heart, embedded by default."""
+    OUTPUT.exact = exact
+    OUTPUT.wide = wide
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(modules_app, name="modules")
 app.add_typer(users_app, name="users")

@@ -13,12 +13,22 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from typing import Any
 
 import psycopg
 import typer
 from rich.table import Table
 
-from tradestore.cli.common import console, database, handles_errors, settings
+from tradestore.cli.common import (
+    Column,
+    add_row,
+    console,
+    database,
+    handles_errors,
+    make_table,
+    print_table,
+    settings,
+)
 from tradestore.db.connect import connect
 from tradestore.notify import alerts, outbox
 
@@ -166,6 +176,7 @@ def status() -> None:
     """The outbox backlog and the notify workers' heartbeats."""
     with database() as conninfo, _conn(conninfo) as conn:
         stats = outbox.outbox_stats(conn)
+        chats = [c for c in outbox.list_chats(conn) if c.enabled]
         workers = conn.execute(
             "SELECT worker_id, state, last_seen_at, info FROM system.worker_heartbeats "
             "WHERE kind = 'notify' ORDER BY last_seen_at DESC LIMIT 20"
@@ -175,6 +186,8 @@ def status() -> None:
         f"pending {stats.pending} (due {stats.due}, claimed {stats.claimed}, oldest due {oldest}), "
         f"sent {stats.sent}, failed {stats.failed}"
     )
+    for line in _delivery_notes(stats, chats, settings()):
+        console.print(line, highlight=False, soft_wrap=True)
     table = Table("worker", "state", "last heartbeat", "sent", "failed")
     for worker_id, state, seen, info in workers:
         table.add_row(
@@ -185,6 +198,56 @@ def status() -> None:
             str(info.get("failed", "")),
         )
     console.print(table)
+
+
+def _delivery_notes(stats: Any, chats: list[Any], config: Any) -> list[str]:
+    """Where alerts go, said plainly: to which chats, or nowhere and how to fix it."""
+    notes = []
+    if chats:
+        names = ", ".join(f"{c.chat_id} ({c.min_severity}+)" for c in chats)
+        notes.append(f"alerts go to {len(chats)} chat(s): {names}")
+    else:
+        notes.append(
+            "alerts go nowhere: no chat is registered (or every chat is disabled); register "
+            "one with `tradestore notify chats add CHAT_ID` (the chat id of a Telegram chat "
+            "with your bot)"
+        )
+    token = config.TELEGRAM_BOT_TOKEN
+    if token is None or not token.get_secret_value():
+        notes.append(
+            "TELEGRAM_BOT_TOKEN is not set: the notify worker does not start and queued "
+            "messages are not sent (see `tradestore notify queue`)"
+        )
+    return notes
+
+
+@app.command("queue")
+@handles_errors
+def queue(
+    limit: int = typer.Option(50, "--limit", "-n", help="show at most this many"),
+    failed_only: bool = typer.Option(False, "--failed", help="only FAILED messages"),
+) -> None:
+    """The queued (PENDING) and FAILED messages, oldest first, with their last error."""
+    statuses = ["FAILED"] if failed_only else ["PENDING", "FAILED"]
+    with database() as conninfo, _conn(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT id, status, chat_id, severity::text, title, created_at, fail_count, last_error "
+            "FROM system.notification_outbox WHERE status = ANY(%s) ORDER BY id LIMIT %s",
+            (statuses, limit),
+        ).fetchall()
+    if not rows:
+        console.print("no queued or failed messages")
+        return
+    columns = (
+        Column("id"), Column("status"), Column("chat"), Column("severity", essential=False),
+        Column("title"), Column("queued at"), Column("tries", essential=False),
+        Column("last error"),
+    )  # fmt: skip
+    table = make_table(columns)
+    for outbox_id, state, chat, severity, title, created, tries, error in rows:
+        add_row(table, columns, (str(outbox_id), state, str(chat), severity, title,
+                                 created, str(tries), error or ""))  # fmt: skip
+    print_table(table)
 
 
 @app.command("retry")

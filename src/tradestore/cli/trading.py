@@ -17,7 +17,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradestore import trading
-from tradestore.cli.common import console, database, fail, handles_errors, parse_decimal
+from tradestore.cli.common import (
+    Column,
+    add_row,
+    console,
+    database,
+    explained,
+    fail,
+    fmt_cell,
+    handles_errors,
+    make_table,
+    parse_decimal,
+    print_table,
+)
 from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import reference
@@ -43,7 +55,8 @@ instruments_app = typer.Typer(
 )
 
 accounts_app = typer.Typer(
-    help="Trading accounts (portfolios): open one for a user at an exchange.", no_args_is_help=True
+    help="Trading accounts (portfolios): create one for a user at an exchange, list, update, close.",
+    no_args_is_help=True,
 )
 
 ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
@@ -51,7 +64,7 @@ ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
 
 @contextmanager
 def _conn() -> Iterator[psycopg.Connection[Any]]:
-    with database() as conninfo, connect(conninfo, autocommit=True) as conn:
+    with database() as conninfo, connect(conninfo, autocommit=True) as conn, explained(conn):
         yield conn
 
 
@@ -64,13 +77,8 @@ def _when(text: str | None, field: str) -> dt.datetime | None:
 
 
 def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    # One cell format for every CLI table: normalized decimals (--exact: in full).
+    return fmt_cell(value)
 
 
 def _listing_id(
@@ -661,7 +669,7 @@ def accounts_create(
     username: str = typer.Argument(..., help="the owner's username"),
     name: str = typer.Option(..., "--name", help="the account's name, unique per user"),
     exchange: str = typer.Option(
-        None, "--exchange", "-x", help="exchange code (see `exchanges list`)"
+        None, "--exchange", "-x", help="exchange code (see `exchanges list`); orders need one"
     ),
     base_currency: str = typer.Option(
         "USDT", "--base-currency", help="currency balances are counted in"
@@ -678,7 +686,18 @@ def accounts_create(
             conn, username, name, exchange=exchange, base_currency=base_currency,
             initial_capital=initial_capital,
         )  # fmt: skip
-    console.print(f"account {account_id} opened")
+    note = (
+        ""
+        if exchange is not None
+        else f" (no exchange: it takes no orders until `accounts update {account_id} --exchange CODE`)"
+    )
+    console.print(f"account {account_id} opened{note}", highlight=False, soft_wrap=True)
+
+
+_ACCOUNT_COLUMNS = (
+    Column("id"), Column("user"), Column("exchange"), Column("name"), Column("currency"),
+    Column("initial capital", justify="right"), Column("active"),
+)  # fmt: skip
 
 
 @accounts_app.command("list")
@@ -689,8 +708,46 @@ def accounts_list(username: str = typer.Option(None, "--user", help="only this u
 
     with _conn() as conn:
         accounts = list_accounts(conn, username)
-    table = Table("id", "user", "exchange", "name", "currency", "initial capital", "active")
+    table = make_table(_ACCOUNT_COLUMNS)
     for a in accounts:
-        table.add_row(str(a.id), a.username, a.exchange or "-", a.name, a.base_currency,
-                      str(a.initial_capital), "yes" if a.is_active else "no")  # fmt: skip
-    console.print(table)
+        add_row(table, _ACCOUNT_COLUMNS, (
+            str(a.id), a.username, a.exchange or "-", a.name, a.base_currency,
+            a.initial_capital, "yes" if a.is_active else "no",
+        ))  # fmt: skip
+    print_table(table)
+
+
+@accounts_app.command("update")
+@handles_errors
+def accounts_update(
+    account: int = typer.Argument(..., help="account id"),
+    name: str | None = typer.Option(None, "--name", help="new name, unique per user"),
+    exchange: str | None = typer.Option(
+        None, "--exchange", "-x", help="exchange code (only while the account has no orders)"
+    ),
+    description: str | None = typer.Option(None, "--description"),
+    initial_capital: str | None = typer.Option(
+        None, "--initial-capital", help="reference for returns (not money: see `ledger deposit`)"
+    ),
+) -> None:
+    """Change an account's name, exchange, description or reference capital."""
+    from tradestore.trading.accounts import update_account
+
+    with _conn() as conn:
+        update_account(
+            conn, account, name=name, exchange=exchange, description=description,
+            initial_capital=_dec("initial_capital", initial_capital),
+        )  # fmt: skip
+    console.print(f"account {account} updated")
+
+
+@accounts_app.command("close")
+@handles_errors
+def accounts_close(account: int = typer.Argument(..., help="account id")) -> None:
+    """Close an account: it takes no more orders (its history stays). Refused while it has
+    open orders or positions."""
+    from tradestore.trading.accounts import close_account
+
+    with _conn() as conn:
+        close_account(conn, account)
+    console.print(f"account {account} closed")

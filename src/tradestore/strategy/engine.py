@@ -88,7 +88,10 @@ class _EventSim:
         self.mult = [i.multiplier for i in data.instruments]
         self.mult_f = [float(m) for m in self.mult]
         self.deriv = [i.derivative for i in data.instruments]
-        self.frac = config.size_fraction()
+        self.frac = config.size_fraction(data.n_symbols)
+        self.slots = config.position_limit(data.n_symbols)
+        # Whether the last entry sized was capped by the free cash (else by the size).
+        self.cash_bound = False
         self.slip = config.slippage
         self.fee_cache: dict[float, Decimal] = {}
         # Float mirrors of the exact state, for marking equity each bar.
@@ -158,7 +161,9 @@ class _EventSim:
         """Quantity of an entry: spend equity x size_fraction (fees included), at most
         the free cash (equity less the open notional), truncated to the step."""
         equity, exposure = self.marks()
-        spend = min(equity * self.frac, equity - exposure)
+        wanted, free = equity * self.frac, equity - exposure
+        self.cash_bound = free < wanted
+        spend = min(wanted, free)
         if spend <= 0:
             return Decimal(0)
         unit = price * self.mult[s]
@@ -233,10 +238,14 @@ class _EventSim:
     def open(self, t: int, s: int, direction: int, ref: Decimal) -> None:
         started = time.perf_counter()
         price = self.exec_price(s, ref, direction)
-        if sum(1 for p in self.pos_sign if p) >= self.config.max_positions:
+        if sum(1 for p in self.pos_sign if p) >= self.slots:
             self.reject(t, s, direction, Decimal(0), price, 5, started)
             return
         qty = self.size(t, s, price) if price > 0 else Decimal(0)
+        if price > 0 and qty <= 0 and not self.cash_bound:
+            # The cash was there: the position size is what buys less than one step.
+            self.reject(t, s, direction, qty, price, 7, started)
+            return
         if self.fill(t, s, direction, qty, price, 0, started):
             self.set_exits(s, direction)
 

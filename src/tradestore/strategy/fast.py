@@ -207,6 +207,7 @@ def _simulate(
                         nr += 1
                         continue
                     q = 0.0
+                    cash_bound = False
                     if price > 0.0:
                         eq = cash
                         exposure = 0.0
@@ -217,6 +218,7 @@ def _simulate(
                                 else:
                                     eq += qty[j] * last_close[j] * mult[j]
                                 exposure += abs(qty[j]) * last_close[j] * mult[j]
+                        cash_bound = eq - exposure < eq * frac
                         spend = min(eq * frac, eq - exposure)
                         if spend > 0.0:
                             unit = price * mult[s]
@@ -226,6 +228,16 @@ def _simulate(
                             if not math.isnan(max_qty[s]):
                                 q = min(q, max_qty[s])
                             q = _trunc_size(q, s, step_m, step_scale)
+                    if price > 0.0 and not q > 0.0 and not cash_bound:
+                        # The cash was there: the position size buys less than one step.
+                        r_t[nr] = t
+                        r_s[nr] = s
+                        r_side[nr] = side
+                        r_qty[nr] = q
+                        r_price[nr] = price
+                        r_code[nr] = 7
+                        nr += 1
+                        continue
                 else:
                     q = abs(qty[s])
                 code = _check(s, q, price, min_qty, max_qty, min_notional, max_notional, mult)
@@ -400,9 +412,10 @@ def run_fast(data: MarketData, signals: SignalMatrix, config: BacktestConfig) ->
         r["tick_m"], r["tick_scale"], r["band_floor"], r["band_m"], r["band_scale"], r["n_band"],
         r["step_m"], r["step_scale"], r["min_qty"], r["max_qty"], r["min_notional"],
         r["max_notional"], r["mult"], r["deriv"],
-        float(config.initial_capital), float(config.size_fraction()), float(config.slippage),
+        float(config.initial_capital), float(config.size_fraction(data.n_symbols)),
+        float(config.slippage),
         float(config.stop_loss_pct or 0), float(config.take_profit_pct or 0),
-        int(config.max_positions), bool(config.allow_short),
+        int(config.position_limit(data.n_symbols)), bool(config.allow_short),
         cap_fills, 2 * any_flag + cap_fills, any_flag + 1,
     )  # fmt: skip
     (equity, _cash, f_t, f_s, f_side, f_qty, f_price, f_fee, f_real, f_reason,

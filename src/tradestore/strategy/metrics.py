@@ -22,6 +22,14 @@ win rate = winners / closed trades (a break-even trade is neither a win nor a lo
 profit factor = gross profit / |gross loss| in money (not in % returns as backtesting.py
 does); average and largest win and loss in money (losses are negative).
 
+- sqn             System Quality Number (Van Tharp): sqrt(n) * mean(pnl) / std(pnl, ddof=1)
+                  over the n closed trades' PnL in money, as backtesting.py computes it
+- buy_and_hold_return  last close / first close - 1 of the run's bars (with several
+                  symbols, the mean over the symbols: equal weights, bought at the start)
+- exposure        share of bars with a position held at the bar's close: from the entry
+                  bar up to, not including, the exit bar (backtesting.py's "Exposure Time"
+                  also counts the exit bar)
+
 These are the formulas of empyrical-reloaded (given our P and rf instead of its default
 252 and 0); tests/strategy/test_metrics.py checks each against it and backtesting.py.
 """
@@ -43,6 +51,7 @@ __all__ = [
     "annual_return",
     "annual_volatility",
     "bar_returns",
+    "buy_and_hold_return",
     "compute_metrics",
     "downside_deviation",
     "max_drawdown",
@@ -51,6 +60,7 @@ __all__ = [
     "profit_factor",
     "sharpe_ratio",
     "sortino_ratio",
+    "sqn",
     "timeframe_minutes",
 ]
 
@@ -172,6 +182,34 @@ def profit_factor(pnl: np.ndarray) -> float | None:
     return float(np.sum(pnl[pnl > 0])) / loss
 
 
+def sqn(pnl: np.ndarray) -> float | None:
+    """System Quality Number of the closed trades' PnL: sqrt(n) * mean / std (ddof=1);
+    None with fewer than two trades or no spread."""
+    if len(pnl) < 2:
+        return None
+    std = float(np.std(pnl, ddof=1))
+    if not std > 0:
+        return None
+    return _finite(math.sqrt(len(pnl)) * float(np.mean(pnl)) / std)
+
+
+def buy_and_hold_return(closes: np.ndarray | None) -> float | None:
+    """last close / first close - 1 per symbol (its first and last bar in the run), the
+    mean over symbols; None without two closes."""
+    if closes is None:
+        return None
+    closes = np.asarray(closes, dtype=np.float64)
+    if closes.ndim == 1:
+        closes = closes.reshape(-1, 1)
+    out = []
+    for s in range(closes.shape[1]):
+        col = closes[:, s]
+        col = col[np.isfinite(col)]
+        if len(col) >= 2 and col[0] > 0:
+            out.append(col[-1] / col[0] - 1.0)
+    return _finite(float(np.mean(out))) if out else None
+
+
 def monthly_returns(times: np.ndarray, equity: np.ndarray, initial: float) -> dict[str, float]:
     """Return of each calendar month (UTC) from month-end equity, the first month against
     the initial capital: {"2024-01": 0.0123, ...}."""
@@ -213,7 +251,9 @@ class Metrics:
     avg_trade_return: float | None
     total_fees: float
     rejected_orders: int
-    exposure: float  # share of bars with an open position
+    exposure: float  # share of bars with a position held at the close
+    sqn: float | None
+    buy_and_hold_return: float | None
     n_bars: int
     conventions: Conventions
 
@@ -223,7 +263,10 @@ class Metrics:
         return data
 
 
-def compute_metrics(result: SimResult, conventions: Conventions) -> Metrics:
+def compute_metrics(
+    result: SimResult, conventions: Conventions, closes: np.ndarray | None = None
+) -> Metrics:
+    """The metrics of a run; closes (bars x symbols) give the buy-and-hold return."""
     ppy, rf = conventions.periods_per_year, conventions.rf_per_period
     initial = float(result.initial_capital)
     equity = result.equity
@@ -267,6 +310,8 @@ def compute_metrics(result: SimResult, conventions: Conventions) -> Metrics:
         total_fees=float(fills.fee.sum()),
         rejected_orders=result.rejection_count,
         exposure=float(in_market.mean()) if len(equity) else 0.0,
+        sqn=sqn(pnl),
+        buy_and_hold_return=buy_and_hold_return(closes),
         n_bars=len(equity),
         conventions=conventions,
     )

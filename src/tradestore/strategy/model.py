@@ -43,6 +43,9 @@ REJECTIONS = (
     ("notional", "must be <= max_notional"),
     ("max_positions", "too many open positions"),
     ("price", "must be a finite number > 0"),
+    # Free cash was there, but the position size (equity x size fraction) buys less than
+    # one step: a sizing setting to raise, not a shortage of cash.
+    ("quantity", "must be at least one step_size (the position size buys less than one step)"),
 )
 
 
@@ -69,10 +72,13 @@ class BacktestConfig:
     slippage: Decimal = Decimal(0)
     stop_loss_pct: Decimal | None = None
     take_profit_pct: Decimal | None = None
-    risk_per_trade: Decimal = Decimal(2)
+    # Percent of equity at risk per entry (with a stop: risk / stop of equity is spent);
+    # None: not set, see size_fraction.
+    risk_per_trade: Decimal | None = None
     # Spend this percent of equity (fees included) per entry; overrides risk sizing.
     position_size_pct: Decimal | None = None
-    max_positions: int = 5
+    # Open positions at most; None: no limit beyond one position per symbol.
+    max_positions: int | None = None
     allow_short: bool = False
 
     def __post_init__(self) -> None:
@@ -85,21 +91,39 @@ class BacktestConfig:
             raise ValidationError("stop_loss_pct", "must be < 100", self.stop_loss_pct)
         _positive("take_profit_pct", self.take_profit_pct)
         _positive("risk_per_trade", self.risk_per_trade)
-        if self.risk_per_trade > 100:
+        if self.risk_per_trade is not None and self.risk_per_trade > 100:
             raise ValidationError("risk_per_trade", "must be <= 100", self.risk_per_trade)
         _positive("position_size_pct", self.position_size_pct, allow_zero=False)
-        if self.max_positions < 0:
+        if self.max_positions is not None and self.max_positions < 0:
             raise ValidationError("max_positions", "must be >= 0", self.max_positions)
 
-    def size_fraction(self) -> Decimal:
+    def position_limit(self, n_symbols: int) -> int:
+        """Open positions at most: max_positions, else one per symbol."""
+        return self.max_positions if self.max_positions is not None else n_symbols
+
+    def size_fraction(self, n_symbols: int = 1) -> Decimal:
         """Share of equity one entry may spend (fees included), before the cash cap:
         position_size_pct if given; else risk_per_trade / stop_loss_pct (lose
-        risk_per_trade percent of equity when the stop is hit); else risk_per_trade."""
+        risk_per_trade percent of equity when the stop is hit); else risk_per_trade / 100;
+        with neither set, an equal share of equity per position slot (all of it for one
+        symbol, as backtesting.py's default size does)."""
         if self.position_size_pct is not None:
             return self.position_size_pct / 100
-        if self.stop_loss_pct:
-            return self.risk_per_trade / self.stop_loss_pct
-        return self.risk_per_trade / 100
+        if self.risk_per_trade is not None:
+            if self.stop_loss_pct:
+                return self.risk_per_trade / self.stop_loss_pct
+            return self.risk_per_trade / 100
+        return Decimal(1) / max(self.position_limit(n_symbols), 1)
+
+    def sizing_text(self, n_symbols: int = 1) -> str:
+        """How entries are sized, in words (shown by the CLI and stored with the run)."""
+        pct = (self.size_fraction(n_symbols) * 100).normalize()
+        if self.position_size_pct is not None:
+            return f"{pct:f}% of equity per entry (--size-pct)"
+        if self.risk_per_trade is not None:
+            how = "risk / stop loss" if self.stop_loss_pct else "risk"
+            return f"{pct:f}% of equity per entry ({how})"
+        return f"{pct:f}% of equity per entry (default: equity / position slots)"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ __all__ = [
     "get_strategy",
     "list_strategies",
     "record_backtest_stats",
+    "risk_text",
 ]
 
 STRATEGY_TYPES = ("scalping", "day_trading", "swing_trading", "long_term")
@@ -43,8 +44,8 @@ class StrategyRecord:
     implementation: str | None
     description: str | None
     parameters: dict[str, Any]
-    risk_per_trade: Decimal
-    max_positions: int
+    risk_per_trade: Decimal | None
+    max_positions: int | None
     stop_loss_pct: Decimal | None
     take_profit_pct: Decimal | None
     is_active: bool
@@ -60,12 +61,29 @@ class StrategyRecord:
     updated_at: Any
     last_executed: Any
 
+    def risk_text(self) -> str:
+        """The risk settings in words; unset ones say so (a backtest then uses none)."""
+        return risk_text(self.risk_per_trade, self.max_positions, self.stop_loss_pct,
+                         self.take_profit_pct)  # fmt: skip
+
     def implementation_class(self) -> type[Strategy]:
         if not self.implementation:
             raise ValidationError(
                 "implementation", "the strategy names no Python implementation", self.name
             )
         return get_implementation(self.implementation)
+
+
+def risk_text(
+    risk: Decimal | None, max_positions: int | None, stop: Decimal | None, target: Decimal | None
+) -> str:
+    def pct(value: Decimal | None) -> str:
+        return "none" if value is None else f"{value.normalize():f}%"
+
+    return (
+        f"stop-loss {pct(stop)}, take-profit {pct(target)}, risk per trade {pct(risk)}, "
+        f"max positions {'no limit' if max_positions is None else max_positions}"
+    )
 
 
 def find_user(conn: psycopg.Connection[Any], user: str | int | None) -> int:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from tradestore.db.errors import NotFound, ValidationError
@@ -45,8 +46,9 @@ ENGINES = ("event", "fast", "auto")
 
 @dataclass(frozen=True)
 class BacktestRequest:
-    """A backtest to run. Risk settings left None come from the registered strategy (or
-    the engine's defaults for a bare implementation name)."""
+    """A backtest to run. Risk settings left None come from the registered strategy; set
+    nowhere, they are off (no stop, no target, no position limit beyond one per symbol)
+    and an entry spends an equal share of equity per position slot (BacktestConfig)."""
 
     strategy: str
     symbols: tuple[str, ...]
@@ -115,6 +117,8 @@ class RunOutcome:
     metrics: Metrics
     result: SimResult
     report: Any = None  # reports.RunReport when written
+    config: BacktestConfig = field(default_factory=BacktestConfig)
+    sizing: str = ""  # how entries were sized, in words
 
 
 def _utc(value: dt.datetime, name: str) -> dt.datetime:
@@ -150,14 +154,15 @@ def _config(request: BacktestRequest, record: StrategyRecord | None) -> Backtest
             return getattr(record, attr)
         return default
 
-    base = BacktestConfig()
+    risk = pick(request.risk_per_trade, "risk_per_trade", None)
+    slots = pick(request.max_positions, "max_positions", None)
     return BacktestConfig(
         initial_capital=Decimal(request.initial_capital),
         slippage=Decimal(request.slippage),
         stop_loss_pct=pick(request.stop_loss_pct, "stop_loss_pct", None),
         take_profit_pct=pick(request.take_profit_pct, "take_profit_pct", None),
-        risk_per_trade=Decimal(pick(request.risk_per_trade, "risk_per_trade", base.risk_per_trade)),
-        max_positions=int(pick(request.max_positions, "max_positions", base.max_positions)),
+        risk_per_trade=Decimal(risk) if risk is not None else None,
+        max_positions=int(slots) if slots is not None else None,
         position_size_pct=request.position_size_pct,
         allow_short=request.allow_short,
     )
@@ -218,12 +223,13 @@ def simulate(
         result = run_event(
             prepared.data, signals, prepared.config, strategy=strategy, progress=progress
         )
-    return signals, result, compute_metrics(result, prepared.conventions)
+    return signals, result, compute_metrics(result, prepared.conventions, prepared.data.close)
 
 
 def extra_results(prepared: Prepared, signals: SignalMatrix) -> dict[str, Any]:
     return {
         "config": prepared.config.as_dict(),
+        "sizing": prepared.config.sizing_text(prepared.data.n_symbols),
         "fees": {"taker": prepared.fee_sources, "rate": prepared.fee_rate},
         "signal_seconds": signals.seconds,
         "listings": {i.symbol: i.listing_id for i in prepared.data.instruments},
@@ -301,14 +307,25 @@ def run_backtest(
                 "CANCELED" if isinstance(exc, KeyboardInterrupt) else "FAILED",
             )  # fmt: skip
         raise
-    outcome = RunOutcome(run_id, metrics, result)
+    outcome = RunOutcome(
+        run_id, metrics, result, config=prepared.config,
+        sizing=prepared.config.sizing_text(prepared.data.n_symbols),
+    )  # fmt: skip
     if request.write_report:
-        from tradestore.strategy.reports import reports_dir, write_run_report
+        from tradestore.strategy.reports import Marks, reports_dir, summary_lines, write_run_report
+
+        trades, times = result.trades, prepared.data.times
+        marks = Marks(
+            entries=times[trades.entry_t],
+            exits=times[trades.exit_t[trades.closed]],
+            directions=np.asarray(trades.direction, dtype=np.int8),
+            summary=summary_lines({**metrics.as_dict(), "max_drawdown": metrics.max_drawdown}),
+        )
 
         outcome.report = write_run_report(
             run_id, prepared.data.times, result.equity, float(prepared.config.initial_capital),
             title=f"#{run_id} {prepared.strategy_name} {','.join(prepared.data.symbols)} "
             f"{request.timeframe}",
-            directory=reports_dir(home),
+            directory=reports_dir(home), marks=marks,
         )  # fmt: skip
     return outcome

@@ -371,7 +371,8 @@ def result_columns(
     details = {
         k: getattr(m, k)
         for k in ("annual_volatility", "downside_deviation", "calmar_ratio", "open_trades",
-                  "avg_trade_return", "total_fees", "rejected_orders", "exposure", "n_bars")
+                  "avg_trade_return", "total_fees", "rejected_orders", "exposure", "sqn",
+                  "buy_and_hold_return", "n_bars")
     }  # fmt: skip
     rejections: dict[str, int] = {}
     for r in result.rejections:

@@ -92,6 +92,11 @@ SELECT count(*) FILTER (WHERE coalesce(send_after, created_at) <= now()),
 """
 
 
+def _token_set(settings: Settings) -> bool:
+    token = getattr(settings, "TELEGRAM_BOT_TOKEN", None)
+    return token is not None and bool(token.get_secret_value())
+
+
 async def check_workers(request: Request) -> dict[str, Any]:
     """Workers seen within a day (alive = a recent heartbeat) and the outbox backlog."""
     async with asyncio.timeout(CHECK_TIMEOUT), request.app.state.pool.connection() as conn:
@@ -121,8 +126,16 @@ async def check_workers(request: Request) -> dict[str, Any]:
             }
         )
     notify_alive = any(w["alive"] for w in workers if w["kind"] == "notify")
+    notify: dict[str, Any] = {}
+    if not notify_alive and not _token_set(request.app.state.settings):
+        # `up` does not start the worker without a bot token: say so, not just "down".
+        notify["reason"] = (
+            "TELEGRAM_BOT_TOKEN is not set: the notify worker does not start and queued "
+            "messages are not sent"
+        )
     return {
         "notify": {
+            **notify,
             "status": "ok" if notify_alive else ("idle" if not due else "down"),
             "alive_workers": sum(1 for w in workers if w["kind"] == "notify" and w["alive"]),
             "outbox": {
@@ -153,7 +166,8 @@ async def health(request: Request) -> JSONResponse:
     problems = [name for name in ("redis",) if body[name]["status"] == "down"]
     notify = body["workers"].get("notify", {}) if isinstance(body["workers"], dict) else {}
     if notify.get("status") == "down":
-        problems.append("notify worker (messages are due and no worker is alive)")
+        why = notify.get("reason") or "no worker is alive"
+        problems.append(f"notify worker (messages are due and {why})")
     if database["status"] != "ok":
         body["status"] = "down"
         return JSONResponse(body, status_code=503)

@@ -12,10 +12,13 @@ CREATE TABLE analytics.strategies (
     implementation      varchar(100),
     description         text,
     parameters          jsonb NOT NULL DEFAULT '{}'::jsonb,
-    risk_per_trade      numeric(8, 4) NOT NULL DEFAULT 2.0 CHECK (risk_per_trade >= 0 AND risk_per_trade <= 100),
-    max_positions       integer NOT NULL DEFAULT 5 CHECK (max_positions >= 0),
-    stop_loss_pct       numeric(8, 4) DEFAULT 2.0 CHECK (stop_loss_pct IS NULL OR stop_loss_pct >= 0),
-    take_profit_pct     numeric(8, 4) DEFAULT 4.0 CHECK (take_profit_pct IS NULL OR take_profit_pct >= 0),
+    -- Risk settings are what the user set, nothing else: NULL means "not set" (seed 003's
+    -- defaults of 2 % risk, 5 positions, 2 % stop and 4 % target would be hidden exits and
+    -- sizing the user never asked for). docs/strategies.md: what a backtest does without them.
+    risk_per_trade      numeric(8, 4) CHECK (risk_per_trade IS NULL OR (risk_per_trade >= 0 AND risk_per_trade <= 100)),
+    max_positions       integer CHECK (max_positions IS NULL OR max_positions >= 0),
+    stop_loss_pct       numeric(8, 4) CHECK (stop_loss_pct IS NULL OR stop_loss_pct >= 0),
+    take_profit_pct     numeric(8, 4) CHECK (take_profit_pct IS NULL OR take_profit_pct >= 0),
     is_active           boolean NOT NULL DEFAULT false,
     is_backtesting      boolean NOT NULL DEFAULT false,
     total_trades        integer NOT NULL DEFAULT 0 CHECK (total_trades >= 0),
@@ -50,12 +53,12 @@ BEGIN
     IF jsonb_typeof(NEW.parameters) IS DISTINCT FROM 'object' THEN
         PERFORM system.raise_invalid('parameters', 'must be a JSON object', coalesce(NEW.parameters::text, 'NULL'));
     END IF;
-    IF NEW.risk_per_trade IS NULL OR NEW.risk_per_trade < 0 OR NEW.risk_per_trade > 100 THEN
+    IF NEW.risk_per_trade < 0 OR NEW.risk_per_trade > 100 THEN
         PERFORM system.raise_invalid('risk_per_trade', 'must be a percent between 0 and 100',
-                                     coalesce(NEW.risk_per_trade::text, 'NULL'));
+                                     NEW.risk_per_trade::text);
     END IF;
-    IF NEW.max_positions IS NULL OR NEW.max_positions < 0 THEN
-        PERFORM system.raise_invalid('max_positions', 'must be >= 0', coalesce(NEW.max_positions::text, 'NULL'));
+    IF NEW.max_positions < 0 THEN
+        PERFORM system.raise_invalid('max_positions', 'must be >= 0', NEW.max_positions::text);
     END IF;
     IF NEW.stop_loss_pct < 0 OR NEW.stop_loss_pct >= 100 THEN
         PERFORM system.raise_invalid('stop_loss_pct', 'must be a percent >= 0 and < 100', NEW.stop_loss_pct::text);
