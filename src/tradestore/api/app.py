@@ -158,6 +158,8 @@ def create_app(
                 await sweeper
             await app.state.aio.aclose()
             await pool.close()
+            # the async pool's last invalidations are applied before the app is gone
+            await asyncio.to_thread(invalidation.drain_async)
             await asyncio.to_thread(sync_pool.close)
             if own_cache:
                 await asyncio.to_thread(app_cache.close)
