@@ -26,12 +26,14 @@ import httpx
 import psycopg
 
 from benchmarks.harness import Bench, Figure
+from benchmarks.roundtrips import RoundTrips
 from tradestore.db import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-0123456789"
 REQUESTS = 3000
 WARMUP = 200
+ROUNDTRIP_REQUESTS = 50
 CONNECTIONS = 8
 LISTING = """
 INSERT INTO market.exchanges (code, name) VALUES ('binance', 'Binance');
@@ -127,7 +129,38 @@ def _serve(conninfo: str, port: int) -> None:
     async def bare() -> dict[str, bool]:
         return {"ok": True}
 
+    counter = RoundTrips()
+
+    @app.post("/bench/roundtrips/start")
+    async def count_start() -> dict[str, bool]:
+        counter.start()
+        counter.take()
+        return {"ok": True}
+
+    @app.post("/bench/roundtrips/stop")
+    async def count_stop() -> dict[str, int]:
+        counter.stop()
+        pg, rd = counter.take()
+        return {"pg": pg, "redis": rd}
+
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _count_round_trips(port: int) -> tuple[float, float]:
+    """PostgreSQL and Redis round trips per webhook request, the order placed after the
+    202 included: ROUNDTRIP_REQUESTS sent one at a time, counted in the server."""
+    base = f"http://127.0.0.1:{port}"
+    httpx.post(f"{base}/bench/roundtrips/start", timeout=30).raise_for_status()
+    with httpx.Client(timeout=30) as client:
+        for i in range(ROUNDTRIP_REQUESTS):
+            client.post(
+                f"{base}/webhooks/tradingview",
+                content=_body(i, "count"),
+                headers={"content-type": "application/json"},
+            ).raise_for_status()
+    time.sleep(1)  # the orders are placed after the reply
+    counts = httpx.post(f"{base}/bench/roundtrips/stop", timeout=30).json()
+    return counts["pg"] / ROUNDTRIP_REQUESTS, counts["redis"] / ROUNDTRIP_REQUESTS
 
 
 def _free_port() -> int:
@@ -160,6 +193,11 @@ def run(bench: Bench) -> list[Figure]:
         bare_bodies = [_body(i, "bare") for i in range(REQUESTS)]
         _load(port, "/bare", bare_bodies[:WARMUP])
         _load(port, "/webhooks/tradingview", [_body(i, "warm") for i in range(WARMUP)])
+        trips = _count_round_trips(port)
+        print(
+            f"# round trips per webhook request (stored, judged, order placed): "
+            f"PostgreSQL {trips[0]:.2f}, Redis {trips[1]:.2f}"
+        )
         bare_rps, bare_lat = _load(port, "/bare", bare_bodies)
         hook_rps, hook_lat = _load(
             port, "/webhooks/tradingview", [_body(i, "run") for i in range(REQUESTS)]
@@ -173,7 +211,13 @@ def run(bench: Bench) -> list[Figure]:
         server.terminate()
         server.wait(timeout=30)
         bench.drop_database(db)
-    notes = {"requests": REQUESTS, "connections": CONNECTIONS, "orders_placed": orders}
+    notes = {
+        "requests": REQUESTS,
+        "connections": CONNECTIONS,
+        "orders_placed": orders,
+        "pg_round_trips": round(trips[0], 2),
+        "redis_round_trips": round(trips[1], 2),
+    }
     return [
         Figure(
             "webhook_throughput",

@@ -24,7 +24,9 @@ from tests.api.conftest import bearer, login, make_client
 from tests.api.world import FAST, PASSWORD, SYMBOL, World
 from tradestore.api.app import create_app
 from tradestore.api.config import ApiSettings
+from tradestore.cache import keys
 from tradestore.cache.client import Cache
+from tradestore.cache.invalidation import Listener
 from tradestore.config import load_settings
 from tradestore.identity import apikeys, rls
 from tradestore.identity.auth import AuthConfig
@@ -124,7 +126,7 @@ def test_another_users_rows_are_invisible_through_sql(
 
 # ----------------------------------------------------------------------------- API2 auth
 def test_missing_forged_expired_and_revoked_tokens_are_401(
-    client: TestClient, world: World, conn: psycopg.Connection[Any]
+    client: TestClient, world: World, conn: psycopg.Connection[Any], db: str, redis_cache: Cache
 ) -> None:
     tokens = login(client, "alice")
     good = tokens["access_token"]
@@ -156,12 +158,27 @@ def test_missing_forged_expired_and_revoked_tokens_are_401(
     )
     assert client.get(f"{API}/portfolio", headers=bearer(tokens)).status_code == 401
 
-    # revoked by hand in SQL, cache untouched: refused at once
-    fresh = login(client, "alice")
-    conn.execute(
-        "UPDATE account.user_sessions SET revoked_at = now(), revoke_reason = 'admin' WHERE id = %s",
-        (fresh["session_id"],),
-    )
+    # revoked by hand in SQL, cache untouched: refused at once by every route that opens
+    # a transaction (act_as) ...
+    listener = Listener(db, redis_cache)
+    listener.listen()  # (drops every mirror key: it may have missed changes)
+    try:
+        fresh = login(client, "alice")
+        for _ in range(2):  # the second is served from Redis
+            assert client.get(f"{API}/portfolio", headers=bearer(fresh)).status_code == 200
+        conn.execute(
+            "UPDATE account.user_sessions SET revoked_at = now(), revoke_reason = 'admin' "
+            "WHERE id = %s",
+            (fresh["session_id"],),
+        )
+        assert client.get(f"{API}/accounts", headers=bearer(fresh)).status_code == 401
+        # ... and by the cached reads (no transaction) once the change reaches Redis: the
+        # session's key is dropped (cache.invalidation, applied here by the `up` listener)
+        assert redis_cache.redis.exists(keys.session_key(fresh["session_id"]))
+        assert listener.poll(timeout=1) >= 1
+        assert not redis_cache.redis.exists(keys.session_key(fresh["session_id"]))
+    finally:
+        listener.close()
     assert client.get(f"{API}/portfolio", headers=bearer(fresh)).status_code == 401
 
     # a disabled user is out, whatever tokens they hold

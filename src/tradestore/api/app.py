@@ -50,6 +50,7 @@ from tradestore.api.routes import (
     webhooks,
 )
 from tradestore.cache import invalidation
+from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache, open_cache
 from tradestore.cache.ratelimit import Limit, RateLimiter
 from tradestore.config import Settings, get_settings
@@ -136,6 +137,7 @@ def create_app(
         app.state.pool = pool
         app.state.sync_pool = sync_pool
         app.state.cache = app_cache
+        app.state.aio = AsyncCache(app_cache)
         app.state.auth = AuthService(app_cache, auth_config)
         app.state.ip_limiter = RateLimiter(
             app_cache, Limit(api_settings.API_RATE_LIMIT_PER_IP, window)
@@ -155,7 +157,10 @@ def create_app(
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await app.state.aio.aclose()
             await pool.close()
+            # the async pool's last invalidations are applied before the app is gone
+            await asyncio.to_thread(invalidation.drain_async)
             await asyncio.to_thread(sync_pool.close)
             if own_cache:
                 await asyncio.to_thread(app_cache.close)

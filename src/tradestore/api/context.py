@@ -28,11 +28,15 @@ from typing import Any
 import psycopg
 from fastapi import Request, Response
 from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from tradestore.api.errors import ApiError
+from tradestore.cache import keys
+from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache
 from tradestore.cache.ratelimit import Decision, RateLimiter
-from tradestore.identity import rls
+from tradestore.identity import rls, tokens
 from tradestore.identity.auth import AuthService, Principal
 from tradestore.identity.errors import AuthError, Forbidden
 from tradestore.identity.rls import Role
@@ -73,13 +77,41 @@ def _refuse(what: str, decision: Decision) -> ApiError:
     )
 
 
-def limit_ip(request: Request, response: Response) -> None:
-    """Dependency of every /api/v1 route: the per-address limit (rate_limit:{ip})."""
-    limiter: RateLimiter = request.app.state.ip_limiter
-    decision = limiter.hit_ip(client_ip(request))
+async def limit_ip(request: Request, response: Response) -> None:
+    """Dependency of every /api/v1 route: the per-address limit (rate_limit:{ip}).
+
+    One Redis round trip on the event loop (cache.aio.AsyncCache.prelude): a request with
+    an access token also gets its session entry and, when the token is that session's,
+    the owner's per-user count back, kept for `current_user`."""
+    state = request.app.state
+    ip_limiter: RateLimiter = state.ip_limiter
+    user_limiter: RateLimiter = state.user_limiter
+    ip_key = keys.rate_limit_key(client_ip(request))
+    session_id = _session_of(request)
+    found = await state.aio.prelude(
+        ip_key,
+        ip_limiter.limit.window * 1000,
+        None if session_id is None else keys.session_key(session_id),
+        "" if session_id is None else tokens.token_hash(bearer_token(request)).hex(),
+        user_limiter.limit.window * 1000,
+        keys.RATE_LIMIT_USER_PREFIX,
+    )
+    if found is None:
+        decision = ip_limiter.hit_locally(ip_key)
+    else:
+        decision = ip_limiter.decided(*found.ip)
+        request.state.prelude = (session_id, found)
     _apply(response, decision)
     if not decision.allowed:
         raise _refuse("client address", decision)
+
+
+def _session_of(request: Request) -> int | None:
+    """The session id the request's bearer token names, if it carries a well-formed one."""
+    try:
+        return tokens.session_id_of(bearer_token(request))
+    except AuthError:
+        return None
 
 
 def bearer_token(request: Request) -> str:
@@ -96,6 +128,7 @@ class UserContext:
     pool: ConnectionPool[Any]
     cache: Cache
     auth: AuthService
+    aio: AsyncCache
 
     @property
     def user_id(self) -> int:
@@ -120,20 +153,54 @@ class UserContext:
             yield conn
 
 
-def current_user(request: Request, response: Response) -> UserContext:
+async def current_user(request: Request, response: Response) -> UserContext:
     """Dependency: the authenticated user of the request (401 otherwise), counted
-    against the per-user limit (429 with Retry-After when over it)."""
+    against the per-user limit (429 with Retry-After when over it).
+
+    A session cached in Redis (read by limit_ip's round trip) is checked here without a
+    database connection; otherwise PostgreSQL decides in a worker thread and caches it."""
     state = request.app.state
     token = bearer_token(request)
-    with state.sync_pool.connection() as conn:
-        principal = state.auth.authenticate(conn, token)
-    decision = state.user_limiter.hit_user(principal.user_id)
+    session_id = tokens.session_id_of(token)
+    principal: Principal | None = None
+    decision: Decision | None = None
+    entry: keys.SessionEntry | None = None
+    seen = getattr(request.state, "prelude", None)
+    if seen is not None and seen[0] == session_id and seen[1].session is not None:
+        entry = _session_entry(seen[1].session)
+        principal = AuthService.cached_principal(entry, token)
+        if principal is not None and seen[1].user is not None:
+            decision = state.user_limiter.decided(*seen[1].user)
+    state.cache.record(principal is not None)
+    if principal is None:
+        principal = await run_in_threadpool(_authenticate_in_db, state, token, entry is not None)
+    if decision is None:
+        decision = await _hit_user(state, principal.user_id)
     _apply(response, decision)
     if not decision.allowed:
         raise _refuse("user", decision)
     user_id_var.set(str(principal.user_id))
     request.state.user_id = principal.user_id
-    return UserContext(principal, state.sync_pool, state.cache, state.auth)
+    return UserContext(principal, state.sync_pool, state.cache, state.auth, state.aio)
+
+
+def _session_entry(raw: str) -> keys.SessionEntry | None:
+    try:
+        return keys.SessionEntry.model_validate_json(raw)
+    except ValidationError:
+        return None  # unreadable: PostgreSQL decides and rewrites it
+
+
+def _authenticate_in_db(state: Any, token: str, stale: bool) -> Principal:
+    with state.sync_pool.connection() as conn:
+        return state.auth.authenticate_in_db(conn, token, stale=stale)
+
+
+async def _hit_user(state: Any, user_id: int) -> Decision:
+    limiter: RateLimiter = state.user_limiter
+    key = keys.rate_limit_user_key(user_id)
+    found = await state.aio.prelude(key, limiter.limit.window * 1000)
+    return limiter.hit_locally(key) if found is None else limiter.decided(*found.ip)
 
 
 def require_role(ctx: UserContext, *roles: Role) -> None:

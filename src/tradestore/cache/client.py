@@ -23,14 +23,14 @@ from redis.retry import Retry
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.config import Settings, get_settings
 
-__all__ = ["Cache", "existing_cache", "open_cache", "purge", "purge_pattern"]
+__all__ = ["OUTAGE", "Cache", "existing_cache", "open_cache", "purge", "purge_pattern"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 # Errors that mean "Redis is not usable right now"; anything else is a bug and raises.
-_OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 _MAX_PENDING_INVALIDATIONS = 100_000
 
 
@@ -77,6 +77,11 @@ class Cache:
         """False while the breaker is open after a failure."""
         return time.monotonic() >= self._down_until
 
+    @property
+    def has_pending_invalidations(self) -> bool:
+        """True while deletes missed during an outage wait to be replayed."""
+        return bool(self._pending or self._pending_patterns)
+
     def reset(self) -> None:
         """Close the breaker: the next call tries Redis again at once."""
         self._down_until = 0.0
@@ -89,8 +94,8 @@ class Cache:
             if self._pending or self._pending_patterns:
                 self._replay_invalidations()
             return op(self.redis)
-        except _OUTAGE as exc:
-            self._trip(what, exc)
+        except OUTAGE as exc:
+            self.trip(what, exc)
             return default
         except redis.RedisError as exc:
             # Not an outage (out of memory, a wrong-type key): still not worth failing
@@ -170,7 +175,8 @@ class Cache:
 
     # ----------------------------------------------------------------- internals
 
-    def _trip(self, what: str, exc: BaseException) -> None:
+    def trip(self, what: str, exc: BaseException) -> None:
+        """Open the breaker after a failed call (AsyncCache shares it)."""
         self.errors += 1
         self._down_until = time.monotonic() + self.retry_after
         log.warning(
@@ -192,7 +198,7 @@ class Cache:
                 self.redis.delete(*pending)
             for pattern in sorted(patterns):
                 purge_pattern(self.redis, pattern)
-        except _OUTAGE:
+        except OUTAGE:
             with self._lock:
                 self._pending |= pending
                 self._pending_patterns |= patterns

@@ -13,7 +13,8 @@ Who applies a notification (exactly one process):
   (`tradestore_cache_<backend pid>`); the triggers see that and send the session's
   changes there, and PostgreSQL delivers them with the COMMIT's reply, so they are
   applied inside `commit()` (psycopg's notify handler), before it returns: the writer
-  reads its own writes. `install(cache)` attaches every connection that
+  reads its own writes (`attach_async`, for the API's asyncio pool, hands them to one
+  worker thread instead, so the event loop never waits on Redis). `install(cache)` attaches every connection that
   `tradestore.db.connect` opens in this process (the CLI does this); the API attaches
   its pools' connections.
 * `Listener` (run by `tradestore up`): LISTENs on `tradestore_cache` and applies the
@@ -30,6 +31,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -48,6 +50,7 @@ __all__ = [
     "apply",
     "attach",
     "attach_async",
+    "drain_async",
     "install",
     "service",
     "session_channel",
@@ -78,6 +81,7 @@ def stale_keys(change: dict[str, Any]) -> tuple[list[str], list[str]]:
         found.append(keys.order_status_key(int(change["order"])))
         if change.get("user") is not None:
             found.append(keys.active_orders_key(int(change["user"])))
+            found += keys.portfolio_keys(int(change["user"]))
         if change.get("strategy") is not None:
             strategy = int(change["strategy"])
             found += [keys.strategy_status_key(strategy), keys.strategy_signals_key(strategy)]
@@ -91,6 +95,10 @@ def stale_keys(change: dict[str, Any]) -> tuple[list[str], list[str]]:
             patterns.append("notifications:*")
         else:
             found.append(keys.notifications_key(int(change["user"])))
+    elif kind == "session":
+        found.append(keys.session_key(int(change["session"])))
+    elif kind == "portfolio":
+        found += keys.portfolio_keys(int(change["user"]))
     elif kind == "preferences":
         found.append(keys.preferences_key(int(change["user"])))
     elif kind == "ticker":
@@ -162,14 +170,38 @@ def attach(conn: psycopg.Connection[Any], cache: Cache) -> None:
 
 
 async def attach_async(conn: psycopg.AsyncConnection[Any], cache: Cache) -> None:
-    """`attach` for an asyncio connection (the handler runs in the event loop; Redis
-    calls are short and a Redis outage costs one attempt per breaker interval)."""
+    """`attach` for an asyncio connection. The Redis deletes run on one worker thread
+    (in commit order), not on the event loop: a commit returns without waiting for them,
+    so another reader may see a just-changed key for the moment the delete takes."""
     channel = session_channel(conn.info.backend_pid)
-    conn.add_notify_handler(_handler(cache, channel))
+
+    def on_notify(notify: psycopg.Notify) -> None:
+        if notify.channel == channel:
+            _applier().submit(apply, cache, notify.payload)
+
+    conn.add_notify_handler(on_notify)
     idle = conn.info.transaction_status == TransactionStatus.IDLE
     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
     if idle and not conn.autocommit:
         await conn.commit()
+
+
+_applier_lock = threading.Lock()
+_applier_pool: ThreadPoolExecutor | None = None
+
+
+def _applier() -> ThreadPoolExecutor:
+    """The one thread that applies the async connections' changes, in order."""
+    global _applier_pool
+    with _applier_lock:
+        if _applier_pool is None:
+            _applier_pool = ThreadPoolExecutor(1, thread_name_prefix="cache-invalidation")
+        return _applier_pool
+
+
+def drain_async() -> None:
+    """Wait until the changes handed to the worker thread so far are applied."""
+    _applier().submit(lambda: None).result()
 
 
 _installed: list[db_connect.ConnectHook] = []

@@ -67,6 +67,8 @@ STRATEGY_SIGNALS_TTL = 24 * 3600
 SIGNALS_KEPT = 100
 ORDER_STATUS_TTL = 3600
 ACTIVE_ORDERS_TTL = 3600
+# The valuation moves with prices: held no longer than the market keys it is valued from.
+PORTFOLIO_TTL = 5
 NOTIFICATIONS_TTL = 7 * 24 * 3600
 NOTIFICATIONS_KEPT = 100
 
@@ -136,9 +138,12 @@ def rate_limit_key(ip: str) -> str:
     return f"rate_limit:{ip}"
 
 
+RATE_LIMIT_USER_PREFIX = "rate_limit:user:"
+
+
 def rate_limit_user_key(user_id: int) -> str:
     """Per-user counterpart of rate_limit:{ip} (tradestore addition)."""
-    return f"rate_limit:user:{_id('user_id', user_id)}"
+    return f"{RATE_LIMIT_USER_PREFIX}{_id('user_id', user_id)}"
 
 
 def rate_limit_scope_key(scope: str, subject: str) -> str:
@@ -185,6 +190,19 @@ def order_status_key(order_id: int) -> str:
 
 def active_orders_key(user_id: int) -> str:
     return f"user:{_id('user_id', user_id)}:active_orders"
+
+
+def portfolio_key(user_id: int, role: str) -> str:
+    """The user's portfolio valuation (GET /api/v1/portfolio's body) as seen with `role`
+    (tradestore addition; row-level security decides what a role sees)."""
+    return f"user:{_id('user_id', user_id)}:portfolio:{_segment('role', role)}"
+
+
+def portfolio_keys(user_id: int) -> list[str]:
+    """portfolio_key of every role: what a change to the user's accounts makes stale."""
+    from tradestore.identity.rls import Role  # identity imports this module
+
+    return [portfolio_key(user_id, r.value) for r in Role]
 
 
 def notifications_key(user_id: int) -> str:

@@ -96,8 +96,12 @@ class RateLimiter:
             lambda r: script(keys=[key], args=[window_ms, cost], client=r), None, "rate limit"
         )
         if result is None:
-            return self._hit_locally(key, cost)
-        count, ttl_ms = int(result[0]), int(result[1])
+            return self.hit_locally(key, cost)
+        return self.decided(int(result[0]), int(result[1]))
+
+    def decided(self, count: int, ttl_ms: int) -> Decision:
+        """The decision for a counter Redis returned (`count` hits, `ttl_ms` to reset):
+        for callers that count in their own script (cache.aio.AsyncCache.prelude)."""
         return self._decide(count, ttl_ms / 1000, local=False)
 
     def reset(self, key: str) -> None:
@@ -117,7 +121,8 @@ class RateLimiter:
             local=local,
         )
 
-    def _hit_locally(self, key: str, cost: int) -> Decision:
+    def hit_locally(self, key: str, cost: int = 1) -> Decision:
+        """Count in this process (Redis is down)."""
         now = time.monotonic()
         with self._lock:
             count, ends = self._local.get(key, (0, 0.0))

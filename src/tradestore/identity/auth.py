@@ -234,7 +234,16 @@ class AuthService:
         """The principal of a live access token; AuthError otherwise."""
         session_id = tokens.session_id_of(access_token)
         entry = keys.get_session(self.cache, session_id)
-        self.cache.record(entry is not None)
+        principal = self.cached_principal(entry, access_token)
+        self.cache.record(principal is not None)
+        if principal is not None:
+            return principal
+        return self.authenticate_in_db(conn, access_token, stale=entry is not None)
+
+    @staticmethod
+    def cached_principal(entry: keys.SessionEntry | None, access_token: str) -> Principal | None:
+        """The principal of a cached session:{id} entry when `access_token` is its token and
+        it has not expired; None means PostgreSQL decides (authenticate_in_db)."""
         if (
             entry is not None
             and tokens.tokens_match(entry.token_hash, access_token)
@@ -243,7 +252,14 @@ class AuthService:
             return Principal(
                 entry.user_id, entry.username, Role(entry.role), entry.session_id, entry.expires_at
             )
-        # Missing, or not matching (perhaps stale): PostgreSQL decides.
+        return None
+
+    def authenticate_in_db(
+        self, conn: psycopg.Connection[Any], access_token: str, *, stale: bool = False
+    ) -> Principal:
+        """Authenticate against PostgreSQL and cache the session; `stale`: Redis held an
+        entry for the session that did not vouch for this token (dropped on failure)."""
+        session_id = tokens.session_id_of(access_token)
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             cur.execute(
                 """UPDATE account.user_sessions s SET last_seen_at = now()
@@ -256,7 +272,7 @@ class AuthService:
             )
             row = cur.fetchone()
         if row is None:
-            if entry is not None:
+            if stale:
                 self.cache.invalidate(keys.session_key(session_id))
             raise AuthError("unknown, expired or revoked session")
         principal = Principal(

@@ -8,17 +8,21 @@ rollup, with the not-yet-materialized tail aggregated on the fly, so any timefra
 the same bars (plus a warm-up before the window) for this request.
 
 The latest ticker and bar are read through Redis (ticker:{symbol} 1s, market:{symbol}:
-latest 5s) and fall back to PostgreSQL, which puts the key back.
+latest 5s) on the event loop, without a database transaction, and fall back to
+PostgreSQL, which puts the key back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import ValidationError as PydanticError
+from starlette.concurrency import run_in_threadpool
 
 from tradestore.api.context import UserContext, current_user
 from tradestore.api.schemas import (
@@ -31,6 +35,7 @@ from tradestore.api.schemas import (
 )
 from tradestore.cache import keys
 from tradestore.cache import market as market_cache
+from tradestore.cache.keys import CacheValue, MarketLatest, Ticker
 from tradestore.db.errors import NotFound, ValidationError
 from tradestore.db.query import dicts
 from tradestore.market import query
@@ -246,25 +251,57 @@ def indicators(
     return IndicatorsOut(symbol=symbol, timeframe=timeframe, source=source, names=chosen, rows=rows)
 
 
+JSON = "application/json"
+
+
+async def _market_read(
+    ctx: UserContext,
+    symbol: str,
+    key: Callable[[str], str],
+    model: type[CacheValue],
+    out: type[TickerOut] | type[LatestBarOut],
+    lookup: Callable[..., Any],
+    what: str,
+) -> Response:
+    """A market key read on the event loop, without a database transaction: market data
+    is readable by every user, and a key exists only under its listing's canonical
+    spelling (exchange:EXCHANGE_SYMBOL), which market.resolve_listing prefers over every
+    other reading of the same text. Any other spelling, a miss or Redis down: the
+    listing is resolved and read through in PostgreSQL, in a worker thread."""
+    given = keys.market_symbol(*keys.parse_market_symbol(symbol))
+    raw = await ctx.aio.get(key(given))
+    if raw is not None:
+        try:
+            value = model.model_validate_json(raw)
+        except PydanticError:
+            value = None  # unreadable: the read-through below drops and rebuilds it
+        if value is not None:
+            ctx.cache.record(True)
+            return Response(out(**value.model_dump(), cached=True).model_dump_json(), 200,
+                            media_type=JSON)  # fmt: skip
+
+    def read() -> str:
+        with ctx.db() as conn:
+            found, cached = lookup(ctx.cache, conn, _canonical(conn, symbol))
+        if found is None:
+            raise NotFound(what, symbol)
+        return out(**found.model_dump(), cached=cached).model_dump_json()
+
+    return Response(await run_in_threadpool(read), 200, media_type=JSON)
+
+
 @router.get("/ticker", summary="Latest ticker (Redis ticker:{symbol}, else PostgreSQL)",
-            responses={404: {}})  # fmt: skip
-def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> TickerOut:
-    cache = ctx.cache
-    keys.parse_market_symbol(symbol)
-    with ctx.db() as conn:
-        value, cached = market_cache.ticker_lookup(cache, conn, _canonical(conn, symbol))
-    if value is None:
-        raise NotFound("ticker", symbol)
-    return TickerOut(**value.model_dump(), cached=cached)
+            response_model=TickerOut, responses={404: {}})  # fmt: skip
+async def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> Response:
+    return await _market_read(
+        ctx, symbol, keys.ticker_key, Ticker, TickerOut, market_cache.ticker_lookup, "ticker"
+    )
 
 
 @router.get("/latest", summary="Newest bar (Redis market:{symbol}:latest, else PostgreSQL)",
-            responses={404: {}})  # fmt: skip
-def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> LatestBarOut:
-    cache = ctx.cache
-    keys.parse_market_symbol(symbol)
-    with ctx.db() as conn:
-        value, cached = market_cache.latest_lookup(cache, conn, _canonical(conn, symbol))
-    if value is None:
-        raise NotFound("bar", symbol)
-    return LatestBarOut(**value.model_dump(), cached=cached)
+            response_model=LatestBarOut, responses={404: {}})  # fmt: skip
+async def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> Response:
+    return await _market_read(
+        ctx, symbol, keys.market_latest_key, MarketLatest, LatestBarOut,
+        market_cache.latest_lookup, "bar",
+    )  # fmt: skip

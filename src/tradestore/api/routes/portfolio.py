@@ -9,7 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from tradestore.api.context import UserContext, current_user
 from tradestore.api.paging import CursorParam, LimitParam, decode_cursor, encode_cursor
@@ -25,6 +26,7 @@ from tradestore.api.schemas import (
     PositionOut,
     ValuationOut,
 )
+from tradestore.cache import keys
 from tradestore.db.errors import NotFound
 from tradestore.db.query import dicts
 from tradestore.trading import ledger
@@ -83,11 +85,27 @@ def get_account(account_id: int, ctx: UserContext = Depends(current_user)) -> Ac
         return AccountOut.model_validate(_own_account(conn, account_id))
 
 
-@router.get("/portfolio", summary="Value and PnL of every account of the user")
-def portfolio(ctx: UserContext = Depends(current_user)) -> PortfolioOut:
+@router.get("/portfolio", summary="Value and PnL of every account of the user",
+            response_model=PortfolioOut)  # fmt: skip
+async def portfolio(ctx: UserContext = Depends(current_user)) -> Response:
+    """Served from user:{id}:portfolio:{role} when cached: the key is the authenticated
+    user's own (and role's), so no other user's valuation can be answered; their orders,
+    ledger entries and accounts drop it at commit (cache.invalidation), prices within
+    keys.PORTFOLIO_TTL seconds. Otherwise valued in their transaction and cached."""
+    key = keys.portfolio_key(ctx.user_id, ctx.principal.role.value)
+    body = await ctx.aio.get(key)
+    ctx.cache.record(body is not None)
+    if body is None:
+        body = await run_in_threadpool(_portfolio_body, ctx, key)
+    return Response(body, 200, media_type="application/json")
+
+
+def _portfolio_body(ctx: UserContext, key: str) -> str:
     with ctx.db() as conn:
         rows = dicts(conn, _VALUATIONS, {"account": None})
-    return PortfolioOut(accounts=[_valuation(r) for r in rows])
+    body = PortfolioOut(accounts=[_valuation(r) for r in rows]).model_dump_json()
+    ctx.cache.write(lambda r: r.set(key, body, ex=keys.PORTFOLIO_TTL), [key], f"SET {key}")
+    return body
 
 
 @router.get("/accounts/{account_id}/portfolio", summary="Value and PnL of one account",

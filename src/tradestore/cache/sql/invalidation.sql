@@ -105,6 +105,73 @@ $$;
 CREATE TRIGGER tr_outbox_cache AFTER INSERT ON system.notification_outbox
     FOR EACH ROW WHEN (NEW.status = 'PENDING') EXECUTE FUNCTION system.cache_outbox_enqueued();
 
+-------------------------------------------------------------------------- sessions
+-- session:{id}: cached reads (cache.aio) trust it without a database transaction, so a
+-- session revoked, expired or rotated, and a user deactivated or given another role, by
+-- any client (psql included), drops the session's key.
+CREATE OR REPLACE FUNCTION system.cache_session_changed()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM system.cache_notify(json_build_object(
+        'kind', 'session', 'session', OLD.id, 'user', OLD.user_id)::text);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tr_user_sessions_cache_del AFTER DELETE ON account.user_sessions
+    FOR EACH ROW EXECUTE FUNCTION system.cache_session_changed();
+CREATE TRIGGER tr_user_sessions_cache AFTER UPDATE ON account.user_sessions
+    FOR EACH ROW WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
+                       OR OLD.is_active IS DISTINCT FROM NEW.is_active
+                       OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+                       OR OLD.session_token_hash IS DISTINCT FROM NEW.session_token_hash
+                       OR OLD.user_id IS DISTINCT FROM NEW.user_id)
+    EXECUTE FUNCTION system.cache_session_changed();
+
+CREATE OR REPLACE FUNCTION system.cache_user_changed()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM system.cache_notify(json_build_object(
+                'kind', 'session', 'session', s.id, 'user', s.user_id)::text)
+       FROM account.user_sessions s
+      WHERE s.user_id = OLD.id AND s.revoked_at IS NULL AND s.expires_at > now();
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tr_users_cache AFTER UPDATE ON account.users
+    FOR EACH ROW WHEN (OLD.role IS DISTINCT FROM NEW.role OR OLD.is_active IS DISTINCT FROM NEW.is_active)
+    EXECUTE FUNCTION system.cache_user_changed();
+
+------------------------------------------------------------------------ portfolios
+-- user:{owner}:portfolio:{role}: the cached valuation of the owner's accounts. Orders
+-- (and so fills) drop it through system.cache_order_changed; ledger entries (deposits,
+-- withdrawals, fees, fills) and the accounts themselves here. Prices move it too: the key
+-- lives PORTFOLIO_TTL seconds (cache.keys), like the ticker it is valued from.
+CREATE OR REPLACE FUNCTION system.cache_ledger_changed()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM system.cache_notify(json_build_object('kind', 'portfolio', 'user', u.user_id)::text)
+       FROM (SELECT DISTINCT a.user_id FROM new_rows n
+               JOIN account.accounts a ON a.id = n.account_id) u;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tr_transactions_cache AFTER INSERT ON account.transactions
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION system.cache_ledger_changed();
+
+CREATE OR REPLACE FUNCTION system.cache_account_changed()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM system.cache_notify(json_build_object(
+        'kind', 'portfolio', 'user', CASE WHEN TG_OP = 'DELETE' THEN OLD.user_id ELSE NEW.user_id END)::text);
+    IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
+        PERFORM system.cache_notify(json_build_object('kind', 'portfolio', 'user', OLD.user_id)::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER tr_accounts_cache AFTER INSERT OR UPDATE OR DELETE ON account.accounts
+    FOR EACH ROW EXECUTE FUNCTION system.cache_account_changed();
+
 ------------------------------------------------------------------------ market data
 -- Candles: market.candles_changed (market/sql/timeseries.sql) sends them from its own pass
 -- over each statement's rows, through system.cache_notify_candles.

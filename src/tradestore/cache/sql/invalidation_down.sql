@@ -6,6 +6,11 @@ DROP TRIGGER IF EXISTS tr_strategy_executions_cache ON analytics.strategy_execut
 DROP TRIGGER IF EXISTS tr_alerts_cache ON system.alerts;
 DROP TRIGGER IF EXISTS tr_user_profiles_cache ON account.user_profiles;
 DROP TRIGGER IF EXISTS tr_outbox_cache ON system.notification_outbox;
+DROP TRIGGER IF EXISTS tr_user_sessions_cache ON account.user_sessions;
+DROP TRIGGER IF EXISTS tr_user_sessions_cache_del ON account.user_sessions;
+DROP TRIGGER IF EXISTS tr_users_cache ON account.users;
+DROP TRIGGER IF EXISTS tr_transactions_cache ON account.transactions;
+DROP TRIGGER IF EXISTS tr_accounts_cache ON account.accounts;
 DROP TRIGGER IF EXISTS tr_tickers_cache_ins ON market.tickers;
 DROP TRIGGER IF EXISTS tr_tickers_cache_upd ON market.tickers;
 DROP TRIGGER IF EXISTS tr_tickers_cache_del ON market.tickers;
