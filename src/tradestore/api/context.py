@@ -193,7 +193,8 @@ def _session_entry(raw: str) -> keys.SessionEntry | None:
 
 def _authenticate_in_db(state: Any, token: str, stale: bool) -> Principal:
     with state.sync_pool.connection() as conn:
-        return state.auth.authenticate_in_db(conn, token, stale=stale)
+        principal: Principal = state.auth.authenticate_in_db(conn, token, stale=stale)
+        return principal
 
 
 async def _hit_user(state: Any, user_id: int) -> Decision:

@@ -117,7 +117,9 @@ class AsyncCache:
 
     async def get(self, key: str) -> str | None:
         """GET `key` (None on a miss or with Redis down)."""
-        return await self.run(lambda r: r.get(key), None, f"GET {key}")
+        # decode_responses is on: Redis answers str.
+        found = await self.run(lambda r: r.get(key), None, f"GET {key}")
+        return found.decode() if isinstance(found, bytes) else found
 
     async def prelude(
         self,
@@ -131,7 +133,7 @@ class AsyncCache:
         """Count the address (and, for a matching token, the session's owner) and read the
         session, in one round trip. None when Redis is down (count locally, read PG)."""
         keys = [ip_key] if session_key is None else [ip_key, session_key]
-        args = [ip_window_ms, token_hash_hex, user_window_ms, user_key_prefix]
+        args: list[str | int] = [ip_window_ms, token_hash_hex, user_window_ms, user_key_prefix]
         found = await self.run(
             lambda r: self._prelude(keys=keys, args=args, client=r), None, "request prelude"
         )
