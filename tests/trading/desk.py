@@ -38,6 +38,10 @@ class Desk:
             ledger.deposit(self.conn, account_id, "USDT", cash)
         return int(account_id)
 
+    def hold(self, account_id: int, currency: str, amount: Decimal | int) -> None:
+        """Deposit what an order needs to be funded (a spot SELL sells held base)."""
+        ledger.deposit(self.conn, account_id, currency, amount)
+
     def set_price(self, listing_id: int, price: Decimal | str) -> None:
         """A newer daily close at price (ahead of today, inside premade partitions)."""
         self.conn.execute(
