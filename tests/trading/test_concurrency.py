@@ -106,6 +106,20 @@ def test_five_writers_overlapping_keys_and_fills(db: str, desk: Desk) -> None:
     assert verify(conn).ok
 
 
+def send_fill(
+    db: str, order: int, trade_id: str, barrier: threading.Barrier, out: list[object]
+) -> None:
+    """One session sending the fill as soon as every session is ready."""
+    try:
+        with psycopg.connect(
+            db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
+        ) as conn:
+            barrier.wait(timeout=60)
+            out.append(apply_fill(conn, order, trade_id, 1, 100, "0.1", "USDT", T0))
+    except BaseException as exc:  # reported by the test
+        out.append(exc)
+
+
 def test_concurrent_duplicate_fills_all_get_the_one_execution(db: str, desk: Desk) -> None:
     """Five sessions send the same fill (the whole order) at once: one execution, and every
     caller gets its id; none is refused as an overfill of the fill it repeats."""
@@ -113,30 +127,18 @@ def test_concurrent_duplicate_fills_all_get_the_one_execution(db: str, desk: Des
     for round_ in range(rounds):
         order = submit_order(desk.conn, desk.account_id, desk.btc, "BUY", "LIMIT", 1, 100)
         barrier = threading.Barrier(sessions)
-        results: list[tuple[int, bool]] = []
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def send(order: int = order, trade_id: str = f"dup-{round_}") -> None:
-            try:
-                with psycopg.connect(
-                    db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
-                ) as conn:
-                    barrier.wait(timeout=60)
-                    result = apply_fill(conn, order, trade_id, 1, 100, "0.1", "USDT", T0)
-                    with lock:
-                        results.append((result.execution_id, result.created))
-            except BaseException as exc:  # reported by the test
-                with lock:
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=send) for _ in range(sessions)]
+        out: list[object] = []
+        threads = [
+            threading.Thread(target=send_fill, args=(db, order, f"dup-{round_}", barrier, out))
+            for _ in range(sessions)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=120)
+        errors = [r for r in out if isinstance(r, BaseException)]
         assert not errors, errors
-        assert len(results) == sessions
-        assert len({execution_id for execution_id, _ in results}) == 1
-        assert sum(created for _, created in results) == 1
+        assert len(out) == sessions
+        assert len({r.execution_id for r in out}) == 1  # type: ignore[attr-defined]
+        assert sum(r.created for r in out) == 1  # type: ignore[attr-defined]
     assert desk.count("trade.executions") == rounds
