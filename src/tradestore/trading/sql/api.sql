@@ -798,8 +798,9 @@ BEGIN
         PERFORM system.raise_invalid('account_id', 'must name an existing account', coalesce(p_account_id::text, 'NULL'));
     END IF;
     IF v_type = 'WITHDRAWAL' THEN
-        -- Lock the chain head first, so no concurrent append or submit changes the balance
-        -- checked. What open orders hold back cannot be withdrawn.
+        -- Lock out submits (trade.lock_funds), then the chain head, so no concurrent append
+        -- or submit changes the balance checked. What open orders hold back cannot be withdrawn.
+        PERFORM trade.lock_funds(p_account_id);
         PERFORM account.lock_ledger(p_account_id);
         v_balance := trade.free_balance(p_account_id, v_currency);
         IF v_balance + p_amount < 0 THEN

@@ -107,8 +107,18 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT 0.01::numeric, 0.05::numeric
 $$;
 
+-- Serialize what spends an account's free balance (submits, amendments, withdrawals) until
+-- the transaction ends. A transaction-level advisory lock: it needs no privilege (a
+-- trader may place orders but not lock the ledger head), and fills, which only consume
+-- what was reserved, do not wait for it. Keys (class 7301, account id mod 2^31 - 1):
+-- a collision only serializes two accounts' submits.
+CREATE OR REPLACE FUNCTION trade.lock_funds(p_account_id bigint)
+RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(7301, (p_account_id % 2147483647)::integer)
+$$;
+
 -- On submit and on amendment of an active order (after tr_orders_normalize, before the
--- state machine), under the account's ledger lock so two submits cannot both pass:
+-- state machine), under trade.lock_funds so two submits cannot both pass:
 --   funds   a spot order holds back what it may spend: a BUY the quote at its limit price
 --           (at market: the stop or latest price + market_slippage; with no price known
 --           it is refused), plus max_fee_rate; a SELL the base. It is refused when the
@@ -164,8 +174,8 @@ BEGIN
         RETURN NEW;  -- the foreign keys refuse it
     END IF;
 
-    -- One submit at a time per account, and no ledger append while it judges.
-    PERFORM account.lock_ledger(NEW.account_id);
+    -- One submit (or withdrawal) at a time per account.
+    PERFORM trade.lock_funds(NEW.account_id);
     IF TG_OP = 'INSERT' AND NEW.idempotency_key IS NOT NULL AND EXISTS (
            SELECT 1 FROM trade.orders o
             WHERE o.account_id = NEW.account_id AND o.idempotency_key = NEW.idempotency_key
