@@ -341,9 +341,6 @@ BEGIN
     IF p_stop_price IS NOT NULL AND (NOT system.is_finite(p_stop_price) OR p_stop_price <= 0) THEN
         PERFORM system.raise_invalid('stop_price', 'must be a finite number > 0', p_stop_price::text);
     END IF;
-    PERFORM trade.require_bounded('quantity', p_quantity);
-    PERFORM trade.require_bounded('price', p_price);
-    PERFORM trade.require_bounded('stop_price', p_stop_price);
     IF v_type = 'LIMIT' AND p_price IS NULL THEN
         PERFORM system.raise_invalid('price', 'is required for a LIMIT order', NULL);
     ELSIF v_type = 'MARKET' AND p_price IS NOT NULL AND v_source <> 'EXTERNAL' THEN

@@ -54,6 +54,11 @@ BEGIN
             format('must be at least one step_size (%s)', v_rules ->> 'step_size'), NEW.quantity::text);
     END IF;
     NEW.quantity := v_qty;
+    -- Bounded after normalization: a quantity computed as notional / price has more
+    -- places than it keeps once truncated to the step.
+    PERFORM trade.require_bounded('quantity', NEW.quantity);
+    PERFORM trade.require_bounded('price', NEW.price);
+    PERFORM trade.require_bounded('stop_price', NEW.stop_price);
     IF v_rules ? 'min_qty' AND NEW.quantity < (v_rules ->> 'min_qty')::numeric THEN
         PERFORM system.raise_invalid('quantity', format('must be >= min_qty %s', v_rules ->> 'min_qty'),
                                      NEW.quantity::text);
