@@ -73,6 +73,11 @@ def _bars(end: dt.datetime, n: int, seed: int = 7) -> list[tuple[Any, ...]]:
 
 def _trader(conn: psycopg.Connection[Any], listing: int, username: str, price: str) -> Trader:
     user = users.create_user(conn, username, f"{username}@example.com", PASSWORD, hasher=FAST)
+    # Orders are held to the owner's risk limits; these traders set wide ones.
+    conn.execute(
+        "UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100 WHERE id = %s",
+        (user.id,),
+    )
     account = conn.execute(
         "INSERT INTO account.accounts (user_id, exchange_id, name, initial_capital) "
         "VALUES (%s, 1, 'main', 10000) RETURNING id",

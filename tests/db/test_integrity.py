@@ -28,8 +28,9 @@ BTC_RULES = '{"tick_size": "0.01", "step_size": "0.001", "min_qty": "0.001", "ma
 def world(conn: psycopg.Connection) -> psycopg.Connection:
     conn.execute("INSERT INTO exchanges (code, name) VALUES ('binance', 'Binance'), ('krx', 'KRX')")
     conn.execute(
-        "INSERT INTO instruments (symbol, name, asset_class) VALUES ('BTC/USDT', 'Bitcoin', 'CRYPTO'), "
-        "('005930', 'Samsung Electronics', 'EQUITY')"
+        "INSERT INTO instruments (symbol, name, asset_class, base_currency, quote_currency) "
+        "VALUES ('BTC/USDT', 'Bitcoin', 'CRYPTO', 'BTC', 'USDT'), "
+        "('005930', 'Samsung Electronics', 'EQUITY', NULL, NULL)"
     )
     conn.execute(
         "INSERT INTO exchange_instruments (exchange_id, instrument_id, exchange_symbol, trading_rules) "
@@ -40,6 +41,10 @@ def world(conn: psycopg.Connection) -> psycopg.Connection:
         "INSERT INTO users (username, email, password_hash) VALUES ('a', 'a@example.com', 'h')"
     )
     conn.execute("INSERT INTO accounts (user_id, exchange_id, name) VALUES (1, 1, 'main')")
+    # Orders are funded and held to the owner's risk limits.
+    conn.execute("UPDATE users SET max_risk_per_trade = 100, max_total_risk = 100")
+    conn.execute("SELECT post_ledger_entry(1, 'DEPOSIT', 'USDT', 100000000)")
+    conn.execute("SELECT post_ledger_entry(1, 'DEPOSIT', 'BTC', 1000)")
     return conn
 
 
@@ -80,6 +85,11 @@ def test_orders_are_normalized_on_update(world: psycopg.Connection) -> None:
 def test_price_bands_pick_the_tick_by_price(world: psycopg.Connection) -> None:
     assert _order(world, "3", "4997", listing=2) == (Decimal("3"), Decimal("4995"))
     assert _order(world, "3", "73456", listing=2) == (Decimal("3"), Decimal("73400"))
+    # A SELL sells held shares (spot orders are funded).
+    world.execute(
+        "INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) "
+        "VALUES (1, 2, 3, 2000)"
+    )
     assert _order(world, "3", "1999.9", listing=2, side="SELL") == (Decimal("3"), Decimal("2000"))
 
 
@@ -263,7 +273,8 @@ def test_ledger_is_append_only(world: psycopg.Connection, statement: str) -> Non
     )
     with pytest.raises(errors.RestrictViolation, match="append-only"):
         world.execute(statement)
-    assert world.execute("SELECT amount FROM transactions").fetchone()[0] == 100
+    assert world.execute("SELECT amount FROM transactions ORDER BY id DESC").fetchone()[0] == 100
+    assert world.execute("SELECT count(*) FROM transactions").fetchone()[0] == 3
 
 
 def test_seed_query_9c_lists_funding_fees(world: psycopg.Connection) -> None:

@@ -94,6 +94,9 @@ def test_seed_queries_run_against_their_own_names(conn: psycopg.Connection) -> N
     conn.execute(
         "INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (1, 1, 'main', 'KRW')"
     )
+    # Orders are funded and held to the owner's risk limits.
+    conn.execute("UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100")
+    conn.execute("SELECT post_ledger_entry(1, 'DEPOSIT', 'KRW', 1000000000)")
     conn.execute(
         "INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, "
         "exchange_order_id) VALUES (1, 1, 'BUY', 'LIMIT', 0.5, 95001234, 'C0101')"

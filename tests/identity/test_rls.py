@@ -35,6 +35,7 @@ INSERT INTO account.users (id, username, email, password_hash, role) OVERRIDING 
   (3, 'rita', 'rita@example.com', 'x', 'readonly'), (4, 'ann', 'ann@example.com', 'x', 'analyst'),
   (5, 'adam', 'adam@example.com', 'x', 'admin');
 SELECT setval(pg_get_serial_sequence('account.users', 'id'), 5);
+UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, max_positions = 1000;
 INSERT INTO account.user_profiles (user_id) SELECT id FROM account.users;
 """
 

@@ -25,6 +25,9 @@ INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_sy
 UPDATE market.exchange_instruments SET status = 'HALTED' WHERE exchange_symbol = 'ETHUSDT';
 INSERT INTO account.users (username, email, password_hash) VALUES ('alice', 'alice@example.com', 'x');
 INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (1, 1, 'main', 'USDT');
+-- Orders are funded and held to the owner's risk limits: a funded account, wide limits.
+UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, max_positions = 1000;
+SELECT post_ledger_entry(1, 'DEPOSIT', 'USDT', 10000000);
 INSERT INTO analytics.strategies (user_id, name, strategy_type) VALUES (1, 'sma-cross', 'swing_trading');
 """
 

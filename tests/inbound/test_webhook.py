@@ -187,6 +187,11 @@ def test_notional_becomes_a_quantity_at_the_price(
 ) -> None:
     from decimal import Decimal
 
+    # A spot BUY at market is funded at the latest price known (plus slippage and fee).
+    conn.execute(
+        "INSERT INTO market.daily_prices (stock_id, trade_date, close_price, volume) "
+        "VALUES (1, current_date, 65000, 0)"
+    )
     response = post(
         client, alert(quantity=None, notional="100", order_type="market", price="65000")
     )

@@ -16,7 +16,8 @@ INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_sy
                      {"min_price": 5000, "tick_size": 10}, {"min_price": 20000, "tick_size": 50},
                      {"min_price": 50000, "tick_size": 100}], "step_size": 1, "min_qty": 1}'),
   (2, 2, 'BTCUSDT', '{"tick_size": "0.01", "step_size": "0.00001", "min_notional": "5"}');
-INSERT INTO account.users (username, email, password_hash) VALUES ('alice', 'alice@example.com', '$argon2id$x');
+INSERT INTO account.users (username, email, password_hash, max_risk_per_trade, max_total_risk)
+VALUES ('alice', 'alice@example.com', '$argon2id$x', 100, 100);
 INSERT INTO account.user_profiles (user_id, first_name, preferences) VALUES (1, 'Alice', '{"theme": "dark"}');
 INSERT INTO account.user_sessions (user_id, session_token_hash, expires_at) VALUES (1, '\x01', now() + interval '1 day');
 INSERT INTO account.session_refresh_tokens (token_hash, session_id) VALUES ('\x02', 1);
@@ -43,13 +44,13 @@ INSERT INTO brain.pick_orders (pick_id, account_id) VALUES (1, 1);
 INSERT INTO brain.pick_outcomes (pick_id, horizon_days, base_date, base_close, exit_date, exit_close, return_pct, hit_target, hit_stop)
 VALUES (1, 1, '2024-01-02', 100, '2024-01-03', 101, 0.01, false, false);
 INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) VALUES (1, 2, 0.01, 40000);
+INSERT INTO account.transactions (account_id, transaction_type, currency, amount) VALUES (1, 'DEPOSIT', 'USDT', 1000);
 INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, idempotency_key)
 VALUES (1, 2, 'BUY', 'LIMIT', 0.01, 40000, 'idem-1');
 INSERT INTO trade.order_routes (order_id, account_id, client_order_id) VALUES (1, 1, 'ts1-0123abcd');
 INSERT INTO trade.fill_sync_cursors (account_id, exchange_instrument_id, since) VALUES (1, 2, now());
 INSERT INTO trade.executions (order_id, account_id, exchange_id, exchange_instrument_id, exchange_trade_id, side, quantity, price)
 VALUES (1, 1, 2, 2, 'T1', 'BUY', 0.01, 40000);
-INSERT INTO account.transactions (account_id, transaction_type, currency, amount) VALUES (1, 'DEPOSIT', 'USDT', 1000);
 INSERT INTO account.equity_snapshots (account_id, ts, total_value, cash_balance, invested_value) VALUES (1, now(), 1000, 600, 400);
 INSERT INTO brain.decision_logs (account_id, order_id, decision, rationale, prompt_hash, model_name)
 VALUES (1, 1, 'BUY', 'trend', 'abc', 'gpt');

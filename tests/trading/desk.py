@@ -38,6 +38,10 @@ class Desk:
             ledger.deposit(self.conn, account_id, "USDT", cash)
         return int(account_id)
 
+    def hold(self, account_id: int, currency: str, amount: Decimal | int) -> None:
+        """Deposit what an order needs to be funded (a spot SELL sells held base)."""
+        ledger.deposit(self.conn, account_id, currency, amount)
+
     def set_price(self, listing_id: int, price: Decimal | str) -> None:
         """A newer daily close at price (ahead of today, inside premade partitions)."""
         self.conn.execute(
@@ -52,8 +56,11 @@ class Desk:
 
 
 def build_desk(conn: psycopg.Connection[Any], cash: Decimal | int = 1_000_000) -> Desk:
+    # The desk's trader sets the widest risk limits: these tests are about the books; the
+    # limits (seed 003's defaults 2% / 10% / 5) have their own tests.
     user_id = conn.execute(
-        "INSERT INTO account.users (username, email, password_hash) VALUES ('trader', 't@example.com', 'x') "
+        "INSERT INTO account.users (username, email, password_hash, max_risk_per_trade, "
+        "max_total_risk, max_positions) VALUES ('trader', 't@example.com', 'x', 100, 100, 1000) "
         "RETURNING id"
     ).fetchone()[0]
     exchange_id = reference.upsert_exchange(conn, "binance", "Binance")

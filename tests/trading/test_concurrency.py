@@ -12,7 +12,7 @@ import psycopg
 
 from tests.trading.desk import Desk
 from tradestore.db.connect import SEARCH_PATH
-from tradestore.trading import apply_fill, get_position, submit_order, verify
+from tradestore.trading import apply_fill, get_position, ledger, submit_order, verify
 
 KEYS = [f"key-{i}" for i in range(8)]
 FILLS_PER_ORDER = 4
@@ -62,6 +62,8 @@ def writer(db: str, desk: Desk, seed: int, errors: list[BaseException]) -> None:
 
 
 def test_five_writers_overlapping_keys_and_fills(db: str, desk: Desk) -> None:
+    # The SELL orders sell BTC the account holds (spot orders are funded).
+    ledger.deposit(desk.conn, desk.account_id, "BTC", 100)
     errors: list[BaseException] = []
     threads = [threading.Thread(target=writer, args=(db, desk, seed, errors)) for seed in range(5)]
     for t in threads:
@@ -102,3 +104,41 @@ def test_five_writers_overlapping_keys_and_fills(db: str, desk: Desk) -> None:
     ).fetchone()
     assert (trade_sum, rows) == (cash, len(KEYS) * FILLS_PER_ORDER)
     assert verify(conn).ok
+
+
+def send_fill(
+    db: str, order: int, trade_id: str, barrier: threading.Barrier, out: list[object]
+) -> None:
+    """One session sending the fill as soon as every session is ready."""
+    try:
+        with psycopg.connect(
+            db, autocommit=True, options=f"-c search_path={SEARCH_PATH.replace(' ', '')}"
+        ) as conn:
+            barrier.wait(timeout=60)
+            out.append(apply_fill(conn, order, trade_id, 1, 100, "0.1", "USDT", T0))
+    except BaseException as exc:  # reported by the test
+        out.append(exc)
+
+
+def test_concurrent_duplicate_fills_all_get_the_one_execution(db: str, desk: Desk) -> None:
+    """Five sessions send the same fill (the whole order) at once: one execution, and every
+    caller gets its id; none is refused as an overfill of the fill it repeats."""
+    sessions, rounds = 5, 4
+    for round_ in range(rounds):
+        order = submit_order(desk.conn, desk.account_id, desk.btc, "BUY", "LIMIT", 1, 100)
+        barrier = threading.Barrier(sessions)
+        out: list[object] = []
+        threads = [
+            threading.Thread(target=send_fill, args=(db, order, f"dup-{round_}", barrier, out))
+            for _ in range(sessions)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        errors = [r for r in out if isinstance(r, BaseException)]
+        assert not errors, errors
+        assert len(out) == sessions
+        assert len({r.execution_id for r in out}) == 1  # type: ignore[attr-defined]
+        assert sum(r.created for r in out) == 1  # type: ignore[attr-defined]
+    assert desk.count("trade.executions") == rounds

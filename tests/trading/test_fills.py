@@ -149,6 +149,7 @@ def test_netting_partial_close_and_flip_through_zero(desk: Desk) -> None:
     buy = submit_order(desk.conn, desk.account_id, desk.btc, "BUY", "LIMIT", 3, 200)
     apply_fill(desk.conn, buy, "b1", 1, 100, 0, None, at(1))
     apply_fill(desk.conn, buy, "b2", 2, 130, 0, None, at(2))  # 3 @ 120
+    desk.hold(desk.account_id, "BTC", 2)  # spot: selling 5 with 3 bought needs 2 more held
     sell = submit_order(desk.conn, desk.account_id, desk.btc, "SELL", "LIMIT", 5, 100)
     apply_fill(desk.conn, sell, "s1", 1, 150, 0, None, at(3))  # close 1: +30
     pos = get_position(desk.conn, desk.account_id, desk.btc)
@@ -160,7 +161,9 @@ def test_netting_partial_close_and_flip_through_zero(desk: Desk) -> None:
 
 
 def test_out_of_order_fill_gives_the_same_position_as_in_order(desk: Desk) -> None:
-    other = desk.new_account("replay")
+    other = desk.new_account("replay", 1_000_000)
+    for account in (desk.account_id, other):
+        desk.hold(account, "BTC", 3)  # the SELL order is funded
     fills = [("BUY", "a", 1, 100, 1), ("SELL", "b", 1, 120, 2), ("BUY", "c", 2, 90, 3)]
     for account, order_of_arrival in ((desk.account_id, [0, 1, 2]), (other, [2, 0, 1])):
         ids = {

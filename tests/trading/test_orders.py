@@ -24,6 +24,7 @@ from tradestore.trading import (
 
 
 def test_submit_normalizes_price_and_size(desk: Desk) -> None:
+    desk.hold(desk.account_id, "BTC", 1)
     buy = submit_order(
         desk.conn, desk.account_id, desk.btc, "BUY", "LIMIT", "0.123456", "50000.019"
     )
@@ -53,7 +54,7 @@ def test_same_idempotency_key_returns_existing_order_and_writes_nothing(desk: De
     )
     assert third != first
     # The key is per account.
-    other = desk.new_account("other")
+    other = desk.new_account("other", 1000)
     assert (
         submit_order(desk.conn, other, desk.btc, "BUY", "LIMIT", 1, 100, idempotency_key="k-1")
         != third
@@ -127,6 +128,7 @@ def test_errors_come_from_sql_for_any_client(desk: Desk) -> None:
 
 def test_market_and_stop_orders(desk: Desk) -> None:
     desk.set_price(desk.btc, "100")
+    desk.hold(desk.account_id, "BTC", 5)
     market = submit_order(desk.conn, desk.account_id, desk.btc, "SELL", "MARKET", 1)
     assert get_order(desk.conn, market).price is None
     with pytest.raises(ValidationError) as caught:  # judged at the latest price: 0.01 x 100 < 5

@@ -89,6 +89,8 @@ def open_orders(desk: Desk, account: int, fills: list[Fill]) -> dict[str, int]:
     for side in ("BUY", "SELL"):
         total = sum((f[1] for f in fills if f[0] == side), Decimal(0))
         if total:
+            # Spot orders are funded: the quote for the BUY, the base for the SELL.
+            desk.hold(account, *(("USDT", total * 101_000) if side == "BUY" else ("BTC", total)))
             orders[side] = submit_order(desk.conn, account, desk.btc, side, "LIMIT", total, 100_000)
     return orders
 
@@ -119,9 +121,13 @@ def test_position_matches_reference(mdesk: Desk, fills: list[Fill]) -> None:
     ) * len(fills)
 
     # Ledger: the cash leg of every trade and every fee, exactly.
-    got = balances(mdesk.conn, account)
+    moved = mdesk.conn.execute(
+        "SELECT coalesce(sum(amount), 0) FROM account.transactions "
+        "WHERE account_id = %s AND currency = 'USDT' AND transaction_type <> 'DEPOSIT'",
+        (account,),
+    ).fetchone()[0]
     fees = sum((f[3] for f in fills), Decimal(0))
-    assert Fraction(got.get("USDT", Decimal(0))) == cash - Fraction(fees)
+    assert Fraction(moved) == cash - Fraction(fees)
 
 
 def snapshot(desk: Desk, account: int) -> dict[str, Any]:
@@ -192,7 +198,7 @@ def test_derivative_replay_gives_identical_balances(mdesk: Desk) -> None:
     ]
     results = []
     for arrival in ([0, 1, 2, 3], [3, 1, 0, 2, 1]):
-        account = mdesk.new_account(f"d-{uuid.uuid4().hex[:8]}")
+        account = mdesk.new_account(f"d-{uuid.uuid4().hex[:8]}", 1_000_000)
         orders = {}
         for side in ("BUY", "SELL"):
             total = sum((f[1] for f in fills if f[0] == side), Decimal(0))
@@ -217,4 +223,4 @@ def test_derivative_replay_gives_identical_balances(mdesk: Desk) -> None:
     assert results[0] == results[1]
     # buy 1@100, sell 2@120 (+20, short 1@120), buy 3@90 (+30, long 2@90), sell 2@95 (+10)
     assert results[0][0] == (0, 0, 60)
-    assert results[0][1]["USDT"] == 60 - Decimal("0.5")
+    assert results[0][1]["USDT"] == 1_000_000 + 60 - Decimal("0.5")

@@ -14,7 +14,8 @@ def test_valuation_is_consistent_across_seed_views_and_api(desk: Desk) -> None:
     buy = submit_order(conn, account, desk.btc, "BUY", "LIMIT", 2, 50000)
     apply_fill(conn, buy, "b1", 2, 50000, "0.002", "BTC")  # fee in the base asset
     eth = submit_order(conn, account, desk.eth, "BUY", "LIMIT", 10, 3000)
-    apply_fill(conn, eth, "e1", 4, 3000, 12)  # 6 ETH still open: 18000 reserved
+    # 6 ETH still open: 18000 + the 1% worst-case fee = 18180 reserved
+    apply_fill(conn, eth, "e1", 4, 3000, 12)
     perp = submit_order(conn, account, desk.perp, "SELL", "LIMIT", 1, 40000)
     apply_fill(conn, perp, "p1", 1, 40000, 4)
     desk.set_price(desk.btc, "55000")
@@ -24,8 +25,8 @@ def test_valuation_is_consistent_across_seed_views_and_api(desk: Desk) -> None:
     v = portfolio_valuation(conn, account)
     cash = Decimal(1_000_000) - 100_000 - 12000 - 12 - 4
     assert v.cash_balance == cash
-    assert v.reserved_balance == 6 * 3000
-    assert v.available_balance == cash - 18000
+    assert v.reserved_balance == 6 * 3000 * Decimal("1.01")
+    assert v.available_balance == cash - 18180
     assert v.invested_balance == 100_000 + 12000
     # Spot at market (2 x 55000 + 4 x 2900) plus the short perpetual's unrealized +1000.
     assert v.positions_value == 110_000 + 11600 + 1000
@@ -67,7 +68,7 @@ def test_valuation_is_consistent_across_seed_views_and_api(desk: Desk) -> None:
     held = {b.currency: (b.free, b.used, b.total) for b in asset_balances(conn, account)}
     assert held["BTC"] == (Decimal("1.998"), 0, Decimal("1.998"))
     assert held["ETH"] == (4, 0, 4)
-    assert held["USDT"] == (cash - 18000, 18000, cash)
+    assert held["USDT"] == (cash - 18180, 18180, cash)
 
 
 def test_positions_without_a_price_are_valued_at_cost(desk: Desk) -> None:

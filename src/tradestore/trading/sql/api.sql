@@ -526,8 +526,11 @@ BEGIN
     IF NOT (v_fee > '-Infinity'::numeric AND v_fee < 'Infinity'::numeric) THEN
         PERFORM system.raise_invalid('fee', 'must be a finite number', v_fee::text);
     END IF;
-    IF length(v_fee_ccy) > 20 THEN
-        PERFORM system.raise_invalid('fee_currency', 'must be at most 20 characters', p_fee_currency);
+    PERFORM trade.require_bounded('quantity', p_quantity);
+    PERFORM trade.require_bounded('price', p_price);
+    PERFORM trade.require_bounded('fee', v_fee);
+    IF NOT account.is_currency_code(v_fee_ccy) THEN
+        PERFORM system.raise_invalid('fee_currency', 'must be 2 to 10 capital letters or digits', p_fee_currency);
     END IF;
     IF p_executed_at IS NULL OR NOT isfinite(p_executed_at) THEN
         PERFORM system.raise_invalid('executed_at', 'must be a finite time', coalesce(p_executed_at::text, 'NULL'));
@@ -558,6 +561,20 @@ BEGIN
         RETURN o.dup_exec_id;  -- a repeated fill: nothing changes
     END IF;
 
+    IF o.status = 'REJECTED' OR o.filled_quantity + p_quantity > o.quantity THEN
+        -- Before refusing: a duplicate of this fill that committed while this call waited
+        -- for the order lock is not in the snapshot of the SELECT above, but the order row
+        -- it returned already counts it (the lock re-reads the newest version). Look again
+        -- (a new statement sees it), so every caller of a repeated fill gets its id.
+        SELECT e.id, e.order_id INTO v_exec_id, v_dup_order
+          FROM trade.executions e WHERE e.exchange_id = o.exchange_id AND e.exchange_trade_id = v_trade_id;
+        IF v_dup_order = p_order_id THEN
+            RETURN v_exec_id;  -- a repeated fill: nothing changes
+        ELSIF v_dup_order IS NOT NULL THEN
+            PERFORM system.raise_invalid('exchange_trade_id',
+                format('already recorded for order %s, not order %s', v_dup_order, p_order_id), v_trade_id);
+        END IF;
+    END IF;
     IF o.status = 'REJECTED' THEN
         PERFORM system.raise_invalid('order_id', 'a REJECTED order cannot be filled', p_order_id::text);
     END IF;
@@ -759,12 +776,14 @@ BEGIN
             'must be one of DEPOSIT, WITHDRAWAL, ADJUSTMENT, FUNDING_FEE, FEE (TRADE rows come from apply_fill)',
             p_transaction_type);
     END IF;
-    IF v_currency IS NULL OR v_currency = '' OR length(v_currency) > 20 THEN
-        PERFORM system.raise_invalid('currency', 'must be 1 to 20 characters', p_currency);
+    IF v_currency IS NULL OR NOT account.is_currency_code(v_currency) THEN
+        PERFORM system.raise_invalid('currency', 'must be 2 to 10 capital letters or digits', p_currency);
     END IF;
     IF p_amount IS NULL OR NOT system.is_finite(p_amount) OR p_amount = 0 THEN
         PERFORM system.raise_invalid('amount', 'must be a finite non-zero number', coalesce(p_amount::text, 'NULL'));
-    ELSIF v_type = 'DEPOSIT' AND p_amount < 0 THEN
+    END IF;
+    PERFORM trade.require_bounded('amount', p_amount);
+    IF v_type = 'DEPOSIT' AND p_amount < 0 THEN
         PERFORM system.raise_invalid('amount', 'a DEPOSIT must be > 0', p_amount::text);
     ELSIF v_type = 'WITHDRAWAL' AND p_amount > 0 THEN
         PERFORM system.raise_invalid('amount', 'a WITHDRAWAL must be < 0', p_amount::text);
@@ -776,13 +795,14 @@ BEGIN
         PERFORM system.raise_invalid('account_id', 'must name an existing account', coalesce(p_account_id::text, 'NULL'));
     END IF;
     IF v_type = 'WITHDRAWAL' THEN
-        -- Lock the chain head first, so no concurrent append changes the balance checked.
+        -- Lock out submits (trade.lock_funds), then the chain head, so no concurrent append
+        -- or submit changes the balance checked. What open orders hold back cannot be withdrawn.
+        PERFORM trade.lock_funds(p_account_id);
         PERFORM account.lock_ledger(p_account_id);
-        SELECT coalesce(sum(t.amount), 0) INTO v_balance FROM account.transactions t
-         WHERE t.account_id = p_account_id AND t.currency = v_currency;
+        v_balance := trade.free_balance(p_account_id, v_currency);
         IF v_balance + p_amount < 0 THEN
             PERFORM system.raise_invalid('amount',
-                format('withdrawal exceeds the %s balance of %s', v_currency, v_balance), p_amount::text);
+                format('withdrawal exceeds the free %s balance of %s', v_currency, v_balance), p_amount::text);
         END IF;
     END IF;
     INSERT INTO account.transactions (account_id, transaction_type, currency, amount, related_order_id,

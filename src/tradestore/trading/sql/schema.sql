@@ -49,6 +49,36 @@ BEGIN
 END;
 $$;
 
+------------------------------------------------------------------------ bounds
+-- The bounds of every number a client enters (order quantity, price and stop price, fill
+-- quantity, price and fee, ledger amounts): at most 20 integer digits and 18 decimal
+-- places. 18 places hold the smallest unit of any token (wei); 20 integer digits hold a
+-- supply of 10^19 units of a meme coin or a KRW amount of 10^19 won. A product of two
+-- such numbers (a trade's principal) stays below 10^40, the bound of a ledger amount.
+-- The CHECKs of the fast-path tables write this rule out (`abs(x) < '1e20'` and
+-- `scale(x) <= 18`, see the header); this function states it for the SQL API, which
+-- refuses with field, rule and value before anything is written.
+CREATE FUNCTION trade.require_bounded(p_field text, p_value numeric)
+RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF p_value IS NOT NULL AND NOT (abs(p_value) < '1e20'::numeric AND scale(p_value) <= 18) THEN
+        PERFORM system.raise_invalid(p_field, 'must have at most 20 integer digits and 18 decimal places',
+            CASE WHEN length(p_value::text) > 60 THEN left(p_value::text, 40) || format('... (%s characters)',
+                 length(p_value::text)) ELSE p_value::text END);
+    END IF;
+END;
+$$;
+
+-- The shape of a currency code: 2 to 10 capital letters or digits ('USDT', 'KRW',
+-- '1000SHIB'). PL/pgSQL, like trade.is_order_status, so the CHECKs that call it do not
+-- parse it again for every statement.
+CREATE FUNCTION account.is_currency_code(p_code text)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+BEGIN
+    RETURN p_code ~ '^[A-Z0-9]{2,10}$';
+END;
+$$;
+
 -- Exchange API credentials (seed 001 api_keys). Encrypted by the application with
 -- TRADESTORE_SECRET_KEY (AES-GCM); the database never sees the plaintext. Seed 003 kept
 -- bithumb keys in plaintext in users, which is unsafe.
@@ -80,7 +110,8 @@ CREATE TABLE account.accounts (
     exchange_id         bigint REFERENCES market.exchanges (id) ON DELETE RESTRICT,
     name                varchar(100) NOT NULL,
     description         text,
-    base_currency       varchar(20) NOT NULL DEFAULT 'USDT',
+    base_currency       varchar(20) NOT NULL DEFAULT 'USDT'
+                        CONSTRAINT chk_accounts_base_currency CHECK (account.is_currency_code(base_currency)),
     strategy_type       varchar(30),
     -- Seed 004 targets, in percent (5.23 = 5.23%).
     target_return       numeric(6, 2),
@@ -168,6 +199,15 @@ CREATE TABLE trade.orders (
     last_execution_id       bigint,
     fee                     numeric NOT NULL DEFAULT 0,
     fee_currency            varchar(20),
+    -- What the order holds back while active (derived, set by tr_orders_reserve on submit
+    -- and amendment): remaining_quantity x reserve_per_unit of reserve_currency. A spot BUY
+    -- holds the quote at its worst-case unit cost (fee included), a spot SELL the base.
+    -- NULL for derivatives (margin is the exchange's) and EXTERNAL orders.
+    reserve_currency        varchar(20),
+    reserve_per_unit        numeric,
+    -- The order's new exposure in the account's currency when placed (the part that opens
+    -- or adds to a position), for the risk limits; it decreases with remaining_quantity.
+    risk_notional           numeric NOT NULL DEFAULT 0,
     reject_reason           text,
     notes                   text,
     created_by              varchar(50) NOT NULL DEFAULT current_user,
@@ -178,10 +218,14 @@ CREATE TABLE trade.orders (
     cancelled_at            timestamptz,
     expires_at              timestamptz,
     CONSTRAINT orders_status_check CHECK (trade.is_order_status(status::text)),
-    CONSTRAINT chk_order_quantity CHECK (quantity > '0'::numeric AND quantity < 'Infinity'::numeric),
-    CONSTRAINT chk_order_price CHECK (price IS NULL OR (price > '0'::numeric AND price < 'Infinity'::numeric)),
+    CONSTRAINT chk_order_quantity CHECK (quantity > '0'::numeric AND quantity < '1e20'::numeric AND scale(quantity) <= 18),
+    CONSTRAINT chk_order_price
+        CHECK (price IS NULL OR (price > '0'::numeric AND price < '1e20'::numeric AND scale(price) <= 18)),
     CONSTRAINT chk_order_stop_price
-        CHECK (stop_price IS NULL OR (stop_price > '0'::numeric AND stop_price < 'Infinity'::numeric)),
+        CHECK (stop_price IS NULL OR (stop_price > '0'::numeric AND stop_price < '1e20'::numeric AND scale(stop_price) <= 18)),
+    CONSTRAINT chk_order_reserve CHECK ((reserve_per_unit IS NULL AND reserve_currency IS NULL)
+        OR (reserve_per_unit IS NOT NULL AND reserve_per_unit >= '0'::numeric AND reserve_per_unit < 'Infinity'::numeric)),
+    CONSTRAINT chk_order_risk_notional CHECK (risk_notional >= '0'::numeric AND risk_notional < 'Infinity'::numeric),
     CONSTRAINT chk_order_limit_has_price CHECK (order_type <> 'LIMIT' OR price IS NOT NULL),
     CONSTRAINT chk_order_stop_has_stop_price CHECK (order_type <> 'STOP' OR stop_price IS NOT NULL),
     CONSTRAINT chk_order_filled_quantity CHECK (filled_quantity >= '0'::numeric AND filled_quantity <= quantity),
@@ -243,9 +287,10 @@ CREATE TABLE trade.executions (
     executed_time           timestamptz GENERATED ALWAYS AS (executed_at) STORED,
     created_at              timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT executions_exchange_trade_key UNIQUE (exchange_id, exchange_trade_id),
-    CONSTRAINT chk_execution_quantity CHECK (quantity > '0'::numeric AND quantity < 'Infinity'::numeric),
-    CONSTRAINT chk_execution_price CHECK (price > '0'::numeric AND price < 'Infinity'::numeric),
-    CONSTRAINT chk_execution_fee CHECK (abs(fee) < 'Infinity'::numeric)
+    CONSTRAINT chk_execution_quantity CHECK (quantity > '0'::numeric AND quantity < '1e20'::numeric AND scale(quantity) <= 18),
+    CONSTRAINT chk_execution_price CHECK (price > '0'::numeric AND price < '1e20'::numeric AND scale(price) <= 18),
+    CONSTRAINT chk_execution_fee CHECK (abs(fee) < '1e20'::numeric AND scale(fee) <= 18),
+    CONSTRAINT chk_execution_fee_currency CHECK (fee_currency IS NULL OR account.is_currency_code(fee_currency::text))
 );
 CREATE INDEX idx_executions_order ON trade.executions (order_id);
 CREATE INDEX idx_executions_time ON trade.executions (executed_at DESC);
@@ -276,7 +321,8 @@ CREATE TABLE account.transactions (
     prev_hash               bytea,
     row_hash                bytea NOT NULL,
     CONSTRAINT transactions_account_chain_key UNIQUE (account_id, chain_seq),
-    CONSTRAINT chk_transactions_amount CHECK (amount <> '0'::numeric AND abs(amount) < 'Infinity'::numeric),
+    CONSTRAINT chk_transactions_amount CHECK (amount <> '0'::numeric AND abs(amount) < '1e40'::numeric),
+    CONSTRAINT chk_transactions_currency CHECK (account.is_currency_code(currency::text)),
     CONSTRAINT chk_transactions_deposit_sign CHECK (transaction_type::text <> 'DEPOSIT' OR amount > '0'::numeric),
     CONSTRAINT chk_transactions_withdrawal_sign
         CHECK (transaction_type::text <> 'WITHDRAWAL' OR amount < '0'::numeric)

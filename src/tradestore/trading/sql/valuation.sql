@@ -87,28 +87,16 @@ SELECT p.id AS position_id,
                              coalesce((ei.trading_rules ->> 'contract_size')::numeric, 1) AS multiplier) m
   LEFT JOIN LATERAL (SELECT market.latest_price(p.exchange_instrument_id) AS price) px ON true;
 
--- What open orders hold back, per account and currency: a spot BUY the quote value of its
--- remaining quantity (at its limit or stop price, else the latest price), a spot SELL the
--- remaining base quantity. Derivative margin is the exchange's business and not modeled.
+-- What open orders hold back, per account and currency: each active order's remaining
+-- quantity x the unit it reserved when placed (trade.trg_orders_reserve): a spot BUY the
+-- quote at its worst-case unit cost, a spot SELL the base. Filling consumes it (remaining
+-- falls), canceling, rejecting or expiring releases it. Derivative margin is the
+-- exchange's business and not modeled.
 CREATE OR REPLACE VIEW trade.reserved_balances AS
-SELECT r.account_id, r.currency, sum(r.amount) AS reserved
-  FROM (
-    SELECT o.account_id,
-           CASE o.side WHEN 'BUY' THEN coalesce(i.quote_currency, a.base_currency) ELSE i.base_currency END AS currency,
-           CASE o.side
-               WHEN 'BUY' THEN (o.quantity - o.filled_quantity)
-                               * coalesce(o.price, o.stop_price, market.latest_price(o.exchange_instrument_id))
-                               * coalesce((ei.trading_rules ->> 'contract_size')::numeric, 1)
-               ELSE o.quantity - o.filled_quantity END AS amount
-      FROM trade.orders o
-      JOIN account.accounts a ON a.id = o.account_id
-      JOIN market.exchange_instruments ei ON ei.id = o.exchange_instrument_id
-      JOIN market.instruments i ON i.id = ei.instrument_id
-     WHERE o.status IN ('NEW', 'PARTIALLY_FILLED')
-       AND i.asset_class NOT IN ('FUTURE', 'PERPETUAL')
-  ) r
- WHERE r.currency IS NOT NULL AND r.amount IS NOT NULL
- GROUP BY r.account_id, r.currency;
+SELECT o.account_id, o.reserve_currency AS currency, sum(o.remaining_quantity * o.reserve_per_unit) AS reserved
+  FROM trade.orders o
+ WHERE o.status IN ('NEW', 'PARTIALLY_FILLED') AND o.reserve_currency IS NOT NULL
+ GROUP BY o.account_id, o.reserve_currency;
 
 -- What the account holds per currency, as an exchange's fetch_balance reports it: the
 -- ledger balance plus, for a spot asset, the quantity of the positions in it (the ledger
@@ -129,6 +117,13 @@ SELECT t.account_id, t.currency,
        t.total
   FROM totals t
   LEFT JOIN trade.reserved_balances r ON r.account_id = t.account_id AND r.currency = t.currency;
+
+-- What an account may still spend or sell in one currency: account.asset_balances' free.
+CREATE OR REPLACE FUNCTION trade.free_balance(p_account_id bigint, p_currency text)
+RETURNS numeric LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT b.free FROM account.asset_balances b
+                      WHERE b.account_id = p_account_id AND b.currency = p_currency), 0)
+$$;
 
 -- Account totals in the account's base currency.
 --   cash_balance       ledger balance in the base currency
