@@ -130,11 +130,10 @@ def _insert(
 ) -> IngestCount:
     batch = list(rows)
     inserted = 0
-    with translated(), conn.transaction():
-        with conn.cursor() as cur:
-            for row in batch:
-                cur.execute(sql, row)
-                inserted += cur.rowcount
+    with translated(), conn.transaction(), conn.cursor() as cur:
+        for row in batch:
+            cur.execute(sql, row)
+            inserted += cur.rowcount
     return IngestCount(inserted, len(batch) - inserted)
 
 
@@ -183,7 +182,7 @@ def ingest_mark_prices(conn: psycopg.Connection[Any], listing_id: int, path: Pat
         at = _time(values[0], line, "time")
         prices = [
             _number(v, line, n, positive=True)
-            for v, n in zip(values[1:], ("open", "high", "low", "close"))
+            for v, n in zip(values[1:], ("open", "high", "low", "close"), strict=False)
         ]
         prices += [None] * (4 - len(prices))  # type: ignore[list-item]
         rows.append((listing_id, at, *prices))
