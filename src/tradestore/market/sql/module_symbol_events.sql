@@ -42,8 +42,9 @@ CREATE OR REPLACE FUNCTION market.split_factor(
     p_instrument_id bigint, p_at timestamptz, p_until timestamptz DEFAULT 'infinity')
 RETURNS numeric LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v_factor numeric := 1;
-    a        record;
+    v_num numeric := 1;
+    v_den numeric := 1;
+    a     record;
 BEGIN
     FOR a IN
         SELECT ca.action_type, (ca.details ->> 'ratio')::numeric AS ratio
@@ -54,9 +55,13 @@ BEGIN
            AND ca.action_type IN ('SPLIT', 'REVERSE_SPLIT')
            AND ca.event_time > p_at AND ca.event_time <= p_until
     LOOP
-        v_factor := CASE a.action_type WHEN 'SPLIT' THEN v_factor * a.ratio ELSE v_factor / a.ratio END;
+        IF a.action_type = 'SPLIT' THEN
+            v_num := v_num * a.ratio;
+        ELSE
+            v_den := v_den * a.ratio;
+        END IF;
     END LOOP;
-    RETURN v_factor;
+    RETURN CASE WHEN v_den = 1 THEN v_num ELSE trim_scale(v_num / v_den) END;
 END;
 $$;
 
@@ -100,10 +105,13 @@ BEGIN
 END;
 $$;
 
--- A split is not a trade: quantity x factor, average entry / factor (rounded to 20
--- decimals, halves away from zero, as apply_fill rounds it), cost basis and realized PnL
--- unchanged. Orders first, then positions, the lock order apply_fill uses.
-CREATE OR REPLACE FUNCTION market.split_positions(p_exchange_instrument_id bigint, p_factor numeric)
+-- A split is not a trade: an n-for-1 split multiplies the quantity by n and divides the
+-- average entry by n; a 1-for-n reverse split divides the quantity and multiplies the
+-- entry. Divisions round to 20 decimals, halves away from zero (as apply_fill rounds the
+-- entry); cost basis and realized PnL are unchanged. Callers cancel the listing's orders
+-- first, then positions are locked: the lock order apply_fill uses.
+CREATE OR REPLACE FUNCTION market.split_positions(p_exchange_instrument_id bigint, p_ratio numeric,
+                                                  p_reverse boolean)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     p     record;
@@ -115,8 +123,13 @@ BEGIN
               WHERE exchange_instrument_id = p_exchange_instrument_id AND quantity <> 0
               ORDER BY id FOR NO KEY UPDATE
     LOOP
-        v_qty := trim_scale(p.quantity * p_factor);
-        v_avg := system.div_round(p.avg_entry_price, p_factor, 20);
+        IF p_reverse THEN
+            v_qty := system.div_round(p.quantity, p_ratio, 20);
+            v_avg := trim_scale(p.avg_entry_price * p_ratio);
+        ELSE
+            v_qty := trim_scale(p.quantity * p_ratio);
+            v_avg := system.div_round(p.avg_entry_price, p_ratio, 20);
+        END IF;
         UPDATE trade.positions SET quantity = v_qty, avg_entry_price = v_avg WHERE id = p.id;
         v_out := v_out || jsonb_build_object('position_id', p.id, 'account_id', p.account_id,
                                              'quantity_before', p.quantity, 'quantity_after', v_qty,
@@ -181,13 +194,12 @@ BEGIN
             PERFORM system.raise_invalid('details.ratio', 'must be a number > 0 other than 1',
                                          coalesce(a.details ->> 'ratio', 'NULL'));
         END IF;
-        v_ratio := CASE a.action_type WHEN 'SPLIT' THEN v_ratio ELSE 1 / v_ratio END;
-        v_res := jsonb_build_object('factor', v_ratio, 'listings', '[]'::jsonb);
+        v_res := jsonb_build_object('ratio', v_ratio, 'listings', '[]'::jsonb);
         FOR l IN SELECT id FROM market.exchange_instruments WHERE instrument_id = a.instrument_id ORDER BY id LOOP
             v_ids := market.cancel_listing_orders(l.id);
             v_res := jsonb_set(v_res, '{listings}', (v_res -> 'listings') || jsonb_build_object(
                 'exchange_instrument_id', l.id, 'cancelled_orders', to_jsonb(v_ids),
-                'positions', market.split_positions(l.id, v_ratio)));
+                'positions', market.split_positions(l.id, v_ratio, a.action_type = 'REVERSE_SPLIT')));
         END LOOP;
     ELSIF a.action_type = 'DIVIDEND' THEN
         v_per := (a.details ->> 'amount_per_share')::numeric;
