@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -221,3 +222,57 @@ def test_dividend_pays_holders_at_the_record_date_once(desk: Desk) -> None:
         "SELECT amount, currency FROM account.transactions WHERE transaction_type = 'DIVIDEND'"
     ).fetchall()
     assert rows == [(Decimal(2), "USDT")]
+
+
+def test_cli_events_and_settlement_ingest(
+    desk: Desk, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tradestore.cli.main import app
+    from tradestore.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", db)
+    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    run = CliRunner()
+    try:
+        spot_fill(desk, "BUY", "2", "100", T0, "C1")
+        added = run.invoke(
+            app,
+            ["events", "add", "SPLIT", "-x", "binance", "-s", "BTCUSDT", "--at", "2024-03-02T00:00:00Z",
+             "-d", '{"ratio": 2}', "--apply"],
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+        assert "applied" in added.output and position(desk)[0] == 4
+        again = run.invoke(app, ["events", "apply", "CORPORATE_ACTION", added.output.split()[1]])
+        assert again.exit_code == 0 and position(desk)[0] == 4
+        listed = run.invoke(app, ["events", "list", "-x", "binance", "-s", "BTCUSDT"])
+        assert "SPLIT" in listed.output and "applied" in listed.output
+        bad = run.invoke(
+            app, ["events", "add", "SPLIT", "-x", "binance", "-s", "BTCUSDT", "--at", "x"]
+        )
+        assert bad.exit_code == 1
+        perp_fill = (
+            "SELECT trade.record_external_fill(%s, %s, 'BUY', 'P1', 1, 100, 0, NULL, %s, NULL)"
+        )
+        desk.conn.execute(perp_fill, (desk.account_id, desk.perp, T0))
+        (tmp_path / "f.csv").write_text("funding_time,funding_rate\n2024-03-01T08:00:00Z,0.001\n")
+        (tmp_path / "m.csv").write_text("time,open\n2024-03-01T08:00:00Z,200\n")
+        (tmp_path / "fx.csv").write_text(
+            "ts,base_ccy,quote_ccy,rate\n2024-03-01T00:00:00Z,USD,KRW,1350\n"
+        )
+        listing = ["-x", "binance", "-s", "BTCUSDT_PERP"]
+        out = run.invoke(app, ["ingest", "funding-rates", str(tmp_path / "f.csv"), *listing])
+        assert out.exit_code == 0 and "1 inserted" in out.output, out.output
+        out = run.invoke(
+            app, ["ingest", "mark-prices", str(tmp_path / "m.csv"), *listing, "--settle"]
+        )
+        assert out.exit_code == 0 and "1 payments booked" in out.output, out.output
+        out = run.invoke(app, ["ingest", "fx-rates", str(tmp_path / "fx.csv")])
+        assert out.exit_code == 0 and "1 inserted" in out.output, out.output
+        assert desk.conn.execute(
+            "SELECT amount FROM account.transactions WHERE transaction_type = 'FUNDING_FEE'"
+        ).fetchall() == [(Decimal("-0.2"),)]
+    finally:
+        get_settings.cache_clear()
