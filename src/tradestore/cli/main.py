@@ -13,6 +13,7 @@ from tradestore.cli.backtest import strategies_app
 from tradestore.cli.brain import brain_app
 from tradestore.cli.common import OUTPUT, console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
+from tradestore.cli.events import app as events_app
 from tradestore.cli.exchange import route_app
 from tradestore.cli.identity import apikeys_app, users_app
 from tradestore.cli.market import ingest_app, market_app
@@ -68,6 +69,7 @@ app.add_typer(reconcile_app, name="reconcile")
 app.add_typer(route_app, name="route")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(market_app, name="market")
+app.add_typer(events_app, name="events")
 app.add_typer(strategies_app, name="strategies")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(notify.app, name="notify")

@@ -237,6 +237,67 @@ def ingest_orderbooks(
 
 
 # ------------------------------------------------------------------------------ rollups
+@ingest_app.command("funding-rates")
+@handles_errors
+def ingest_funding_rates(
+    file: Path = typer.Argument(..., help="CSV: funding_time,funding_rate"),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    settle: bool = typer.Option(
+        False, "--settle", help="then book every due funding payment (FUNDING_FEE ledger rows)"
+    ),
+) -> None:
+    """Ingest a perpetual's funding rates (settlement module); --settle books the payments."""
+    _settlement_ingest("funding-rates", file, exchange, symbol, settle)
+
+
+@ingest_app.command("mark-prices")
+@handles_errors
+def ingest_mark_prices(
+    file: Path = typer.Argument(..., help="CSV: time,open[,high,low,close]"),
+    exchange: str = EXCHANGE,
+    symbol: str = SYMBOL,
+    settle: bool = typer.Option(False, "--settle", help="then book every due funding payment"),
+) -> None:
+    """Ingest mark-price candles (funding is priced at the mark bar of the funding time)."""
+    _settlement_ingest("mark-prices", file, exchange, symbol, settle)
+
+
+@ingest_app.command("fx-rates")
+@handles_errors
+def ingest_fx_rates(
+    file: Path = typer.Argument(..., help="CSV: ts,base_ccy,quote_ccy,rate"),
+) -> None:
+    """Ingest FX snapshots (valuation of accounts in their base currency)."""
+    _settlement_ingest("fx-rates", file, None, None, False)
+
+
+def _settlement_ingest(
+    kind: str, file: Path, exchange: str | None, symbol: str | None, settle: bool
+) -> None:
+    from tradestore.trading import settlement
+
+    with database() as conninfo:
+        listing = _listing_id(conninfo, exchange, symbol)
+        with connect(conninfo) as conn:
+            if kind == "fx-rates":
+                count = settlement.ingest_fx_rates(conn, file)
+            elif kind == "funding-rates":
+                count = settlement.ingest_funding_rates(conn, listing, file)  # type: ignore[arg-type]
+            else:
+                count = settlement.ingest_mark_prices(conn, listing, file)  # type: ignore[arg-type]
+            conn.commit()
+            console.print(f"{kind}: {count.inserted} inserted, {count.duplicates} already stored")
+            if settle:
+                done = settlement.settle_due_funding(conn, listing_id=listing)
+                conn.commit()
+                booked = sum(d.payments for d in done)
+                waiting = sum(1 for d in done if d.status != "SETTLED")
+                console.print(
+                    f"funding: {booked} payments booked; {waiting} funding times wait for a mark price"
+                )
+
+
 @rollup_app.command("list")
 @handles_errors
 def rollup_list() -> None:

@@ -21,8 +21,8 @@ SELECT t.account_id, t.currency, sum(t.amount) AS balance, count(*) AS entries,
 
 -- Price of one unit of p_from in p_to: 1 for the same currency, else the latest price of
 -- a listing of p_from/p_to (or 1 / that of p_to/p_from), preferring p_exchange_id's
--- listings, else the newest FX snapshot when the settlement module is enabled. NULL when
--- nothing prices it.
+-- listings, else the FX snapshots when the settlement module is enabled (the pair's
+-- newest, or a cross through one other currency). NULL when nothing prices it.
 CREATE OR REPLACE FUNCTION account.conversion_rate(p_from text, p_to text, p_exchange_id bigint DEFAULT NULL)
 RETURNS numeric LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -44,12 +44,27 @@ BEGIN
      ORDER BY (ei.exchange_id IS NOT DISTINCT FROM p_exchange_id) DESC, (i.base_currency = upper(p_from)) DESC
      LIMIT 1;
     IF v_rate IS NULL AND to_regclass('market.fx_rate_snapshots') IS NOT NULL THEN
+        -- The newest snapshot of the pair (either direction), else a cross through one
+        -- other currency (USDT -> USD -> KRW) from the newest snapshot of each leg,
+        -- preferring the cross whose older leg is newest.
         EXECUTE $q$
-            SELECT CASE WHEN f.base_ccy = upper($1) THEN f.rate ELSE 1 / f.rate END
-              FROM market.fx_rate_snapshots f
-             WHERE (f.base_ccy = upper($1) AND f.quote_ccy = upper($2))
-                OR (f.base_ccy = upper($2) AND f.quote_ccy = upper($1))
-             ORDER BY f.ts DESC LIMIT 1 $q$
+            WITH pairs AS (
+                SELECT DISTINCT ON (f.base_ccy, f.quote_ccy) f.base_ccy, f.quote_ccy, f.rate, f.ts
+                  FROM market.fx_rate_snapshots f
+                 ORDER BY f.base_ccy, f.quote_ccy, f.ts DESC
+            ), legs AS (
+                SELECT p.base_ccy::text AS a, p.quote_ccy::text AS b, p.rate, p.ts FROM pairs p
+                UNION ALL
+                SELECT p.quote_ccy::text, p.base_ccy::text, 1 / p.rate, p.ts FROM pairs p
+            )
+            SELECT rate FROM (
+                SELECT l.rate, 0 AS hops, l.ts FROM legs l WHERE l.a = upper($1) AND l.b = upper($2)
+                UNION ALL
+                SELECT l1.rate * l2.rate, 1, least(l1.ts, l2.ts)
+                  FROM legs l1 JOIN legs l2 ON l2.a = l1.b
+                 WHERE l1.a = upper($1) AND l2.b = upper($2) AND l1.b <> upper($2)
+            ) c
+            ORDER BY hops, ts DESC LIMIT 1 $q$
         INTO v_rate USING p_from, p_to;
     END IF;
     RETURN v_rate;
