@@ -19,6 +19,7 @@ FILES = (
     "market/sql/ingest.sql",
     "market/sql/retention.sql",
     "trading/sql/valuation.sql",
+    "trading/sql/presets.sql",
 )
 
 
