@@ -40,7 +40,11 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 @pytest.fixture
 def stocks(conn: psycopg.Connection[Any]) -> dict[str, int]:
     samsung = upsert_instrument(
-        conn, "005930", "Samsung Electronics", asset_class="EQUITY", quote_currency="KRW",
+        conn,
+        "005930",
+        "Samsung Electronics",
+        asset_class="EQUITY",
+        quote_currency="KRW",
         market_type="KOSPI",
     )
     apple = upsert_instrument(conn, "AAPL", "Apple", asset_class="EQUITY", quote_currency="USD")
@@ -59,8 +63,13 @@ def test_krx_file_with_korean_headers_keeps_its_amount_and_changes(conn, stocks,
     report = ingest_daily_prices(conn, _write(tmp_path, "krx.csv", KRX_FULL))
     assert (report.staged, report.written, report.rejected) == (2, 2, [])
     rows = _rows(conn, stocks["005930"])
-    assert rows[0] == (dt.date(2024, 1, 2), Decimal("79600"), Decimal("17142847"),
-                       Decimal("1356958646400"), Decimal("1.66"))
+    assert rows[0] == (
+        dt.date(2024, 1, 2),
+        Decimal("79600"),
+        Decimal("17142847"),
+        Decimal("1356958646400"),
+        Decimal("1.66"),
+    )
     assert rows[1][4] == Decimal("-3.27")
 
 
@@ -101,7 +110,10 @@ def test_bad_rows_are_rejected_with_field_and_line(conn, stocks, tmp_path) -> No
     report = ingest_daily_prices(conn, _write(tmp_path, "bad.csv", text))
     assert report.written == 1
     assert [(r.line, r.field) for r in report.rejected] == [
-        (3, "ticker"), (4, "high"), (5, "close"), (6, "trade_date")
+        (3, "ticker"),
+        (4, "high"),
+        (5, "close"),
+        (6, "trade_date"),
     ]
     # Re-ingesting the same good row changes nothing.
     again = ingest_daily_prices(conn, _write(tmp_path, "one.csv", "\n".join(text.splitlines()[:2])))
@@ -116,9 +128,12 @@ def test_cli_ingest_daily_prices(db, conn, stocks, tmp_path, monkeypatch) -> Non
     monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     try:
-        ok = CliRunner().invoke(ingest_app, ["daily-prices", str(_write(tmp_path, "k.csv", KRX_FULL))])
+        ok = CliRunner().invoke(
+            ingest_app, ["daily-prices", str(_write(tmp_path, "k.csv", KRX_FULL))]
+        )
         bad = CliRunner().invoke(
-            ingest_app, ["daily-prices", str(_write(tmp_path, "u.csv", US_FILE)), "--ticker", "MSFT"]
+            ingest_app,
+            ["daily-prices", str(_write(tmp_path, "u.csv", US_FILE)), "--ticker", "MSFT"],
         )
     finally:
         get_settings.cache_clear()
@@ -160,12 +175,25 @@ def test_krx_preset_gives_the_tick_table(conn, krx) -> None:
         "SELECT trading_rules FROM market.exchange_instruments WHERE id = %s", (krx["listing"],)
     ).fetchone()[0]
     ticks = {
-        price: conn.execute("SELECT market.tick_size_at(%s, %s)", (psycopg.types.json.Jsonb(rules), price)).fetchone()[0]
+        price: conn.execute(
+            "SELECT market.tick_size_at(%s, %s)", (psycopg.types.json.Jsonb(rules), price)
+        ).fetchone()[0]
         for price in (1999, 2000, 4999, 19999, 49999, 199999, 499999, 500000)
     }
-    assert ticks == {1999: 1, 2000: 5, 4999: 5, 19999: 10, 49999: 50, 199999: 100, 499999: 500,
-                     500000: 1000}
-    assert conn.execute("SELECT normalize_price(%s, 71234, 'BUY')", (krx["listing"],)).fetchone()[0] == 71200
+    assert ticks == {
+        1999: 1,
+        2000: 5,
+        4999: 5,
+        19999: 10,
+        49999: 50,
+        199999: 100,
+        499999: 500,
+        500000: 1000,
+    }
+    assert (
+        conn.execute("SELECT normalize_price(%s, 71234, 'BUY')", (krx["listing"],)).fetchone()[0]
+        == 71200
+    )
 
 
 def test_orders_outside_the_daily_limit_are_refused(conn, krx) -> None:
@@ -177,15 +205,21 @@ def test_orders_outside_the_daily_limit_are_refused(conn, krx) -> None:
     assert ok
     for price in (91100, 48900):
         with pytest.raises(psycopg.errors.CheckViolation) as err:
-            conn.execute("SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 10, %s)",
-                         (krx["account"], krx["listing"], price))
+            conn.execute(
+                "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 10, %s)",
+                (krx["account"], krx["listing"], price),
+            )
         refused = translate(err.value)
         assert refused.field == "price" and "daily price limit 49000..91000" in refused.rule
 
 
 def test_tax_rate_follows_the_trade_date(conn, krx, stocks) -> None:
     rate = "SELECT market.transaction_tax_rate(%s, %s)"
-    for day, expected in (("2023-06-01", "0.0020"), ("2024-06-01", "0.0018"), ("2025-06-01", "0.0015")):
+    for day, expected in (
+        ("2023-06-01", "0.0020"),
+        ("2024-06-01", "0.0018"),
+        ("2025-06-01", "0.0015"),
+    ):
         assert conn.execute(rate, (stocks["005930"], day)).fetchone()[0] == Decimal(expected)
     assert conn.execute(rate, (stocks["AAPL"], "2024-06-01")).fetchone()[0] is None
 
@@ -197,9 +231,13 @@ def test_tax_rate_follows_the_trade_date(conn, krx, stocks) -> None:
 )
 def test_a_krx_sell_books_a_tax_row(conn, krx) -> None:
     acct, listing = krx["account"], krx["listing"]
-    buy = conn.execute("SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 10, 70000)", (acct, listing)).fetchone()[0]
+    buy = conn.execute(
+        "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 10, 70000)", (acct, listing)
+    ).fetchone()[0]
     conn.execute("SELECT apply_fill(%s, 'B1', 10, 70000)", (buy,))
-    sell = conn.execute("SELECT submit_order(%s, %s, 'SELL', 'LIMIT', 10, 70000)", (acct, listing)).fetchone()[0]
+    sell = conn.execute(
+        "SELECT submit_order(%s, %s, 'SELL', 'LIMIT', 10, 70000)", (acct, listing)
+    ).fetchone()[0]
     conn.execute("SELECT apply_fill(%s, 'S1', 10, 70000)", (sell,))
     row = conn.execute(
         "SELECT amount, currency FROM account.transactions WHERE account_id = %s AND transaction_type = 'TAX'",
@@ -210,3 +248,16 @@ def test_a_krx_sell_books_a_tax_row(conn, krx) -> None:
         "FROM market.instruments i WHERE symbol = '005930'"
     ).fetchone()[0]
     assert row == (-(Decimal(700000) * rate).to_integral_value(rounding="ROUND_DOWN"), "KRW")
+
+
+# ------------------------------------------------------------------------- calendars
+def test_krx_calendar_skips_holidays_and_annualizes_by_its_sessions(conn, krx) -> None:
+    from tradestore.market.calendars import listing_calendar, trading_days_between
+    from tradestore.strategy.metrics import periods_per_year
+
+    assert listing_calendar(conn, krx["listing"]) == "XKRX"
+    # Seollal 2024: Feb 9 and the substitute holiday Feb 12 are closed in Seoul, not in New York.
+    assert trading_days_between("XKRX", dt.date(2024, 2, 5), dt.date(2024, 2, 16)) == 8
+    assert trading_days_between("XNYS", dt.date(2024, 2, 5), dt.date(2024, 2, 16)) == 10
+    assert 240 < periods_per_year("1d", "XKRX") < 250 < periods_per_year("1d", "XNYS") < 253
+    assert periods_per_year("1d", "crypto") == 365

@@ -57,10 +57,7 @@ class DailyReport:
     rejected: list[Reject] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
-            f"{self.staged} row(s) read, {self.written} written, "
-            f"{len(self.rejected)} rejected"
-        )
+        return f"{self.staged} row(s) read, {self.written} written, {len(self.rejected)} rejected"
 
 
 def _read_text(path: Path) -> str:
@@ -141,9 +138,7 @@ def ingest_daily_prices(
     rows = read_daily_rows(path, ticker)
     report = DailyReport()
     with conn.transaction():
-        conn.execute(
-            "CREATE TEMP TABLE daily_stage OF market.daily_price_stage ON COMMIT DROP"
-        )
+        conn.execute("CREATE TEMP TABLE daily_stage OF market.daily_price_stage ON COMMIT DROP")
         with conn.cursor().copy(
             "COPY pg_temp.daily_stage (line, ticker, trade_date, open, high, low, close, volume,"
             " amount, changes) FROM STDIN"

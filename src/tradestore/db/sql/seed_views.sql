@@ -357,6 +357,7 @@ BEGIN
     IF p_time IS NULL THEN
         PERFORM system.raise_invalid('timestamp', 'is required', NULL);
     END IF;
+    PERFORM market.ensure_partitions_for('market.candles'::regclass, ARRAY[p_time]);
     CREATE TEMP TABLE IF NOT EXISTS seed_candle_stage OF market.candle_stage;
     TRUNCATE pg_temp.seed_candle_stage;
     INSERT INTO pg_temp.seed_candle_stage
@@ -483,41 +484,3 @@ END;
 $$;
 CREATE TRIGGER tr_backtest_results_write INSTEAD OF INSERT OR UPDATE OR DELETE ON analytics.backtest_results
     FOR EACH ROW EXECUTE FUNCTION analytics.trg_backtest_results_write();
-
--- Seed 002 writes backtest_runs statuses in lower case and has no initial capital.
-CREATE OR REPLACE FUNCTION analytics.trg_backtest_runs_seed_write()
-RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.status := upper(NEW.status);
-    IF NEW.initial_capital IS NULL THEN
-        PERFORM system.raise_invalid('initial_capital',
-            'is required (a backtest needs its starting capital; `tradestore backtest run` sets it)', NULL);
-    END IF;
-    RETURN NEW;
-END;
-$$;
-CREATE TRIGGER tr_backtest_runs_seed_write BEFORE INSERT OR UPDATE OF status ON analytics.backtest_runs
-    FOR EACH ROW EXECUTE FUNCTION analytics.trg_backtest_runs_seed_write();
-
--- Seed 004 writes orders by holding: the holding (a position) gives the account and the
--- listing. 004's limit_price and order_time are generated mirrors: write price and
--- created_at (PostgreSQL refuses a value for a generated column before any trigger runs).
-CREATE OR REPLACE FUNCTION trade.trg_orders_from_holding()
-RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.holding_id IS NOT NULL AND (NEW.account_id IS NULL OR NEW.exchange_instrument_id IS NULL) THEN
-        SELECT coalesce(NEW.account_id, p.account_id), coalesce(NEW.exchange_instrument_id, p.exchange_instrument_id)
-          INTO NEW.account_id, NEW.exchange_instrument_id
-          FROM trade.positions p WHERE p.id = NEW.holding_id;
-    END IF;
-    IF NEW.account_id IS NULL OR NEW.exchange_instrument_id IS NULL THEN
-        PERFORM system.raise_invalid(CASE WHEN NEW.account_id IS NULL THEN 'account_id' ELSE 'exchange_instrument_id' END,
-            'is required: give account_id and exchange_instrument_id, or a holding_id, or call submit_order(...)',
-            NULL);
-    END IF;
-    RETURN NEW;
-END;
-$$;
--- Named to fire before tr_orders_normalize (triggers fire in name order).
-CREATE TRIGGER tr_orders_a_from_holding BEFORE INSERT ON trade.orders
-    FOR EACH ROW EXECUTE FUNCTION trade.trg_orders_from_holding();

@@ -19,7 +19,6 @@ FILES = (
     "market/sql/ingest.sql",
     "market/sql/retention.sql",
     "trading/sql/valuation.sql",
-    "trading/sql/presets.sql",
 )
 
 
