@@ -219,7 +219,11 @@ _MAXPOS_NEW = typer.Option(
 )
 _SHORT = typer.Option(False, "--short/--long-only", help="allow short positions")
 _RF = typer.Option(0.0, "--risk-free", help="annual risk-free rate for Sharpe/Sortino")
-_CAL = typer.Option(None, "--calendar", help="crypto (365 d), equity (252 d) or fx")
+_CAL = typer.Option(
+    None,
+    "--calendar",
+    help="crypto (365 d), equity (252 d), fx, or an exchange calendar (XKRX, XNYS; default: the listing preset's)",
+)
 _USER = typer.Option(
     None, "--user", help="username or id: the owner (may be left out when there is one user)"
 )

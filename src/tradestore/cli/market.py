@@ -18,6 +18,7 @@ from tradestore.db.connect import connect
 from tradestore.db.errors import ValidationError
 from tradestore.market import indicators as ind
 from tradestore.market import query, retention, rollups
+from tradestore.market.daily import ingest_daily_prices as ingest_daily_file
 from tradestore.market.ingest import IngestReport, ingest
 from tradestore.market.listings import KINDS, close_matches, find_listing_id
 from tradestore.market.timeframes import check_served
@@ -182,6 +183,29 @@ def ingest_candles(
     kept, and the exit code is 1 when any row was rejected (unless --allow-rejects)."""
     options = _options(create, kind, allow_rejects, show)
     _ingest("candles", file, exchange, symbol, timeframe, refresh, options)
+
+
+@ingest_app.command("daily-prices")
+@handles_errors
+def ingest_daily_prices(
+    file: Path = typer.Argument(
+        ...,
+        help="CSV: date, open, high, low, close, volume[, ticker, amount, changes] "
+        "(KRX Korean headers too)",
+    ),
+    ticker: str = typer.Option(None, "--ticker", help="ticker of a file without a ticker column"),
+    show: int = SHOW,
+    allow_rejects: bool = ALLOW_REJECTS,
+) -> None:
+    """Ingest daily prices (seed 004 market.daily_prices) for KRX or US equities. Tickers
+    must be known instruments; amount and changes are derived where the file lacks them."""
+    with database() as conninfo, connect(conninfo) as conn:
+        report = ingest_daily_file(conn, file, ticker)
+    console.print(f"daily prices: {report.summary()}", highlight=False)
+    for reject in report.rejected[:show]:
+        err_console.print(f"  {file}:{reject}", highlight=False)
+    if report.rejected and not allow_rejects:
+        raise typer.Exit(1)
 
 
 @ingest_app.command("trades")

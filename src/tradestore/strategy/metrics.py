@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tradestore.db.errors import ValidationError
+from tradestore.market.calendars import SESSION_MINUTES, is_exchange_calendar, sessions_per_year
 from tradestore.strategy.model import SimResult
 
 __all__ = [
@@ -85,6 +86,13 @@ def periods_per_year(timeframe: str, calendar: str = "crypto") -> float:
     count = int(timeframe.strip()[:-1])
     if calendar == "crypto":
         return 365 * 1440 / minutes
+    if is_exchange_calendar(calendar):  # XKRX, XNYS: the exchange's own sessions per year
+        if unit == "w":
+            return 52 / count
+        days = sessions_per_year(calendar)
+        if unit == "d":
+            return days / count
+        return days * SESSION_MINUTES.get(calendar, 390) / minutes
     if calendar not in CALENDARS:
         raise ValidationError("calendar", f"must be one of {', '.join(CALENDARS)}", calendar)
     if unit == "w":

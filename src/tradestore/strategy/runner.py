@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 
 from tradestore.db.errors import NotFound, ValidationError
+from tradestore.market.calendars import listing_calendar
 from tradestore.strategy import store
 from tradestore.strategy.engine import Progress, run_event
 from tradestore.strategy.metrics import Conventions, Metrics, compute_metrics, periods_per_year
@@ -189,7 +190,7 @@ def prepare(conn: psycopg.Connection[Any], request: BacktestRequest) -> Prepared
     data, fee_sources = load_market_data(
         conn, instruments, request.timeframe, start, end, fee_rate=request.fee_rate
     )
-    calendar = request.calendar or ("equity" if instruments[0].exchange_kind == "EQUITY" else
+    calendar = request.calendar or listing_calendar(conn, instruments[0].listing_id) or ("equity" if instruments[0].exchange_kind == "EQUITY" else
                                     "fx" if instruments[0].exchange_kind == "FX" else "crypto")  # fmt: skip
     conventions = Conventions(
         periods_per_year(request.timeframe, calendar), float(request.risk_free_rate), calendar

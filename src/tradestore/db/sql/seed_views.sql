@@ -243,3 +243,244 @@ SELECT ti.id, ei.exchange_symbol AS symbol, ti.timeframe, ti."time" AS "timestam
        ti.keltner_upper, ti.keltner_middle, ti.keltner_lower, ti.volume_ma_20, ti.obv, ti.vwap
   FROM market.technical_indicators ti
   JOIN market.exchange_instruments ei ON ei.id = ti.exchange_instrument_id;
+
+--------------------------------------------------------------------------- seed writes
+-- Each seed's own INSERT/UPDATE/DELETE on its views, routed through the SQL API so every
+-- rule still applies (orders: trade.place_order / cancel_order and the orders triggers;
+-- bars: market.merge_candles; instruments and backtests: their tables' constraints). A
+-- write that cannot be served is refused with an error that names what to call instead.
+
+-- The listing a seed's bare symbol names: EXCHANGE:SYMBOL through resolve_listing, else
+-- the one listing whose exchange symbol or instrument symbol it is.
+CREATE OR REPLACE FUNCTION market.seed_listing(p_symbol text)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF p_symbol ~ '^[A-Za-z0-9_]+:.' THEN
+        v_ids := ARRAY[market.resolve_listing(NULL, p_symbol)];
+    ELSE
+        SELECT array_agg(ei.id ORDER BY ei.id) INTO v_ids
+          FROM market.exchange_instruments ei JOIN market.instruments i ON i.id = ei.instrument_id
+         WHERE ei.exchange_symbol = btrim(p_symbol) OR i.symbol = btrim(p_symbol);
+    END IF;
+    IF v_ids IS NULL OR v_ids[1] IS NULL THEN
+        PERFORM system.raise_invalid('symbol', 'must name a listed symbol', p_symbol);
+    ELSIF cardinality(v_ids) > 1 THEN
+        PERFORM system.raise_invalid('symbol', 'is listed on several exchanges: write EXCHANGE:SYMBOL', p_symbol);
+    END IF;
+    RETURN v_ids[1];
+END;
+$$;
+
+-- The user's active account that trades a listing (the oldest, when several do).
+CREATE OR REPLACE FUNCTION account.seed_account(p_user_id bigint, p_listing bigint)
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT a.id INTO v_id FROM account.accounts a
+      JOIN market.exchange_instruments ei ON ei.id = p_listing
+     WHERE a.user_id = p_user_id AND a.is_active AND (a.exchange_id IS NULL OR a.exchange_id = ei.exchange_id)
+     ORDER BY a.exchange_id IS NULL, a.id LIMIT 1;
+    IF v_id IS NULL THEN
+        PERFORM system.raise_invalid('user_id', 'has no active account on the symbol''s exchange',
+                                     coalesce(p_user_id::text, 'NULL'));
+    END IF;
+    RETURN v_id;
+END;
+$$;
+
+-- Orders of seeds 002 and 003: INSERT places the order (submit_order's rules), an UPDATE
+-- of status to canceled cancels it; anything else is refused.
+CREATE OR REPLACE FUNCTION trade.trg_seed_orders_write()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_seed    text := TG_TABLE_SCHEMA;
+    v_listing bigint;
+    v_side    text;
+    v_type    text;
+    v_status  text;
+    v_id      bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM system.raise_invalid('orders', 'are never deleted: call cancel_order(id)', OLD.id::text);
+    END IF;
+    v_status := upper(NEW.status::text);
+    IF TG_OP = 'UPDATE' THEN
+        IF v_status IN ('CANCELED', 'CANCELLED') AND upper(OLD.status::text) NOT IN ('CANCELED', 'CANCELLED') THEN
+            PERFORM public.cancel_order(OLD.id);
+            RETURN NEW;
+        END IF;
+        PERFORM system.raise_invalid('orders',
+            'only a cancel (status = canceled) can be written: fills come from apply_fill, changes are a new order',
+            OLD.id::text);
+    END IF;
+    IF v_status IS NOT NULL AND v_status NOT IN ('NEW', 'PENDING') THEN
+        PERFORM system.raise_invalid('status', 'a new order is pending; fills come from apply_fill', NEW.status::text);
+    END IF;
+    v_listing := market.seed_listing(NEW.symbol);
+    IF v_seed = 'bithumb' THEN
+        -- 003: order_type is buy/sell, order_side bid/ask; a price makes it a limit order.
+        v_side := CASE lower(coalesce(NEW.order_type::text, NEW.order_side::text))
+                      WHEN 'buy' THEN 'BUY' WHEN 'bid' THEN 'BUY' WHEN 'sell' THEN 'SELL' WHEN 'ask' THEN 'SELL'
+                      ELSE NEW.order_type::text END;
+        v_type := CASE WHEN NEW.price IS NULL THEN 'MARKET' ELSE 'LIMIT' END;
+        v_id := trade.place_order(account.seed_account(NEW.user_id, v_listing), v_listing, v_side, v_type,
+                                  NEW.quantity, NEW.price, p_strategy_id => NEW.strategy_id,
+                                  p_notes => NEW.notes, p_exchange_order_id => NEW.bithumb_order_id);
+        SELECT * INTO NEW FROM bithumb.orders o WHERE o.id = v_id;
+    ELSE
+        v_id := trade.place_order(account.seed_account(NEW.user_id, v_listing), v_listing, NEW.side,
+                                  NEW.order_type, NEW.quantity, NEW.price,
+                                  p_exchange_order_id => NEW.external_id);
+        SELECT * INTO NEW FROM christmas.orders o WHERE o.id = v_id;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_christmas_orders_write INSTEAD OF INSERT OR UPDATE OR DELETE ON christmas.orders
+    FOR EACH ROW EXECUTE FUNCTION trade.trg_seed_orders_write();
+CREATE TRIGGER tr_bithumb_orders_write INSTEAD OF INSERT OR UPDATE OR DELETE ON bithumb.orders
+    FOR EACH ROW EXECUTE FUNCTION trade.trg_seed_orders_write();
+
+-- One bar through the ingest merge (market.merge_candles: the grid, OHLC and value
+-- checks of a bulk ingest); a rejected bar raises its field, rule and value.
+CREATE OR REPLACE FUNCTION market.write_seed_candle(
+    p_symbol text, p_timeframe text, p_time timestamptz, p_open numeric, p_high numeric, p_low numeric,
+    p_close numeric, p_volume numeric, p_vwap numeric DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_listing bigint := market.seed_listing(p_symbol);
+    r record;
+BEGIN
+    IF p_time IS NULL THEN
+        PERFORM system.raise_invalid('timestamp', 'is required', NULL);
+    END IF;
+    PERFORM market.ensure_partitions_for('market.candles'::regclass, ARRAY[p_time]);
+    CREATE TEMP TABLE IF NOT EXISTS seed_candle_stage OF market.candle_stage;
+    TRUNCATE pg_temp.seed_candle_stage;
+    INSERT INTO pg_temp.seed_candle_stage
+    VALUES (1, (extract(epoch FROM p_time) * 1000000)::bigint, p_time::text, p_open::text, p_high::text,
+            p_low::text, p_close::text, p_volume::text, p_vwap::text, NULL);
+    PERFORM market.merge_candles('pg_temp.seed_candle_stage'::regclass, v_listing, p_timeframe);
+    SELECT * INTO r FROM pg_temp.ingest_rejects LIMIT 1;
+    IF r.field IS NOT NULL THEN
+        PERFORM system.raise_invalid(r.field, r.rule, r.value);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION market.trg_seed_candles_write()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM system.raise_invalid('candles', 'bars are replaced by inserting them again (an upsert); '
+            || 'remove them with `tradestore market retention apply`', TG_OP);
+    END IF;
+    IF TG_TABLE_SCHEMA = 'christmas' THEN
+        PERFORM market.write_seed_candle(NEW.symbol, '1m', NEW."timestamp", NEW.open, NEW.high, NEW.low,
+                                         NEW.close, NEW.volume);
+    ELSE
+        IF num_nonnulls(NEW.rsi, NEW.macd, NEW.bollinger_upper, NEW.bollinger_middle, NEW.bollinger_lower) > 0 THEN
+            PERFORM system.raise_invalid('rsi',
+                'indicator columns are computed: run `tradestore market indicators compute`', NULL);
+        END IF;
+        PERFORM market.write_seed_candle(NEW.symbol, NEW.timeframe, NEW."timestamp", NEW.open_price,
+                                         NEW.high_price, NEW.low_price, NEW.close_price, NEW.volume, NEW.vwap);
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_christmas_market_data_write INSTEAD OF INSERT OR UPDATE OR DELETE ON christmas.market_data
+    FOR EACH ROW EXECUTE FUNCTION market.trg_seed_candles_write();
+CREATE TRIGGER tr_bithumb_candles_write INSTEAD OF INSERT OR UPDATE OR DELETE ON bithumb.candles
+    FOR EACH ROW EXECUTE FUNCTION market.trg_seed_candles_write();
+
+-- Seed 004 stocks are equity instruments.
+CREATE OR REPLACE FUNCTION market.trg_stocks_write()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO market.instruments (symbol, name, asset_class, quote_currency, market_type, sector, industry,
+                                        market_cap, listing_date, is_active)
+        VALUES (NEW.ticker, NEW.name, 'EQUITY',
+                CASE WHEN NEW.market_type IN ('KOSPI', 'KOSDAQ') THEN 'KRW'
+                     WHEN NEW.market_type IN ('NYSE', 'NASDAQ') THEN 'USD' END,
+                NEW.market_type, NEW.sector, NEW.industry, NEW.market_cap, NEW.listing_date,
+                coalesce(NEW.is_active, true))
+        RETURNING id, created_at, updated_at INTO NEW.stock_id, NEW.created_at, NEW.updated_at;
+        NEW.is_active := coalesce(NEW.is_active, true);
+        RETURN NEW;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF NEW.stock_id IS DISTINCT FROM OLD.stock_id THEN
+            PERFORM system.raise_invalid('stock_id', 'cannot be changed', NEW.stock_id::text);
+        END IF;
+        UPDATE market.instruments SET symbol = NEW.ticker, name = NEW.name, market_type = NEW.market_type,
+               sector = NEW.sector, industry = NEW.industry, market_cap = NEW.market_cap,
+               listing_date = NEW.listing_date, is_active = NEW.is_active
+         WHERE id = OLD.stock_id;
+        RETURN NEW;
+    END IF;
+    DELETE FROM market.instruments WHERE id = OLD.stock_id;  -- refused while anything refers to it
+    RETURN OLD;
+END;
+$$;
+CREATE TRIGGER tr_stocks_write INSTEAD OF INSERT OR UPDATE OR DELETE ON market.stocks
+    FOR EACH ROW EXECUTE FUNCTION market.trg_stocks_write();
+
+-- Backtest results of seeds 002, 003 and 004 (ratios in percent, as the view shows them).
+-- With the backtest_id of a run (002), the results complete that run; without one (003,
+-- 004) they are a new completed run.
+CREATE OR REPLACE FUNCTION analytics.trg_backtest_results_write()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint := coalesce(NEW.backtest_id, NEW.id);
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM system.raise_invalid('backtest_results', 'are written once: insert them again as a new run',
+                                     TG_OP);
+    END IF;
+    IF v_id IS NOT NULL THEN
+        UPDATE analytics.backtest_runs r
+           SET status = 'COMPLETED', finished_at = coalesce(r.finished_at, now()),
+               total_trades = NEW.total_trades, winning_trades = NEW.winning_trades,
+               losing_trades = NEW.losing_trades, win_rate = NEW.win_rate / 100,
+               total_return = NEW.total_return / 100, annual_return = NEW.annual_return / 100,
+               sharpe_ratio = NEW.sharpe_ratio, sortino_ratio = NEW.sortino_ratio,
+               max_drawdown = NEW.max_drawdown / 100, final_value = coalesce(NEW.final_value, r.final_value),
+               profit_factor = NEW.profit_factor, results_data = NEW.results_data,
+               equity_curve = NEW.equity_curve, trade_history = NEW.trade_history,
+               monthly_returns = NEW.monthly_returns
+         WHERE r.id = v_id;
+        IF NOT FOUND THEN
+            PERFORM system.raise_invalid('backtest_id', 'must name a backtest run', v_id::text);
+        END IF;
+    ELSE
+        INSERT INTO analytics.backtest_runs (
+            user_id, strategy_id, strategy_name, start_date, end_date, symbols, timeframe, parameters, status,
+            initial_capital, final_value, total_return, annual_return, sharpe_ratio, sortino_ratio, max_drawdown,
+            win_rate, profit_factor, total_trades, winning_trades, losing_trades, avg_win, avg_loss,
+            largest_win, largest_loss, equity_curve, trade_history, monthly_returns, results_data,
+            execution_time, finished_at)
+        VALUES (
+            coalesce(NEW.user_id, (SELECT s.user_id FROM analytics.strategies s WHERE s.id = NEW.strategy_id)),
+            NEW.strategy_id,
+            coalesce(NEW.strategy_name, (SELECT s.name FROM analytics.strategies s WHERE s.id = NEW.strategy_id)),
+            coalesce(NEW.start_date, NEW.test_period_start::timestamp AT TIME ZONE 'UTC'),
+            coalesce(NEW.end_date, NEW.test_period_end::timestamp AT TIME ZONE 'UTC'),
+            coalesce(NEW.symbols, CASE WHEN NEW.symbol IS NOT NULL THEN ARRAY[NEW.symbol::text] END, '{}'),
+            coalesce(NEW.timeframe, '1d'), coalesce(NEW.parameters, '{}'), 'COMPLETED',
+            NEW.initial_capital, NEW.final_value, NEW.total_return / 100, NEW.annual_return / 100,
+            NEW.sharpe_ratio, NEW.sortino_ratio, NEW.max_drawdown / 100, NEW.win_rate / 100, NEW.profit_factor,
+            NEW.total_trades, NEW.winning_trades, NEW.losing_trades, NEW.avg_win, NEW.avg_loss,
+            NEW.largest_win, NEW.largest_loss, NEW.equity_curve, NEW.trade_history, NEW.monthly_returns,
+            NEW.results_data, NEW.execution_time, now())
+        RETURNING id INTO v_id;
+    END IF;
+    SELECT * INTO NEW FROM analytics.backtest_results b WHERE b.backtest_id = v_id;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_backtest_results_write INSTEAD OF INSERT OR UPDATE OR DELETE ON analytics.backtest_results
+    FOR EACH ROW EXECUTE FUNCTION analytics.trg_backtest_results_write();

@@ -560,3 +560,111 @@ BEGIN
     DROP TABLE pg_temp.ingest_checked;
 END;
 $$;
+
+----------------------------------------------------------------------------- daily prices
+-- Seed 004 daily prices from a staged batch (a table of market.daily_price_stage; any
+-- number of tickers and dates, values as the file's text). Rows are matched to
+-- instruments by ticker (a KRX 'A005930' names '005930'); bad rows go to
+-- pg_temp.ingest_rejects and the good ones are upserted on (stock_id, trade_date).
+-- Where the file lacks them, amount is estimated as close x volume and changes (percent,
+-- 5.23 = +5.23 %) is derived from the previous stored close, after the batch is written.
+CREATE TYPE market.daily_price_stage AS (
+    line integer, ticker text, trade_date text, open text, high text, low text, close text,
+    volume text, amount text, changes text
+);
+
+CREATE OR REPLACE FUNCTION market.merge_daily_prices(
+    p_stage regclass, OUT staged bigint, OUT written bigint, OUT rejected bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_days timestamptz[];
+BEGIN
+    EXECUTE 'CREATE TEMP TABLE IF NOT EXISTS ingest_rejects (line integer, field text, rule text, value text) ON COMMIT DROP';
+    TRUNCATE pg_temp.ingest_rejects;
+    DROP TABLE IF EXISTS pg_temp.daily_checked;
+    EXECUTE format($q$
+        CREATE TEMP TABLE daily_checked ON COMMIT DROP AS
+        WITH t AS (
+            SELECT s.line, s.ticker, s.trade_date AS date_text, s.close AS close_text, s.volume AS volume_text,
+                   s.open AS open_text, s.high AS high_text, s.low AS low_text, s.amount AS amount_text,
+                   s.changes AS changes_text,
+                   (SELECT i.id FROM market.instruments i
+                     WHERE i.symbol = btrim(s.ticker)
+                        OR (btrim(s.ticker) ~ '^A[0-9A-Z]{6}$' AND i.symbol = substr(btrim(s.ticker), 2))
+                     ORDER BY i.symbol = btrim(s.ticker) DESC LIMIT 1) AS stock_id,
+                   CASE WHEN pg_input_is_valid(s.trade_date, 'date') THEN s.trade_date::date END AS d,
+                   market.try_numeric(nullif(s.open, '')) AS o, market.try_numeric(nullif(s.high, '')) AS h,
+                   market.try_numeric(nullif(s.low, '')) AS l, market.try_numeric(s.close) AS c,
+                   market.try_numeric(s.volume) AS v, market.try_numeric(nullif(s.amount, '')) AS amt,
+                   market.try_numeric(nullif(s.changes, '')) AS chg
+              FROM %s s
+        ), k AS (
+            SELECT t.*, CASE
+                WHEN stock_id IS NULL THEN 'ticker'
+                WHEN d IS NULL OR d < date '1900-01-01' OR d >= date '2200-01-01' THEN 'trade_date'
+                WHEN c IS NULL OR c <= 0 OR NOT system.is_finite(c) THEN 'close'
+                WHEN v IS NULL OR v < 0 OR NOT system.is_finite(v) THEN 'volume'
+                WHEN (nullif(open_text, '') IS NOT NULL AND (o IS NULL OR o <= 0 OR NOT system.is_finite(o))) THEN 'open'
+                WHEN (nullif(high_text, '') IS NOT NULL AND (h IS NULL OR h <= 0 OR NOT system.is_finite(h))) THEN 'high'
+                WHEN (nullif(low_text, '') IS NOT NULL AND (l IS NULL OR l <= 0 OR NOT system.is_finite(l))) THEN 'low'
+                WHEN h < greatest(o, c, l) THEN 'high'
+                WHEN l > least(o, c, h) THEN 'low'
+                WHEN nullif(amount_text, '') IS NOT NULL AND (amt IS NULL OR amt < 0 OR NOT system.is_finite(amt)) THEN 'amount'
+                WHEN nullif(changes_text, '') IS NOT NULL AND (chg IS NULL OR abs(chg) >= 10000) THEN 'changes'
+                WHEN count(*) OVER (PARTITION BY stock_id, d ORDER BY line ROWS UNBOUNDED PRECEDING) > 1 THEN 'trade_date'
+            END AS field
+              FROM t
+        )
+        SELECT k.*, CASE field
+                WHEN 'ticker' THEN 'must name a known instrument'
+                WHEN 'trade_date' THEN CASE WHEN d IS NULL OR d < date '1900-01-01' OR d >= date '2200-01-01'
+                                            THEN 'must be a date between 1900 and 2200'
+                                            ELSE 'appears twice for this ticker in the file' END
+                WHEN 'close' THEN 'must be a finite number > 0'
+                WHEN 'volume' THEN 'must be a finite number >= 0'
+                WHEN 'amount' THEN 'must be a finite number >= 0'
+                WHEN 'changes' THEN 'must be a percentage below 10000'
+                WHEN 'high' THEN CASE WHEN h IS NULL OR h <= 0 THEN 'must be a finite number > 0'
+                                      ELSE 'must be >= open, close and low' END
+                WHEN 'low' THEN CASE WHEN l IS NULL OR l <= 0 THEN 'must be a finite number > 0'
+                                     ELSE 'must be <= open, close and high' END
+                ELSE 'must be a finite number > 0' END AS rule,
+               CASE field WHEN 'ticker' THEN ticker WHEN 'trade_date' THEN date_text WHEN 'close' THEN close_text
+                          WHEN 'volume' THEN volume_text WHEN 'open' THEN open_text WHEN 'high' THEN high_text
+                          WHEN 'low' THEN low_text WHEN 'amount' THEN amount_text WHEN 'changes' THEN changes_text
+               END AS value
+          FROM k$q$, p_stage);
+    INSERT INTO pg_temp.ingest_rejects SELECT line, field, rule, value FROM pg_temp.daily_checked WHERE field IS NOT NULL;
+    GET DIAGNOSTICS rejected = ROW_COUNT;
+    SELECT count(*), array_agg(DISTINCT d::timestamp AT TIME ZONE 'UTC') FILTER (WHERE field IS NULL)
+      INTO staged, v_days FROM pg_temp.daily_checked;
+    written := 0;
+    IF v_days IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM market.ensure_partitions_for('market.daily_prices'::regclass, v_days);
+    INSERT INTO market.daily_prices AS p (stock_id, trade_date, open_price, high_price, low_price, close_price,
+                                          volume, amount, changes)
+    SELECT stock_id, d, o, h, l, c, v, coalesce(round(amt), round(c * v)), round(chg, 2)
+      FROM pg_temp.daily_checked WHERE field IS NULL
+    ON CONFLICT (stock_id, trade_date) DO UPDATE
+       SET open_price = EXCLUDED.open_price, high_price = EXCLUDED.high_price, low_price = EXCLUDED.low_price,
+           close_price = EXCLUDED.close_price, volume = EXCLUDED.volume, amount = EXCLUDED.amount,
+           changes = coalesce(EXCLUDED.changes, p.changes)
+     WHERE (p.open_price, p.high_price, p.low_price, p.close_price, p.volume, p.amount)
+           IS DISTINCT FROM (EXCLUDED.open_price, EXCLUDED.high_price, EXCLUDED.low_price,
+                             EXCLUDED.close_price, EXCLUDED.volume, EXCLUDED.amount)
+        OR (EXCLUDED.changes IS NOT NULL AND EXCLUDED.changes IS DISTINCT FROM p.changes);
+    GET DIAGNOSTICS written = ROW_COUNT;
+    -- Derived changes, in date order so each row sees the close stored before it.
+    UPDATE market.daily_prices dp
+       SET changes = round((dp.close_price / x.prev - 1) * 100, 2)
+      FROM (SELECT k.stock_id, k.d,
+                   (SELECT q.close_price FROM market.daily_prices q
+                     WHERE q.stock_id = k.stock_id AND q.trade_date < k.d
+                     ORDER BY q.trade_date DESC LIMIT 1) AS prev
+              FROM pg_temp.daily_checked k WHERE k.field IS NULL AND k.chg IS NULL) x
+     WHERE dp.stock_id = x.stock_id AND dp.trade_date = x.d AND x.prev IS NOT NULL
+       AND dp.changes IS DISTINCT FROM round((dp.close_price / x.prev - 1) * 100, 2);
+END;
+$$;

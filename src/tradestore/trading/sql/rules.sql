@@ -167,6 +167,14 @@ $$;
 CREATE OR REPLACE FUNCTION market.trg_exchange_instruments_rules()
 RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- A listing that takes a market preset gets the preset's rules under its own (keys
+    -- given to the listing win), so KRX's tick table is never typed in by hand.
+    -- Taken when the listing is created or its preset changes; a later edit of the rules
+    -- by hand stands.
+    IF NEW.preset IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.preset IS DISTINCT FROM OLD.preset) THEN
+        NEW.trading_rules := (SELECT p.trading_rules FROM market.market_presets p WHERE p.code = NEW.preset)
+                             || coalesce(NEW.trading_rules, '{}'::jsonb);
+    END IF;
     PERFORM market.check_trading_rules(NEW.trading_rules);
     RETURN NEW;
 END;
@@ -195,10 +203,10 @@ END;
 $$;
 
 CREATE TRIGGER tr_exchange_instruments_rules
-    BEFORE INSERT OR UPDATE OF trading_rules ON market.exchange_instruments
+    BEFORE INSERT OR UPDATE OF trading_rules, preset ON market.exchange_instruments
     FOR EACH ROW EXECUTE FUNCTION market.trg_exchange_instruments_rules();
 CREATE TRIGGER tr_exchange_instruments_rules_history
-    AFTER INSERT OR UPDATE OF trading_rules ON market.exchange_instruments
+    AFTER INSERT OR UPDATE OF trading_rules, preset ON market.exchange_instruments
     FOR EACH ROW EXECUTE FUNCTION market.trg_exchange_instruments_rules_history();
 
 -- Change a listing's rules from a given time on (a LOT_SIZE_CHANGE symbol event, a new

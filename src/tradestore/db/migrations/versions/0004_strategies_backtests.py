@@ -11,7 +11,7 @@ down_revision = "0003_reference_data"
 branch_labels = None
 depends_on = None
 
-FILES = ("strategy/sql/schema.sql",)
+FILES = ("strategy/sql/schema.sql", "strategy/sql/seed_writes.sql")
 
 
 def upgrade() -> None:

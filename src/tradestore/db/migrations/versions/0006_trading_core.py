@@ -16,6 +16,8 @@ FILES = (
     "trading/sql/order_rules.sql",
     "trading/sql/api.sql",
     "trading/sql/routing.sql",
+    "trading/sql/presets.sql",
+    "trading/sql/seed_writes.sql",
 )
 
 
