@@ -145,9 +145,11 @@ def ingest_daily_prices(
         ) as copy:
             for row in rows:
                 copy.write_row(row)
-        staged, written, _ = conn.execute(
+        counts = conn.execute(
             "SELECT staged, written, rejected FROM market.merge_daily_prices('pg_temp.daily_stage')"
         ).fetchone()
+        assert counts is not None  # a set-returning function of one row
+        staged, written, _ = counts
         report.staged, report.written = int(staged), int(written)
         report.rejected = [
             Reject(*r)
