@@ -46,6 +46,14 @@ accounts_app = typer.Typer(
     help="Trading accounts (portfolios): open one for a user at an exchange.", no_args_is_help=True
 )
 
+# How an account's trading mode is shown: a simulated (paper) account is never mistaken for a live one.
+MODE_LABELS = {
+    "off": "books only",
+    "sim": "PAPER (sim)",
+    "paper": "PAPER (testnet)",
+    "live": "LIVE",
+}
+
 ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
 
 
@@ -689,8 +697,10 @@ def accounts_list(username: str = typer.Option(None, "--user", help="only this u
 
     with _conn() as conn:
         accounts = list_accounts(conn, username)
-    table = Table("id", "user", "exchange", "name", "currency", "initial capital", "active")
+    table = Table("id", "user", "exchange", "name", "currency", "initial capital", "active",
+                  "mode")  # fmt: skip
     for a in accounts:
         table.add_row(str(a.id), a.username, a.exchange or "-", a.name, a.base_currency,
-                      str(a.initial_capital), "yes" if a.is_active else "no")  # fmt: skip
+                      str(a.initial_capital), "yes" if a.is_active else "no",
+                      MODE_LABELS.get(a.trading_mode, a.trading_mode))  # fmt: skip
     console.print(table)
