@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tradestore import __version__
-from tradestore.cli import notify, webhooks
+from tradestore.cli import collect, notify, webhooks
 from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
 from tradestore.cli.common import console, handles_errors, settings
@@ -57,6 +57,7 @@ app.add_typer(notify.worker_app, name="worker")
 app.command("serve")(notify.serve_command)
 app.add_typer(backup_app, name="backup")
 app.add_typer(ops_app, name="ops")
+collect.register(app)
 
 
 @app.command()
