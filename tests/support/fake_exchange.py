@@ -9,6 +9,10 @@ test fills an order with `fill()`. Faults are scripted per endpoint: `fail_next(
 the next matching request with a given status and body (a 429, a rejection), `drop_next()`
 closes the connection without an answer. `requests` records every request (method, path,
 params) for assertions; `trade_feed` can rewrite the myTrades answer (duplicates, reordering).
+
+Public market data for the collector: `klines` (per symbol, 1m bars as Binance sends them),
+`agg_trades` (aggTrades), `depth` and `ticker_24hr`, filled with `add_bar`, `add_print`,
+`set_book`, `set_ticker`; `kline_feed` rewrites a klines answer (duplicate bars).
 """
 
 from __future__ import annotations
@@ -93,6 +97,11 @@ class FakeBinance:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     scripted: list[Scripted] = field(default_factory=list)
     trade_feed: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+    klines: dict[str, list[list[Any]]] = field(default_factory=dict)
+    agg_trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    books: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tickers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kline_feed: Callable[[list[list[Any]]], list[list[Any]]] | None = None
     api_key: str = API_KEY
     api_secret: str = API_SECRET
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
@@ -167,6 +176,106 @@ class FakeBinance:
             self.trades.append(trade)
             return trade
 
+    # ------------------------------------------------------------------ market data
+    def add_bar(
+        self, symbol: str, open_ms: int, o: str, h: str, low: str, c: str, v: str, count: int = 1
+    ) -> None:
+        """A 1m bar as Binance's klines list it (times in ms, values as strings)."""
+        with self.lock:
+            bars = self.klines.setdefault(symbol, [])
+            bars[:] = [b for b in bars if b[0] != open_ms]
+            quote = str(Decimal(v) * Decimal(c))
+            bars.append([open_ms, o, h, low, c, v, open_ms + 59_999, quote, count, "0", "0", "0"])
+            bars.sort(key=lambda b: b[0])
+
+    def add_print(
+        self, symbol: str, time_ms: int, price: str, qty: str, buyer_maker: bool = False
+    ) -> int:
+        """A public trade (aggTrades); returns its id."""
+        with self.lock:
+            prints = self.agg_trades.setdefault(symbol, [])
+            trade_id = next(self._trade_ids)
+            prints.append(
+                {
+                    "a": trade_id,
+                    "p": price,
+                    "q": qty,
+                    "f": trade_id,
+                    "l": trade_id,
+                    "T": time_ms,
+                    "m": buyer_maker,
+                    "M": True,
+                }
+            )
+            prints.sort(key=lambda t: (t["T"], t["a"]))
+            return trade_id
+
+    def set_book(
+        self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]
+    ) -> None:
+        with self.lock:
+            last = self.books.get(symbol, {}).get("lastUpdateId", 0)
+            self.books[symbol] = {
+                "lastUpdateId": last + 1,
+                "bids": [list(b) for b in bids],
+                "asks": [list(a) for a in asks],
+            }
+
+    def set_ticker(self, symbol: str, last: str, bid: str, ask: str, time_ms: int) -> None:
+        with self.lock:
+            self.tickers[symbol] = {
+                "symbol": symbol,
+                "priceChange": "0",
+                "priceChangePercent": "0",
+                "weightedAvgPrice": last,
+                "prevClosePrice": last,
+                "lastPrice": last,
+                "lastQty": "1",
+                "bidPrice": bid,
+                "bidQty": "1",
+                "askPrice": ask,
+                "askQty": "1",
+                "openPrice": last,
+                "highPrice": last,
+                "lowPrice": last,
+                "volume": "10",
+                "quoteVolume": str(Decimal(last) * 10),
+                "openTime": time_ms - 86_400_000,
+                "closeTime": time_ms,
+                "firstId": 1,
+                "lastId": 2,
+                "count": 2,
+            }
+
+    def _klines(self, params: dict[str, str]) -> tuple[int, Any]:
+        bars = self.klines.get(params.get("symbol", ""), [])
+        start = int(params.get("startTime", 0))
+        end = int(params.get("endTime", 2**62))
+        found = [b for b in bars if start <= b[0] <= end][: int(params.get("limit", 500))]
+        if self.kline_feed is not None:
+            found = self.kline_feed(found)
+        return 200, found
+
+    def _agg_trades(self, params: dict[str, str]) -> tuple[int, Any]:
+        prints = self.agg_trades.get(params.get("symbol", ""), [])
+        start = int(params.get("startTime", 0))
+        end = int(params.get("endTime", 2**62))
+        found = [t for t in prints if start <= t["T"] <= end]
+        return 200, found[: int(params.get("limit", 500))]
+
+    def _depth(self, params: dict[str, str]) -> tuple[int, Any]:
+        book = self.books.get(params.get("symbol", ""))
+        if book is None:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        limit = int(params.get("limit", 100))
+        return 200, book | {"bids": book["bids"][:limit], "asks": book["asks"][:limit]}
+
+    def _ticker(self, params: dict[str, str]) -> tuple[int, Any]:
+        ticker = self.tickers.get(params.get("symbol", ""))
+        if ticker is None:
+            return 400, {"code": -1121, "msg": "Invalid symbol."}
+        return 200, ticker
+
     def _move(self, asset: str, amount: Decimal) -> None:
         self.balances[asset] = self.balances.get(asset, Decimal(0)) + amount
 
@@ -236,6 +345,16 @@ class FakeBinance:
             ("GET", "/sapi/v1/margin/allPairs"): lambda p: [],
             ("GET", "/sapi/v1/margin/isolated/allPairs"): lambda p: [],
         }
+        market_data = {
+            ("GET", "/api/v3/klines"): self._klines,
+            ("GET", "/api/v3/aggTrades"): self._agg_trades,
+            ("GET", "/api/v3/depth"): self._depth,
+            ("GET", "/api/v3/ticker/24hr"): self._ticker,
+        }
+        if (method, path) in market_data:
+            with self.lock:
+                status, answer = market_data[(method, path)](params)
+            return status, answer
         private = {
             ("POST", "/api/v3/order"): self._create,
             ("GET", "/api/v3/order"): self._query,

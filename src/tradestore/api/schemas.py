@@ -78,6 +78,8 @@ class AccountOut(Out):
     initial_capital: Decimal | None = None
     is_active: bool
     created_at: dt.datetime
+    # off (books only), sim (tradestore's paper exchange), paper (exchange testnet), live.
+    trading_mode: str = "off"
 
 
 class ValuationOut(Out):

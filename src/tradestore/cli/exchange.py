@@ -49,7 +49,11 @@ def _factory(conn: psycopg.Connection[Any], api_url: str | None, account_id: int
 @handles_errors
 def route_set(
     account: int = typer.Option(..., "--account", "-a", help="account id"),
-    mode: str = typer.Option(..., "--mode", help="off (books only), paper (testnet), live"),
+    mode: str = typer.Option(
+        ...,
+        "--mode",
+        help="off (books only), sim (tradestore's paper exchange), paper (testnet), live",
+    ),
     key: int | None = typer.Option(None, "--key", help="API key id (tradestore apikeys list)"),
 ) -> None:
     """Set whether an account's orders go to its exchange, and with which API key."""

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tradestore import __version__
-from tradestore.cli import notify, webhooks
+from tradestore.cli import collect, notify, webhooks
 from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
 from tradestore.cli.brain import brain_app
@@ -79,6 +79,7 @@ app.command("serve")(notify.serve_command)
 app.add_typer(backup_app, name="backup")
 app.add_typer(ops_app, name="ops")
 app.add_typer(brain_app, name="brain")
+collect.register(app)
 
 
 @app.command()

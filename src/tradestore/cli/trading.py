@@ -59,6 +59,14 @@ accounts_app = typer.Typer(
     no_args_is_help=True,
 )
 
+# How an account's trading mode is shown: a simulated (paper) account is never mistaken for a live one.
+MODE_LABELS = {
+    "off": "books only",
+    "sim": "PAPER (sim)",
+    "paper": "PAPER (testnet)",
+    "live": "LIVE",
+}
+
 ACCOUNT = typer.Option(..., "--account", "-a", help="account id")
 
 
@@ -696,7 +704,7 @@ def accounts_create(
 
 _ACCOUNT_COLUMNS = (
     Column("id"), Column("user"), Column("exchange"), Column("name"), Column("currency"),
-    Column("initial capital", justify="right"), Column("active"),
+    Column("initial capital", justify="right"), Column("active"), Column("mode"),
 )  # fmt: skip
 
 
@@ -713,6 +721,7 @@ def accounts_list(username: str = typer.Option(None, "--user", help="only this u
         add_row(table, _ACCOUNT_COLUMNS, (
             str(a.id), a.username, a.exchange or "-", a.name, a.base_currency,
             a.initial_capital, "yes" if a.is_active else "no",
+            MODE_LABELS.get(a.trading_mode, a.trading_mode),
         ))  # fmt: skip
     print_table(table)
 

@@ -24,6 +24,7 @@ class Account:
     base_currency: str
     initial_capital: Decimal
     is_active: bool
+    trading_mode: str = "off"
 
 
 def create_account(
@@ -67,7 +68,7 @@ def list_accounts(conn: psycopg.Connection[Any], username: str | None = None) ->
     rows = dicts(
         conn,
         "SELECT a.id, a.user_id, u.username, x.code AS exchange, a.name, a.base_currency, "
-        "a.initial_capital, a.is_active FROM account.accounts a "
+        "a.initial_capital, a.is_active, a.trading_mode FROM account.accounts a "
         "JOIN account.users u ON u.id = a.user_id LEFT JOIN market.exchanges x ON x.id = a.exchange_id "
         "WHERE %(username)s::text IS NULL OR u.username = %(username)s ORDER BY a.id",
         {"username": username},

@@ -37,7 +37,7 @@ router = APIRouter(tags=["portfolio"])
 
 _ACCOUNTS = """
 SELECT a.id, a.name, x.code AS exchange, a.base_currency, a.strategy_type, a.initial_capital,
-       a.is_active, a.created_at
+       a.is_active, a.created_at, a.trading_mode
   FROM account.accounts a LEFT JOIN market.exchanges x ON x.id = a.exchange_id
  WHERE (%(account)s::bigint IS NULL OR a.id = %(account)s)
  ORDER BY a.id

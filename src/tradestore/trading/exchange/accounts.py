@@ -1,7 +1,7 @@
 """Which accounts route orders to their exchange, and the connector each one uses.
 
 An account routes when its `trading_mode` is 'paper' (the exchange's testnet) or 'live'
-and it names one of its user's API keys for its exchange (account.accounts.api_key_id;
+('sim' is tradestore's own paper exchange: nothing is routed) and it names one of its user's API keys for its exchange (account.accounts.api_key_id;
 the database checks both). Credentials are decrypted from the API-key store only here,
 when a connector is built.
 """
@@ -20,7 +20,10 @@ from tradestore.identity import apikeys
 from tradestore.identity.secretbox import SecretBox
 from tradestore.trading.exchange.connector import Connector, build_exchange, profile_for
 
-MODES = ("off", "paper", "live")
+MODES = ("off", "sim", "paper", "live")
+# Modes whose orders go to the exchange through the router ('sim': tradestore's own paper
+# exchange, tradestore.trading.exchange.paper, fills them).
+ROUTED_MODES = ("paper", "live")
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,11 @@ class RoutingAccount:
 def set_routing(
     conn: psycopg.Connection[Any], account_id: int, mode: str, api_key_id: int | None = None
 ) -> None:
-    """Set an account's trading mode (off, paper, live) and the API key it trades with."""
+    """Set an account's trading mode (off, sim, paper, live) and the API key it trades with."""
     mode = mode.strip().lower()
     if mode not in MODES:
-        raise ValidationError("trading_mode", "must be one of off, paper, live", mode)
-    if mode != "off":
+        raise ValidationError("trading_mode", "must be one of off, sim, paper, live", mode)
+    if mode in ROUTED_MODES:
         profile_for(_exchange_code(conn, account_id))
     with translated():
         cur = conn.execute(
@@ -72,7 +75,7 @@ def routing_accounts(
         conn,
         "SELECT a.id AS account_id, a.user_id, x.code AS exchange, a.trading_mode, a.api_key_id "
         "FROM account.accounts a JOIN market.exchanges x ON x.id = a.exchange_id "
-        "WHERE a.trading_mode <> 'off' AND a.is_active "
+        "WHERE a.trading_mode IN ('paper', 'live') AND a.is_active "
         "AND (%(id)s::bigint IS NULL OR a.id = %(id)s) ORDER BY a.id",
         {"id": account_id},
     )

@@ -1,7 +1,8 @@
 -- Order routing to exchanges (the outbox) and fill sync cursors.
 --
 -- An account routes its orders to its exchange when its trading_mode is 'paper' (the
--- exchange's testnet/sandbox) or 'live', with the API key it names. Every order placed on
+-- exchange's testnet/sandbox) or 'live', with the API key it names. A 'sim' account does
+-- not route: tradestore's paper exchange fills its orders from collected market data. Every order placed on
 -- such an account gets a row in trade.order_routes in the same transaction (a trigger), so
 -- an order can never be recorded without being queued, nor sent without being recorded.
 -- The router worker (tradestore.trading.exchange.router) claims rows with FOR UPDATE SKIP
@@ -68,7 +69,7 @@ CREATE TRIGGER tr_order_routes_updated_at BEFORE UPDATE ON trade.order_routes
 -- [.A-Z:/a-z0-9_-]{1,36}); this is the part every supported exchange accepts.
 CREATE OR REPLACE FUNCTION trade.routes_orders(p_account_id bigint)
 RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((SELECT a.trading_mode <> 'off' FROM account.accounts a WHERE a.id = p_account_id), false)
+    SELECT coalesce((SELECT a.trading_mode IN ('paper', 'live') FROM account.accounts a WHERE a.id = p_account_id), false)
 $$;
 
 -- A routed order gets a client order id if it has none: 'ts' + order id + 8 random hex

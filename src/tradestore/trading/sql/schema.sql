@@ -122,14 +122,15 @@ CREATE TABLE account.accounts (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     last_rebalanced     timestamptz,
-    -- Order routing (trading/sql/routing.sql): off = books only, nothing is sent; paper =
-    -- the exchange's testnet; live = the exchange, with the API key named here.
+    -- Order routing (trading/sql/routing.sql): off = books only, nothing is sent; sim =
+    -- tradestore's paper exchange (trading/exchange/paper.py, no key); paper = the
+    -- exchange's testnet; live = the exchange, with the API key named here.
     trading_mode        varchar(10) NOT NULL DEFAULT 'off'
-                        CHECK (trading_mode = 'off' OR trading_mode = 'paper' OR trading_mode = 'live'),
+                        CHECK (trading_mode = 'off' OR trading_mode = 'sim' OR trading_mode = 'paper' OR trading_mode = 'live'),
     api_key_id          bigint REFERENCES account.api_keys (id) ON DELETE RESTRICT,
     CONSTRAINT accounts_user_name_key UNIQUE (user_id, name),
     CONSTRAINT chk_accounts_routing
-        CHECK (trading_mode = 'off' OR (exchange_id IS NOT NULL AND api_key_id IS NOT NULL))
+        CHECK (trading_mode = 'off' OR exchange_id IS NOT NULL AND (trading_mode = 'sim' OR api_key_id IS NOT NULL))
 );
 CREATE INDEX idx_accounts_exchange ON account.accounts (exchange_id);
 CREATE TRIGGER tr_accounts_updated_at BEFORE UPDATE ON account.accounts

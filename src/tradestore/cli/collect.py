@@ -1,0 +1,132 @@
+"""`tradestore collect` (live market data into the database) and `tradestore paper run`
+(the paper exchange's matcher as a worker). CCXT is imported only when they run."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import typer
+
+from tradestore.cli.common import console, database, fail, handles_errors, settings
+from tradestore.db.connect import connect
+
+paper_app = typer.Typer(
+    help="tradestore's paper exchange: fills the orders of accounts in trading mode 'sim'.",
+    no_args_is_help=True,
+)
+
+
+@contextmanager
+def _conn() -> Iterator[psycopg.Connection[Any]]:
+    with database() as conninfo, connect(conninfo, autocommit=True) as conn:
+        yield conn
+
+
+def _until_stopped(step: Callable[[], None], interval: float, what: str) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.print(f"{what}; Ctrl-C to stop")
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            step()
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@handles_errors
+def collect_command(
+    exchange: str = typer.Option(..., "--exchange", "-x", help="exchange code (binance, upbit ...)"),
+    symbols: list[str] = typer.Option(..., "--symbol", "-s", help="CCXT symbol, e.g. BTC/USDT; repeat"),
+    candles: str | None = typer.Option(None, "--candles", help="collect closed bars at this timeframe"),
+    tickers: bool = typer.Option(False, "--tickers", help="collect 24h tickers"),
+    orderbook: int | None = typer.Option(None, "--orderbook", help="collect book snapshots of DEPTH levels"),
+    trades: bool = typer.Option(False, "--trades", help="collect public trades"),
+    interval: float = typer.Option(1.0, "--interval", help="seconds between polls"),
+    once: bool = typer.Option(False, "--once", help="one pass (backfill included), then exit"),
+    api_url: str | None = typer.Option(None, "--api-url", hidden=True,
+                                       help="send the exchange's REST calls here (a local fake)"),
+) -> None:  # fmt: skip
+    """Collect live market data into the database (gaps backfilled first)."""
+    from tradestore.cache.client import existing_cache
+    from tradestore.market.collect.collector import Collector
+    from tradestore.market.collect.feed import FeedSpec, MarketSource
+
+    specs = []
+    for symbol in symbols:
+        if candles:
+            specs.append(FeedSpec(exchange, symbol, "candles", timeframe=candles))
+        if trades:
+            specs.append(FeedSpec(exchange, symbol, "trades"))
+        if orderbook is not None:
+            specs.append(FeedSpec(exchange, symbol, "orderbook", depth=orderbook))
+        if tickers:
+            specs.append(FeedSpec(exchange, symbol, "ticker"))
+    if not specs:
+        raise fail(
+            "nothing to collect: pass --candles TF, --trades, --orderbook DEPTH or --tickers"
+        )
+    cache = existing_cache(settings())
+    try:
+        with _conn() as conn:
+            collector = Collector(conn, MarketSource(exchange, api_url), specs, cache=cache)
+            with collector:
+
+                def step() -> None:
+                    report = collector.run_once()
+                    flush = report.flush
+                    stored = dict(flush.stored) if flush else {}
+                    if once or stored or report.failed or report.stale:
+                        console.print(
+                            f"stored {stored or 'nothing'}"
+                            + (f"; backfilled {report.backfilled}" if report.backfilled else "")
+                            + (f"; failed {report.failed}" if report.failed else "")
+                            + (f"; stale {report.stale}" if report.stale else "")
+                        )
+
+                if once:
+                    step()
+                else:
+                    _until_stopped(step, interval, f"collecting {len(specs)} feeds")
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+@paper_app.command("run")
+@handles_errors
+def paper_run(
+    account: int | None = typer.Option(None, "--account", "-a", help="only this account"),
+    interval: float = typer.Option(1.0, "--interval", help="seconds between passes"),
+    once: bool = typer.Option(False, "--once", help="one pass, then exit"),
+) -> None:
+    """Fill the open orders of 'sim' accounts from the collected market data."""
+    from tradestore.trading.exchange.paper import PaperExchange
+
+    with _conn() as conn:
+        paper = PaperExchange(conn)
+
+        def step() -> None:
+            report = paper.run_once(account)
+            if once or report.fills or report.canceled:
+                console.print(
+                    f"paper: {report.orders} open orders, {report.fills} fills"
+                    + (f", remainder canceled: {report.canceled}" if report.canceled else "")
+                )
+
+        if once:
+            step()
+        else:
+            _until_stopped(step, interval, "paper exchange running")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("collect")(collect_command)
+    app.add_typer(paper_app, name="paper")
