@@ -35,8 +35,8 @@ from typing import Any
 
 import psycopg
 
+from tradestore.db.query import dicts
 from tradestore.strategy.fees import has_fee_schedules
-from tradestore.trading._sql import dicts
 from tradestore.trading.fills import apply_fill
 from tradestore.trading.orders import cancel_order
 
