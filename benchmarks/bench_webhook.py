@@ -4,8 +4,13 @@ The app (create_app, served by uvicorn) runs in a process of its own; this proce
 the load generator: CONNECTIONS keep-alive connections, each sending its share of
 REQUESTS one after another. Every webhook request is a valid alert with a new
 idempotency key, so each is stored, authenticated, validated, resolved, deduplicated and
-answered 202, then places an order after the reply. The anchor is a bare FastAPI endpoint
-in the same app that does nothing, measured in the same run with the same load.
+answered 202, then places an order after the reply. Two anchors in the same app, measured
+in the same run with the same load: a bare FastAPI endpoint that does nothing, and one
+that does nothing but place the same order with one `submit_order` statement (the goal:
+the webhook's p50 under twice that endpoint's).
+
+It also prints the database and Redis round trips per request of each kind (accepted
+with its order, duplicate, conflict, invalid, unauthenticated), counted in the server.
 
 The load generator speaks HTTP/1.1 over asyncio streams directly: httpx's client costs
 more per request than the endpoint being measured and would hide the difference.
@@ -24,16 +29,19 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from fastapi import Request
 
 from benchmarks.harness import Bench, Figure
 from benchmarks.roundtrips import RoundTrips
 from tradestore.db import migrate
+from tradestore.inbound import credentials
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-secret-0123456789"
 REQUESTS = 3000
 WARMUP = 200
 ROUNDTRIP_REQUESTS = 50
+# The order both the webhook and the submit_order anchor place.
+ORDER = "SELECT public.submit_order(1, 1, 'BUY', 'LIMIT', 0.01, 65000, %s)"
 CONNECTIONS = 8
 LISTING = """
 INSERT INTO market.exchanges (code, name) VALUES ('binance', 'Binance');
@@ -46,10 +54,10 @@ INSERT INTO account.accounts (user_id, exchange_id, name) VALUES (1, 1, 'main');
 """
 
 
-def _body(i: int, run: str) -> bytes:
+def _body(i: int, run: str, secret: str = "", **extra: str) -> bytes:
     return json.dumps(
         {
-            "secret": SECRET,
+            "secret": secret,
             "idempotency_key": f"{run}-{i}",
             "exchange": "binance",
             "symbol": "BTCUSDT",
@@ -58,6 +66,7 @@ def _body(i: int, run: str) -> bytes:
             "order_type": "limit",
             "quantity": "0.01",
             "price": "65000",
+            **extra,
         }
     ).encode()
 
@@ -107,7 +116,7 @@ def _p(values: list[float], q: float) -> float:
 
 
 def _serve(conninfo: str, port: int) -> None:
-    """The server process: the tradestore app plus a bare endpoint."""
+    """The server process: the tradestore app plus the two anchors."""
     import uvicorn
 
     from tradestore.api.app import create_app
@@ -119,8 +128,6 @@ def _serve(conninfo: str, port: int) -> None:
         conninfo=conninfo,
         webhook_settings=load_webhook_settings(
             None,
-            TRADINGVIEW_WEBHOOK_SECRET=SECRET,
-            TRADINGVIEW_WEBHOOK_USER="bench",
             WEBHOOK_RATE_LIMIT_PER_IP=10**9,  # one load generator, one address
         ),
     )
@@ -128,6 +135,13 @@ def _serve(conninfo: str, port: int) -> None:
     @app.post("/bare")
     async def bare() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.post("/bench/order")
+    async def order(request: Request) -> dict[str, int]:
+        key = json.loads(await request.body())["idempotency_key"]
+        async with app.state.pool.connection() as conn:
+            row = await (await conn.execute(ORDER, (key,))).fetchone()
+        return {"order_id": row[0]}
 
     counter = RoundTrips()
 
@@ -146,21 +160,35 @@ def _serve(conninfo: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def _count_round_trips(port: int) -> tuple[float, float]:
-    """PostgreSQL and Redis round trips per webhook request, the order placed after the
-    202 included: ROUNDTRIP_REQUESTS sent one at a time, counted in the server."""
+def _count_round_trips(port: int, secret: str) -> dict[str, tuple[float, float]]:
+    """PostgreSQL and Redis round trips per webhook request of each kind, the order placed
+    after the 202 included: ROUNDTRIP_REQUESTS of each sent one at a time, counted in the
+    server."""
     base = f"http://127.0.0.1:{port}"
-    httpx.post(f"{base}/bench/roundtrips/start", timeout=30).raise_for_status()
+    n = ROUNDTRIP_REQUESTS
+    kinds = {
+        "accepted": [_body(i, "count", secret) for i in range(n)],
+        "duplicate": [_body(i, "count", secret) for i in range(n)],
+        "conflict": [_body(i, "count", secret, comment="other") for i in range(n)],
+        "invalid": [_body(i, "bad", secret, side="hold") for i in range(n)],
+        "unauthenticated": [
+            _body(i, "anon", "tvwh_0000000000000000_" + "x" * 43) for i in range(n)
+        ],
+    }
+    found: dict[str, tuple[float, float]] = {}
     with httpx.Client(timeout=30) as client:
-        for i in range(ROUNDTRIP_REQUESTS):
-            client.post(
-                f"{base}/webhooks/tradingview",
-                content=_body(i, "count"),
-                headers={"content-type": "application/json"},
-            ).raise_for_status()
-    time.sleep(1)  # the orders are placed after the reply
-    counts = httpx.post(f"{base}/bench/roundtrips/stop", timeout=30).json()
-    return counts["pg"] / ROUNDTRIP_REQUESTS, counts["redis"] / ROUNDTRIP_REQUESTS
+        for kind, bodies in kinds.items():
+            client.post(f"{base}/bench/roundtrips/start").raise_for_status()
+            for body in bodies:
+                client.post(
+                    f"{base}/webhooks/tradingview",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
+            time.sleep(1)  # the orders are placed after the reply
+            counts = client.post(f"{base}/bench/roundtrips/stop").json()
+            found[kind] = (counts["pg"] / n, counts["redis"] / n)
+    return found
 
 
 def _free_port() -> int:
@@ -175,6 +203,7 @@ def run(bench: Bench) -> list[Figure]:
     migrate.enable_modules(db, ["dedupe"])
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(LISTING)
+        secret = credentials.create(conn, 1, "bench").token
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_webhook", "--serve", db, str(port)], cwd=ROOT
@@ -192,15 +221,17 @@ def run(bench: Bench) -> list[Figure]:
             time.sleep(0.2)
         bare_bodies = [_body(i, "bare") for i in range(REQUESTS)]
         _load(port, "/bare", bare_bodies[:WARMUP])
-        _load(port, "/webhooks/tradingview", [_body(i, "warm") for i in range(WARMUP)])
-        trips = _count_round_trips(port)
-        print(
-            f"# round trips per webhook request (stored, judged, order placed): "
-            f"PostgreSQL {trips[0]:.2f}, Redis {trips[1]:.2f}"
-        )
+        _load(port, "/bench/order", [_body(i, "order-warm") for i in range(WARMUP)])
+        _load(port, "/webhooks/tradingview", [_body(i, "warm", secret) for i in range(WARMUP)])
+        trips = _count_round_trips(port, secret)
+        for kind, (pg, rd) in trips.items():
+            print(f"# round trips per {kind} webhook request: PostgreSQL {pg:.2f}, Redis {rd:.2f}")
         bare_rps, bare_lat = _load(port, "/bare", bare_bodies)
+        order_rps, order_lat = _load(
+            port, "/bench/order", [_body(i, "order") for i in range(REQUESTS)]
+        )
         hook_rps, hook_lat = _load(
-            port, "/webhooks/tradingview", [_body(i, "run") for i in range(REQUESTS)]
+            port, "/webhooks/tradingview", [_body(i, "run", secret) for i in range(REQUESTS)]
         )
         time.sleep(2)  # let the last background orders land
         with psycopg.connect(db, autocommit=True) as conn:
@@ -215,8 +246,11 @@ def run(bench: Bench) -> list[Figure]:
         "requests": REQUESTS,
         "connections": CONNECTIONS,
         "orders_placed": orders,
-        "pg_round_trips": round(trips[0], 2),
-        "redis_round_trips": round(trips[1], 2),
+        "bare_p50_ms": round(_p(bare_lat, 0.5), 3),
+        "bare_rps": round(bare_rps, 1),
+        "round_trips": {
+            k: {"pg": round(v[0], 2), "redis": round(v[1], 2)} for k, v in trips.items()
+        },
     }
     return [
         Figure(
@@ -235,6 +269,16 @@ def run(bench: Bench) -> list[Figure]:
             anchor_value=_p(bare_lat, 0.5),
             higher_is_better=False,
             notes=notes,
+        ),
+        Figure(
+            "webhook_p50_vs_submit_order",
+            _p(hook_lat, 0.5),
+            "ms",
+            anchor="bare endpoint + one submit_order p50",
+            anchor_value=_p(order_lat, 0.5),
+            higher_is_better=False,
+            goal=0.5,
+            notes={**notes, "submit_order_rps": round(order_rps, 1)},
         ),
         Figure(
             "webhook_p99",

@@ -2,7 +2,9 @@
 
 PostgreSQL: every exchange psycopg makes with the server goes through
 `Connection.wait` / `AsyncConnection.wait` (a statement, BEGIN, COMMIT, a pipeline
-sync), so each call is one round trip. Redis: every command, pipeline or script call is
+sync), so each call that touches the socket is one round trip (a call whose generator
+ends without waiting for the socket, such as `commit()` on an idle autocommit
+connection, which a pool's `connection()` makes on every return, is not counted). Redis: every command, pipeline or script call is
 written by one `send_packed_command` and answered before the next, so each call is one
 round trip. Patched at class level while a `RoundTrips` is active.
 """
@@ -38,13 +40,23 @@ class RoundTrips:
         sync_send = connection.AbstractConnection.send_packed_command
         async_send = aconnection.AbstractConnection.send_packed_command
 
-        def wait(self: Any, *args: Any, **kw: Any) -> Any:
+        def counted(gen: Any) -> Any:
+            try:
+                ready = next(gen)
+            except StopIteration as stop:
+                return stop.value  # no I/O at all
             counter._count("pg")
-            return sync_wait(self, *args, **kw)
+            while True:
+                try:
+                    ready = gen.send((yield ready))
+                except StopIteration as stop:
+                    return stop.value
 
-        async def await_(self: Any, *args: Any, **kw: Any) -> Any:
-            counter._count("pg")
-            return await async_wait(self, *args, **kw)
+        def wait(self: Any, gen: Any, *args: Any, **kw: Any) -> Any:
+            return sync_wait(self, counted(gen), *args, **kw)
+
+        async def await_(self: Any, gen: Any, *args: Any, **kw: Any) -> Any:
+            return await async_wait(self, counted(gen), *args, **kw)
 
         def send(self: Any, *args: Any, **kw: Any) -> Any:
             counter._count("redis")

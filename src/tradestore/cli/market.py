@@ -412,9 +412,17 @@ def market_query(
         False, "--fill", help="forward-fill empty buckets (default: gaps stay gaps)"
     ),
     out: Path = typer.Option(None, "--out", "-o", help="write CSV or Parquet instead of printing"),
-    limit: int = typer.Option(50, "--limit", help="rows to print (without --out)"),
+    limit: int = typer.Option(
+        50,
+        "--limit",
+        min=1,
+        help="bars to print (without --out): with --from the first N from that time, "
+        "otherwise the latest N",
+    ),
 ) -> None:
-    """Bars at any timeframe: ingested, or rolled up (materialized plus the live tail)."""
+    """Bars at any timeframe: ingested, or rolled up (materialized plus the live tail).
+    Printed oldest first: with --from, the first --limit bars from that time; without
+    it, the latest --limit bars."""
     start_at, end_at = parse_optional_time(start, "from"), parse_optional_time(end, "to")
     with database() as conninfo:
         listing = _listing_id(conninfo, exchange, symbol)
@@ -432,11 +440,14 @@ def market_query(
         query.export(frame, out)
         console.print(f"wrote {frame.height} bars to {out}")
         return
+    shown = frame.head(limit) if start_at is not None else frame.tail(limit)
     table = Table(*frame.columns)
-    for row in frame.tail(limit).iter_rows():
+    for row in shown.iter_rows():
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
-    console.print(f"{frame.height} bars", style="dim")
+    which = "the first" if start_at is not None else "the latest"
+    note = f" ({which} {shown.height} shown)" if shown.height < frame.height else ""
+    console.print(f"{frame.height} bars{note}", style="dim")
 
 
 # --------------------------------------------------------------------------- indicators

@@ -171,6 +171,40 @@ def orders_expire() -> None:
     console.print(f"expired {count} order(s)")
 
 
+# Tables fit an 80-column terminal: the minor columns (essential=False) show with --wide.
+_R = "right"
+ORDER_COLUMNS = (
+    Column("id", justify=_R), Column("account", essential=False, justify=_R), Column("symbol"),
+    Column("side"), Column("type", essential=False), Column("qty", justify=_R),
+    Column("price", justify=_R), Column("filled", justify=_R),
+    Column("avg", essential=False, justify=_R), Column("status"),
+    Column("created", essential=False),
+)  # fmt: skip
+FILL_COLUMNS = (
+    Column("id", justify=_R), Column("order", justify=_R), Column("trade id", essential=False),
+    Column("symbol"), Column("side"), Column("qty", justify=_R), Column("price", justify=_R),
+    Column("fee", justify=_R), Column("late", essential=False),
+    Column("executed", essential=False),
+)  # fmt: skip
+POSITION_COLUMNS = (
+    Column("symbol"), Column("side"), Column("qty", justify=_R), Column("entry", justify=_R),
+    Column("price", justify=_R), Column("market value", essential=False, justify=_R),
+    Column("unrealized", justify=_R), Column("realized", essential=False, justify=_R),
+    Column("fees", essential=False, justify=_R),
+)  # fmt: skip
+LEDGER_COLUMNS = (
+    Column("seq", justify=_R), Column("id", essential=False, justify=_R), Column("type"),
+    Column("currency"), Column("amount", justify=_R),
+    Column("order", essential=False, justify=_R),
+    Column("execution", essential=False, justify=_R), Column("time"),
+    Column("description", essential=False),
+)  # fmt: skip
+BALANCE_COLUMNS = (
+    Column("currency"), Column("ledger", justify=_R), Column("free", justify=_R),
+    Column("used", justify=_R), Column("total", justify=_R),
+)  # fmt: skip
+
+
 @orders_app.command("list")
 @handles_errors
 def orders_list(
@@ -181,34 +215,26 @@ def orders_list(
     """Orders, newest first."""
     with _conn() as conn:
         orders = trading.list_orders(conn, account, active_only=active, limit=limit)
-    table = Table(
-        "id",
-        "account",
-        "symbol",
-        "side",
-        "type",
-        "qty",
-        "price",
-        "filled",
-        "avg",
-        "status",
-        "created",
-    )
+    table = make_table(ORDER_COLUMNS)
     for o in orders:
-        table.add_row(
-            str(o.id),
-            str(o.account_id),
-            o.symbol,
-            o.side,
-            o.order_type,
-            _fmt(o.quantity),
-            _fmt(o.price or o.stop_price),
-            _fmt(o.filled_quantity),
-            _fmt(o.average_fill_price),
-            o.status,
-            _fmt(o.created_at),
+        add_row(
+            table,
+            ORDER_COLUMNS,
+            [
+                str(o.id),
+                str(o.account_id),
+                o.symbol,
+                o.side,
+                o.order_type,
+                _fmt(o.quantity),
+                _fmt(o.price or o.stop_price),
+                _fmt(o.filled_quantity),
+                _fmt(o.average_fill_price),
+                o.status,
+                _fmt(o.created_at),
+            ],
         )
-    console.print(table)
+    print_table(table)
 
 
 # ------------------------------------------------------------------------------ fills
@@ -259,23 +285,25 @@ def fills_list(
     """Executions, newest first."""
     with _conn() as conn:
         executions = trading.list_executions(conn, account, order_id=order, limit=limit)
-    table = Table(
-        "id", "order", "trade id", "symbol", "side", "qty", "price", "fee", "late", "executed"
-    )
+    table = make_table(FILL_COLUMNS)
     for e in executions:
-        table.add_row(
-            str(e.id),
-            str(e.order_id),
-            e.exchange_trade_id,
-            e.symbol,
-            e.side,
-            _fmt(e.quantity),
-            _fmt(e.price),
-            f"{_fmt(e.fee)} {e.fee_currency or ''}",
-            "yes" if e.is_late else "",
-            _fmt(e.executed_at),
+        add_row(
+            table,
+            FILL_COLUMNS,
+            [
+                str(e.id),
+                str(e.order_id),
+                e.exchange_trade_id,
+                e.symbol,
+                e.side,
+                _fmt(e.quantity),
+                _fmt(e.price),
+                f"{_fmt(e.fee)} {e.fee_currency or ''}",
+                "yes" if e.is_late else "",
+                _fmt(e.executed_at),
+            ],
         )
-    console.print(table)
+    print_table(table)
 
 
 # ------------------------------------------------------------------------------ positions
@@ -289,22 +317,24 @@ def positions(
     with _conn() as conn:
         rows = trading.list_positions(conn, account, include_flat=include_flat)
         value = trading.portfolio_valuation(conn, account)
-    table = Table(
-        "symbol", "side", "qty", "entry", "price", "market value", "unrealized", "realized", "fees"
-    )
+    table = make_table(POSITION_COLUMNS)
     for p in rows:
-        table.add_row(
-            p.symbol,
-            p.side,
-            _fmt(abs(p.quantity)),
-            _fmt(p.avg_entry_price),
-            _fmt(p.current_price),
-            _fmt(p.market_value),
-            _fmt(p.unrealized_pnl),
-            _fmt(p.realized_pnl),
-            _fmt(p.total_fees),
+        add_row(
+            table,
+            POSITION_COLUMNS,
+            [
+                p.symbol,
+                p.side,
+                _fmt(abs(p.quantity)),
+                _fmt(p.avg_entry_price),
+                _fmt(p.current_price),
+                _fmt(p.market_value),
+                _fmt(p.unrealized_pnl),
+                _fmt(p.realized_pnl),
+                _fmt(p.total_fees),
+            ],
         )
-    console.print(table)
+    print_table(table)
     console.print(
         f"{value.base_currency}: total {_fmt(value.total_value)} = cash {_fmt(value.cash_balance)} "
         f"+ positions {_fmt(value.positions_value)} + other {_fmt(value.other_value)}; "
@@ -329,22 +359,24 @@ def ledger_show(
     """Ledger rows, newest first."""
     with _conn() as conn:
         rows = trading.entries(conn, account, currency=currency, limit=limit)
-    table = Table(
-        "seq", "id", "type", "currency", "amount", "order", "execution", "time", "description"
-    )
+    table = make_table(LEDGER_COLUMNS)
     for r in rows:
-        table.add_row(
-            str(r.chain_seq),
-            str(r.id),
-            r.transaction_type,
-            r.currency,
-            _fmt(r.amount),
-            _fmt(r.related_order_id),
-            _fmt(r.related_execution_id),
-            _fmt(r.timestamp),
-            r.description or "",
+        add_row(
+            table,
+            LEDGER_COLUMNS,
+            [
+                str(r.chain_seq),
+                str(r.id),
+                r.transaction_type,
+                r.currency,
+                _fmt(r.amount),
+                _fmt(r.related_order_id),
+                _fmt(r.related_execution_id),
+                _fmt(r.timestamp),
+                r.description or "",
+            ],
         )
-    console.print(table)
+    print_table(table)
 
 
 @ledger_app.command("balances")
@@ -354,16 +386,20 @@ def ledger_balances(account: int = ACCOUNT) -> None:
     with _conn() as conn:
         rows = trading.asset_balances(conn, account)
         cash = trading.balances(conn, account)
-    table = Table("currency", "ledger", "free", "used", "total")
+    table = make_table(BALANCE_COLUMNS)
     for b in rows:
-        table.add_row(
-            b.currency,
-            _fmt(cash.get(b.currency, Decimal(0))),
-            _fmt(b.free),
-            _fmt(b.used),
-            _fmt(b.total),
+        add_row(
+            table,
+            BALANCE_COLUMNS,
+            [
+                b.currency,
+                _fmt(cash.get(b.currency, Decimal(0))),
+                _fmt(b.free),
+                _fmt(b.used),
+                _fmt(b.total),
+            ],
         )
-    console.print(table)
+    print_table(table)
 
 
 def _post(account: int, kind: str, currency: str, amount: str, description: str | None) -> None:

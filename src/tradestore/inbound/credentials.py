@@ -113,9 +113,13 @@ def rotate(conn: psycopg.Connection[Any], user_id: int, credential_id: int) -> I
     """A new token for the user's live credential; the old token stops working now."""
     # The token id stays (so does the credential); only the secret part changes.
     with conn.cursor(row_factory=class_row(Credential)) as cur:
+        # The row lock waits for a webhook request that is storing an alert with the old
+        # token (it share-locks the credential), and clock_timestamp() then stamps the
+        # rotation after that alert's received_at: the sweep's "rotated after the alert
+        # arrived" test is never fooled by a rotation that was still waiting.
         cur.execute(
             f"SELECT {_COLUMNS} FROM system.webhook_credentials "
-            "WHERE id = %s AND user_id = %s AND revoked_at IS NULL",
+            "WHERE id = %s AND user_id = %s AND revoked_at IS NULL FOR UPDATE",
             (credential_id, user_id),
         )
         found = cur.fetchone()
@@ -123,7 +127,7 @@ def rotate(conn: psycopg.Connection[Any], user_id: int, credential_id: int) -> I
             raise NotFound("webhook credential", credential_id)
         token = f"{PREFIX}_{found.token_id}_{secrets.token_urlsafe(32)}"
         cur.execute(
-            "UPDATE system.webhook_credentials SET secret_hash = %s, rotated_at = now() "
+            "UPDATE system.webhook_credentials SET secret_hash = %s, rotated_at = clock_timestamp() "
             f"WHERE id = %s AND user_id = %s AND revoked_at IS NULL RETURNING {_COLUMNS}",
             (hash_token(token), credential_id, user_id),
         )
@@ -135,8 +139,10 @@ def rotate(conn: psycopg.Connection[Any], user_id: int, credential_id: int) -> I
 
 def revoke(conn: psycopg.Connection[Any], user_id: int, credential_id: int) -> bool:
     """Revoke the user's credential; False when it already was."""
+    # Locked like rotate: a request storing an alert with this credential finishes first.
     row = conn.execute(
-        "SELECT revoked_at IS NOT NULL FROM system.webhook_credentials WHERE id = %s AND user_id = %s",
+        "SELECT revoked_at IS NOT NULL FROM system.webhook_credentials "
+        "WHERE id = %s AND user_id = %s FOR UPDATE",
         (credential_id, user_id),
     ).fetchone()
     if row is None:
@@ -144,7 +150,7 @@ def revoke(conn: psycopg.Connection[Any], user_id: int, credential_id: int) -> b
     if row[0]:
         return False
     conn.execute(
-        "UPDATE system.webhook_credentials SET revoked_at = now() "
+        "UPDATE system.webhook_credentials SET revoked_at = clock_timestamp() "
         "WHERE id = %s AND user_id = %s AND revoked_at IS NULL",
         (credential_id, user_id),
     )

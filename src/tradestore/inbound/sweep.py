@@ -61,7 +61,7 @@ async def sweep_unjudged(
         outcome = str(reply.body.get("status", "")).upper()
         counts[outcome] = counts.get(outcome, 0) + 1
         if reply.process_alert_id is not None:
-            await process_alert(conn, reply.process_alert_id)
+            await process_alert(conn, reply.process_alert_id, reply.judged)
     return counts
 
 

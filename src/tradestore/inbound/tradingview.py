@@ -46,7 +46,9 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
+from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache
+from tradestore.cache.keys import rate_limit_scope_key
 from tradestore.cache.ratelimit import Decision, Limit, RateLimiter
 from tradestore.db.errors import translate
 from tradestore.inbound import credentials
@@ -76,8 +78,6 @@ MODULE_MISSING = (
     "the dedupe Plus module is not enabled, so TradingView alerts cannot be stored: "
     "run `tradestore modules enable dedupe`"
 )
-# Roles whose credentials may place orders (a credential of a readonly user never acts).
-TRADING_ROLES = ("trader", "admin")
 _DIVISION = Context(prec=50)
 
 
@@ -88,6 +88,8 @@ class Reply:
     status: int
     body: dict[str, Any]
     process_alert_id: int | None = None
+    # what the verdict resolved, so that placing the order need not resolve it again
+    judged: tuple[TradingViewAlert, Target] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -184,11 +186,23 @@ def _prefix(data: bytes, limit: int) -> bytes:
     return cut
 
 
+@dataclass(frozen=True)
+class _Credential:
+    """The owner a request's secret names, as checked before the alert is stored, and the
+    credential's hash as it was then (the store statement requires it unchanged)."""
+
+    owner: Owner
+    secret_hash: str | None = None
+
+
 async def authenticate(
     conn: psycopg.AsyncConnection[Any], payload: Any, settings: WebhookSettings
-) -> Owner | None:
+) -> _Credential | None:
     """The owner of the credential in the payload's "secret", or None. Unknown, wrong,
-    revoked, and credentials of users who may not trade are all simply None."""
+    revoked, and credentials of users who may not trade (system.webhook_owner_may_act)
+    are all simply None. One round trip; the store statement then holds the credential
+    (share lock) while it records the alert, so a rotation or revocation is either wholly
+    before the alert (the alert is unauthenticated) or wholly after it."""
     given = payload.get("secret") if isinstance(payload, dict) else None
     if not isinstance(given, str) or len(given) > 200:
         return None
@@ -196,21 +210,17 @@ async def authenticate(
     if token_id is not None:
         row = await (
             await conn.execute(
-                "SELECT c.id, c.user_id, c.secret_hash, u.role, u.is_active "
-                "FROM system.webhook_credentials c JOIN account.users u ON u.id = c.user_id "
-                "WHERE c.token_id = %s AND c.revoked_at IS NULL",
+                "SELECT c.id, c.user_id, c.secret_hash, system.webhook_owner_may_act(c.user_id) "
+                "FROM system.webhook_credentials c WHERE c.token_id = %s AND c.revoked_at IS NULL",
                 (token_id,),
             )
         ).fetchone()
         if not credentials.verify_hash(given, row[2] if row else None):
             return None
         assert row is not None
-        if not row[4] or row[3] not in TRADING_ROLES:
+        if not row[3]:
             return None
-        await conn.execute(
-            "UPDATE system.webhook_credentials SET last_used_at = now() WHERE id = %s", (row[0],)
-        )
-        return Owner(int(row[1]), int(row[0]))
+        return _Credential(Owner(int(row[1]), int(row[0])), str(row[2]))
     legacy = settings.secret()
     if legacy is None or not hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), legacy.encode("utf-8")
@@ -218,31 +228,63 @@ async def authenticate(
         return None
     row = await (
         await conn.execute(
-            "SELECT id, role, is_active FROM account.users WHERE username = %s",
+            "SELECT id, system.webhook_owner_may_act(id) FROM account.users WHERE username = %s",
             (settings.TRADINGVIEW_WEBHOOK_USER,),
         )
     ).fetchone()
-    if row is None or not row[2] or row[1] not in TRADING_ROLES:
+    if row is None or not row[1]:
         log.warning("TRADINGVIEW_WEBHOOK_USER does not name an active trader; secret ignored")
         return None
-    return Owner(int(row[0]), None)
+    return _Credential(Owner(int(row[0]), None))
 
 
-async def _finish(
+def _touch(credential_id: int | None) -> str:
+    """A CTE noting that a credential was used (at most once a minute, so that a user's
+    alerts do not queue on the credential's row)."""
+    if credential_id is None:
+        return ""
+    return (
+        f", touch AS (UPDATE system.webhook_credentials SET last_used_at = now() "
+        f"WHERE id = {int(credential_id)} "
+        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))"
+    )
+
+
+async def _current(conn: psycopg.AsyncConnection[Any], alert_id: int) -> Reply:
+    """The answer for an alert judged meanwhile (by the sweep): what it became."""
+    row = await (
+        await conn.execute(
+            "SELECT disposition FROM system.inbound_alerts WHERE id = %s", (alert_id,)
+        )
+    ).fetchone()
+    return Reply(200, {"status": row[0].lower() if row else "unknown", "alert_id": alert_id})
+
+
+async def _close(
     conn: psycopg.AsyncConnection[Any],
     alert_id: int,
     disposition: str,
     error: str | None,
+    reply: Reply,
     *,
     key: str | None = None,
     hash_: str | None = None,
-) -> None:
-    await conn.execute(
-        "UPDATE system.inbound_alerts SET disposition = %s, error = %s, dedupe_key = %s, "
-        "payload_hash = %s, processed_at = CASE WHEN %s = 'ACCEPTED' THEN NULL ELSE now() END "
-        "WHERE id = %s",
-        (disposition, error, key, hash_, disposition, alert_id),
+    touch: int | None = None,
+) -> Reply:
+    """Record a verdict that needs no dedupe key (one statement, its own transaction
+    unless the caller holds one): only a RECEIVED alert is judged, so a verdict never
+    overwrites one the sweep recorded meanwhile."""
+    cur = await conn.execute(
+        "WITH done AS (UPDATE system.inbound_alerts SET disposition = %s, error = %s, "
+        "dedupe_key = %s, payload_hash = %s, processed_at = now() "
+        "WHERE id = %s AND disposition = 'RECEIVED' RETURNING 1)"
+        + _touch(touch)
+        + " SELECT count(*) FROM done",
+        (disposition, error, key, hash_, alert_id),
     )
+    if (await cur.fetchone())[0] == 0:  # type: ignore[index]
+        return await _current(conn, alert_id)
+    return reply
 
 
 async def _invalid(
@@ -253,10 +295,13 @@ async def _invalid(
     status: int = 422,
     key: str | None = None,
     hash_: str | None = None,
+    touch: int | None = None,
 ) -> Reply:
     message = "; ".join(f"{e['field']}: {e['rule']} (value: {e.get('value')!r})" for e in errs)
-    await _finish(conn, alert_id, "INVALID", message[:2000], key=key, hash_=hash_)
-    return Reply(status, {"status": "invalid", "alert_id": alert_id, "errors": errs})
+    reply = Reply(status, {"status": "invalid", "alert_id": alert_id, "errors": errs})
+    return await _close(
+        conn, alert_id, "INVALID", message[:2000], reply, key=key, hash_=hash_, touch=touch
+    )
 
 
 async def judge(
@@ -268,11 +313,17 @@ async def judge(
     skip_locked: bool = False,
     recheck_owner: bool = False,
 ) -> Reply:
-    """Judge the stored alert `alert_id` (still RECEIVED) in one transaction and record
-    the verdict. With skip_locked, an alert another session is judging is left alone.
-    With recheck_owner (an alert judged late), the owner's authentication is asked again:
-    a credential revoked or rotated since the alert arrived, or an owner who may no longer
+    """Judge the stored alert `alert_id` (still RECEIVED) and record the verdict. Every
+    verdict is one statement that only judges a RECEIVED alert, so the request and the
+    sweep never both judge one. With skip_locked, an alert another session is judging is
+    left alone. With recheck_owner (an alert judged late, by the sweep), the alert is
+    locked and the owner's authentication asked again in the verdict's transaction: a
+    credential revoked or rotated since the alert arrived, or an owner who may no longer
     trade, makes it REJECTED."""
+    if not recheck_owner:
+        owner = facts.owner
+        touch = owner.credential_id if owner is not None else None
+        return await _judge(conn, alert_id, facts, settings, skip_locked, False, touch)
     async with conn.transaction():
         locked = await (
             await conn.execute(
@@ -282,10 +333,10 @@ async def judge(
             )
         ).fetchone()
         if locked is None or locked[0] != "RECEIVED":
-            # judged meanwhile (by the sweep): say what it became, nothing more
+            # judged meanwhile: say what it became, nothing more
             state = locked[0].lower() if locked else "unknown"
             return Reply(200, {"status": state, "alert_id": alert_id})
-        return await _judge_locked(conn, alert_id, facts, settings, recheck_owner)
+        return await _judge(conn, alert_id, facts, settings, False, True, None)
 
 
 async def owner_problem(
@@ -317,34 +368,33 @@ async def owner_problem(
     return None
 
 
-async def _judge_locked(
+async def _judge(
     conn: psycopg.AsyncConnection[Any],
     alert_id: int,
     facts: Facts,
     settings: WebhookSettings,
-    recheck_owner: bool = False,
+    skip_locked: bool,
+    recheck_owner: bool,
+    touch: int | None,
 ) -> Reply:
     allowlist = settings.allowlist
     ip = facts.ip
     if allowlist and (ip is None or not any(ipaddress.ip_address(ip) in n for n in allowlist)):
-        await _finish(
-            conn, alert_id, "REJECTED", f"remote_addr: not in WEBHOOK_IP_ALLOWLIST (value: {ip})"
-        )
-        return Reply(
+        reply = Reply(
             403,
             {"status": "rejected", "alert_id": alert_id, "detail": "source address not allowed"},
         )
+        error = f"remote_addr: not in WEBHOOK_IP_ALLOWLIST (value: {ip})"
+        return await _close(conn, alert_id, "REJECTED", error, reply, touch=touch)
     if facts.truncated:
         limit = settings.WEBHOOK_MAX_BODY_BYTES
         kept = settings.WEBHOOK_STORED_BODY_BYTES
         error = {"field": "body", "rule": f"must be at most {limit} bytes", "value": f">{limit}"}
-        await _finish(
-            conn,
-            alert_id,
-            "INVALID",
-            f"body: must be at most {limit} bytes; raw_body holds at most the first {kept} bytes",
+        reply = Reply(413, {"status": "invalid", "alert_id": alert_id, "errors": [error]})
+        message = (
+            f"body: must be at most {limit} bytes; raw_body holds at most the first {kept} bytes"
         )
-        return Reply(413, {"status": "invalid", "alert_id": alert_id, "errors": [error]})
+        return await _close(conn, alert_id, "INVALID", message, reply, touch=touch)
     if not facts.is_json:
         errs = facts.parse_errors or [
             {
@@ -354,49 +404,106 @@ async def _judge_locked(
                 "value": None,
             }
         ]
-        return await _invalid(conn, alert_id, errs, status=400)
+        return await _invalid(conn, alert_id, errs, status=400, touch=touch)
     payload = facts.value
     if not isinstance(payload, dict):
         errs = [{"field": "body", "rule": "must be a JSON object", "value": type(payload).__name__}]
-        return await _invalid(conn, alert_id, errs, status=400)
+        return await _invalid(conn, alert_id, errs, status=400, touch=touch)
     owner = facts.owner
     if owner is None:
-        await _finish(conn, alert_id, "REJECTED", "secret: missing or wrong")
-        return Reply(
-            401, {"status": "rejected", "alert_id": alert_id, "detail": "secret: missing or wrong"}
-        )
+        detail = "secret: missing or wrong"
+        reply = Reply(401, {"status": "rejected", "alert_id": alert_id, "detail": detail})
+        return await _close(conn, alert_id, "REJECTED", detail, reply)
     problem = await owner_problem(conn, alert_id, owner, settings) if recheck_owner else None
     if problem is not None:
-        await _finish(conn, alert_id, "REJECTED", problem)
-        return Reply(401, {"status": "rejected", "alert_id": alert_id, "detail": problem})
+        reply = Reply(401, {"status": "rejected", "alert_id": alert_id, "detail": problem})
+        return await _close(conn, alert_id, "REJECTED", problem, reply)
     key = payload.get("idempotency_key")
     key = key if isinstance(key, str) and 0 < len(key) <= 200 and "\x00" not in key else None
     try:
         alert = validate_alert(payload)
     except AlertError as exc:
-        return await _invalid(conn, alert_id, exc.errors, key=key)
+        return await _invalid(conn, alert_id, exc.errors, key=key, touch=touch)
     hash_ = payload_hash(payload)
     try:
         target = await resolve(conn, alert, owner.user_id)
     except AlertError as exc:
-        await _finish(conn, alert_id, "INVALID", str(exc), key=key, hash_=hash_)
-        return Reply(422, {"status": "invalid", "alert_id": alert_id, "errors": exc.errors})
-    verdict = (
-        await (
-            await conn.execute(
-                "SELECT public.idem_seen_status(%s, %s, %s, %s)",
-                (alert.idempotency_key, hash_, SOURCE, owner.user_id),
-            )
-        ).fetchone()
-    )[0]  # type: ignore[index]
+        reply = Reply(422, {"status": "invalid", "alert_id": alert_id, "errors": exc.errors})
+        return await _close(
+            conn, alert_id, "INVALID", str(exc), reply, key=key, hash_=hash_, touch=touch
+        )
+    return await _deduplicate(conn, alert_id, alert, target, hash_, skip_locked, touch)
+
+
+# The owner's key decides (public.idem_seen_status), and the verdict is recorded, in one
+# statement: NEW is ACCEPTED (processed after the reply), DUPLICATE and CONFLICT are final
+# and name the owner's original alert, and a CONFLICT raises a HIGH alert for the owner.
+_DEDUPE = """
+WITH claim AS MATERIALIZED (
+    SELECT id FROM system.inbound_alerts
+     WHERE id = %(alert)s AND disposition = 'RECEIVED' FOR UPDATE{skip}),
+v AS MATERIALIZED (
+    SELECT public.idem_seen_status(%(key)s, %(hash)s, %(source)s, %(user)s) AS verdict
+      FROM claim),
+done AS (
+    UPDATE system.inbound_alerts i
+       SET disposition = CASE v.verdict WHEN 'NEW' THEN 'ACCEPTED' ELSE v.verdict END,
+           error = CASE v.verdict WHEN 'CONFLICT' THEN %(conflict)s END,
+           dedupe_key = %(key)s, payload_hash = %(hash)s,
+           processed_at = CASE v.verdict WHEN 'NEW' THEN NULL ELSE now() END
+      FROM v WHERE i.id = %(alert)s),
+o AS MATERIALIZED (
+    SELECT jsonb_build_object('alert_id', a.id, 'status', lower(a.disposition),
+                              'order_id', a.order_id, 'error', a.error) AS original
+      FROM system.inbound_alerts a
+     WHERE EXISTS (SELECT 1 FROM v WHERE v.verdict <> 'NEW')
+       AND a.user_id = %(user)s AND a.dedupe_key = %(key)s
+       AND a.disposition IN ('ACCEPTED', 'ERROR')),
+told AS MATERIALIZED (
+    SELECT public.raise_alert('HIGH', %(message)s, 'inbound',
+               jsonb_build_object('alert_id', %(alert)s::bigint,
+                                  'original', (SELECT original FROM o)),
+               'WARNING', NULL, %(user)s) AS id
+      FROM v WHERE v.verdict = 'CONFLICT'){touch}
+SELECT (SELECT verdict FROM v), (SELECT original FROM o), (SELECT count(*) FROM told),
+       (SELECT disposition FROM system.inbound_alerts WHERE id = %(alert)s)
+"""
+
+
+async def _deduplicate(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    alert: TradingViewAlert,
+    target: Target,
+    hash_: str,
+    skip_locked: bool,
+    touch: int | None,
+) -> Reply:
+    key = alert.idempotency_key
+    cur = await conn.execute(
+        _DEDUPE.format(skip=" SKIP LOCKED" if skip_locked else "", touch=_touch(touch)),
+        {
+            "alert": alert_id,
+            "key": key,
+            "hash": hash_,
+            "source": SOURCE,
+            "user": target.user_id,
+            "conflict": f"idempotency_key: reused with a different payload (value: {key}); "
+            "held for review",
+            "message": f"TradingView alert {alert_id} reuses idempotency key {key!r} with a "
+            "different payload; held for review",
+        },
+    )
+    verdict, first, _, state = await cur.fetchone()  # type: ignore[misc]
+    if verdict is None:  # judged meanwhile (by the sweep)
+        return Reply(200, {"status": (state or "unknown").lower(), "alert_id": alert_id})
     if verdict == "NEW":
-        await _finish(conn, alert_id, "ACCEPTED", None, key=alert.idempotency_key, hash_=hash_)
         return Reply(
             202,
             {
                 "status": "accepted",
                 "alert_id": alert_id,
-                "idempotency_key": alert.idempotency_key,
+                "idempotency_key": key,
                 "order": {
                     "account_id": target.account_id,
                     "exchange": target.exchange,
@@ -407,67 +514,45 @@ async def _judge_locked(
                 "detail": "stored; the order is placed right after this reply",
             },
             process_alert_id=alert_id,
+            judged=(alert, target),
         )
-    # The key is the owner's: the alert that counts for it is the owner's own.
-    original = await (
-        await conn.execute(
-            "SELECT id, disposition, order_id, error FROM system.inbound_alerts "
-            "WHERE user_id = %s AND dedupe_key = %s AND disposition IN ('ACCEPTED', 'ERROR')",
-            (owner.user_id, alert.idempotency_key),
-        )
-    ).fetchone()
-    first = (
-        {"alert_id": original[0], "status": original[1].lower(), "order_id": original[2],
-         "error": original[3]}
-        if original
-        else None
-    )  # fmt: skip
     if verdict == "DUPLICATE":
-        await _finish(conn, alert_id, "DUPLICATE", None, key=alert.idempotency_key, hash_=hash_)
         return Reply(
             200,
             {
                 "status": "duplicate",
                 "alert_id": alert_id,
-                "idempotency_key": alert.idempotency_key,
+                "idempotency_key": key,
                 "original": first,
                 "detail": "already received; nothing was done again",
             },
         )
-    error = (
-        f"idempotency_key: reused with a different payload (value: {alert.idempotency_key}); "
-        f"held for review"
-    )
-    await _finish(conn, alert_id, "CONFLICT", error, key=alert.idempotency_key, hash_=hash_)
-    await conn.execute(
-        "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'WARNING', NULL, %s)",
-        (
-            f"TradingView alert {alert_id} reuses idempotency key {alert.idempotency_key!r} with a "
-            f"different payload; held for review",
-            json.dumps({"alert_id": alert_id, "original": first}),
-            owner.user_id,
-        ),
-    )
     return Reply(
         409,
         {
             "status": "conflict",
             "alert_id": alert_id,
-            "idempotency_key": alert.idempotency_key,
+            "idempotency_key": key,
             "original": first,
             "detail": "this key was used before with a different payload; held for review",
         },
     )
 
 
-async def process_alert(conn: psycopg.AsyncConnection[Any], alert_id: int) -> str | None:
+async def process_alert(
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    judged: tuple[TradingViewAlert, Target] | None = None,
+) -> str | None:
     """Place the order of an ACCEPTED alert, for its owner. Returns its final disposition,
-    or None when there was nothing to do (already processed, or another worker has it)."""
-    async with conn.transaction():
+    or None when there was nothing to do (already processed, or another worker has it).
+    `judged` is what the verdict resolved (the request's own background task); without
+    it (recovery) the stored payload is read and resolved again."""
+    if judged is None:
         row = await (
             await conn.execute(
                 "SELECT payload::text, user_id FROM system.inbound_alerts WHERE id = %s "
-                "AND disposition = 'ACCEPTED' AND processed_at IS NULL FOR UPDATE SKIP LOCKED",
+                "AND disposition = 'ACCEPTED' AND processed_at IS NULL",
                 (alert_id,),
             )
         ).fetchone()
@@ -475,48 +560,43 @@ async def process_alert(conn: psycopg.AsyncConnection[Any], alert_id: int) -> st
             return None
         owner_id: int = row[1]
         try:
-            async with conn.transaction():
-                alert = validate_alert(json.loads(row[0], parse_float=Decimal))
-                target = await resolve(conn, alert, owner_id)
-                order_id = await _place_order(conn, alert_id, alert, target)
-        except (AlertError, psycopg.DatabaseError) as exc:
-            if isinstance(exc, psycopg.OperationalError):
-                raise
-            error = str(translate(exc)) if isinstance(exc, psycopg.Error) else str(exc)
-            await conn.execute(
-                "UPDATE system.inbound_alerts SET disposition = 'ERROR', error = %s, processed_at = now() "
-                "WHERE id = %s",
-                (error[:2000], alert_id),
-            )
-            await conn.execute(
-                "SELECT public.raise_alert('HIGH', %s, 'inbound', %s::jsonb, 'ERROR', NULL, %s)",
-                (
-                    f"TradingView alert {alert_id}: no order placed: {error}"[:2000],
-                    json.dumps({"alert_id": alert_id}),
-                    owner_id,
-                ),
-            )
-            return "ERROR"
-        await conn.execute(
-            "UPDATE system.inbound_alerts SET parsed = true, order_id = %s, error = NULL, processed_at = now() "
-            "WHERE id = %s",
-            (order_id, alert_id),
-        )
-        await conn.execute(
-            "UPDATE system.inbound_dedupe_keys SET processed = true "
-            "WHERE user_id = %s AND idempotency_key = %s",
-            (owner_id, alert.idempotency_key),
-        )
-        await conn.execute(
-            "SELECT public.raise_alert('LOW', %s, 'inbound', %s::jsonb, 'TRADE_SIGNAL', NULL, %s)",
-            (
-                f"TradingView alert {alert_id}: order {order_id} placed ({alert.side} {alert.order_type} "
-                f"{target.exchange_symbol} on {target.exchange})",
-                json.dumps({"alert_id": alert_id, "order_id": order_id}),
-                owner_id,
-            ),
-        )
-        return "ACCEPTED"
+            alert = validate_alert(json.loads(row[0], parse_float=Decimal))
+            target = await resolve(conn, alert, owner_id)
+        except AlertError as exc:
+            return await _refused(conn, alert_id, owner_id, str(exc))
+    else:
+        alert, target = judged
+    try:
+        order_id = await _place_order(conn, alert_id, alert, target)
+    except (AlertError, psycopg.DatabaseError) as exc:
+        if isinstance(exc, psycopg.OperationalError):
+            raise
+        error = str(translate(exc)) if isinstance(exc, psycopg.Error) else str(exc)
+        return await _refused(conn, alert_id, target.user_id, error)
+    return None if order_id is None else "ACCEPTED"
+
+
+async def _refused(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, owner_id: int, error: str
+) -> str | None:
+    """The order was refused: the alert becomes ERROR and its owner hears why (unless
+    another worker finished the alert meanwhile)."""
+    cur = await conn.execute(
+        "WITH claim AS MATERIALIZED (SELECT id FROM system.inbound_alerts WHERE id = %(alert)s "
+        "AND disposition = 'ACCEPTED' AND processed_at IS NULL FOR UPDATE SKIP LOCKED), "
+        "done AS (UPDATE system.inbound_alerts i SET disposition = 'ERROR', error = %(error)s, "
+        "processed_at = now() FROM claim WHERE i.id = claim.id), "
+        "told AS MATERIALIZED (SELECT public.raise_alert('HIGH', %(message)s, 'inbound', "
+        "jsonb_build_object('alert_id', claim.id), 'ERROR', NULL, %(owner)s) FROM claim) "
+        "SELECT count(*) FROM told",
+        {
+            "alert": alert_id,
+            "error": error[:2000],
+            "message": f"TradingView alert {alert_id}: no order placed: {error}"[:2000],
+            "owner": owner_id,
+        },
+    )
+    return "ERROR" if (await cur.fetchone())[0] else None  # type: ignore[index]
 
 
 class TradingViewIntake:
@@ -533,13 +613,22 @@ class TradingViewIntake:
         )
 
     # ------------------------------------------------------------------ admit
-    async def admit(self, remote_addr: str | None) -> Decision | None:
+    async def admit(
+        self, remote_addr: str | None, aio: AsyncCache | None = None
+    ) -> Decision | None:
         """Count a request against its source address's limit, before its body is read;
-        None when there is no limiter (no cache)."""
+        None when there is no limiter (no cache). With the app's AsyncCache the count is
+        one Redis round trip on the event loop; with Redis down it is counted locally."""
         if self._limiter is None:
             return None
         ip = _remote_ip(remote_addr) or "unknown"
-        return await asyncio.to_thread(self._limiter.hit_subject, "webhook", ip)
+        if aio is None:
+            return await asyncio.to_thread(self._limiter.hit_subject, "webhook", ip)
+        key = rate_limit_scope_key("webhook", ip)
+        found = await aio.prelude(key, self._limiter.limit.window * 1000)
+        if found is None:
+            return self._limiter.hit_locally(key)
+        return self._limiter.decided(*found.ip)
 
     # ------------------------------------------------------------------ receive
     async def receive(
@@ -557,33 +646,35 @@ class TradingViewIntake:
                 errors=[{"field": "secret", "rule": "must be a string", "value": None}]
             )
         ip = _remote_ip(remote_addr)
+        alert_id: int | None = None
         try:
             async with self.pool.connection() as conn:
-                owner = (
-                    await authenticate(conn, parsed.value, self.settings)
-                    if parsed.is_json
-                    else None
+                try:
+                    found = (
+                        await authenticate(conn, parsed.value, self.settings)
+                        if parsed.is_json
+                        else None
+                    )
+                    alert_id, stored_as_json, owner = await self._store(
+                        conn, body, parsed, content_type, ip, found, truncated
+                    )
+                except (errors.UndefinedTable, errors.UndefinedFunction):
+                    return Reply(503, {"status": "unavailable", "detail": MODULE_MISSING})
+                facts = Facts(
+                    value=parsed.value,
+                    is_json=parsed.is_json and stored_as_json,
+                    parse_errors=parsed.errors,
+                    owner=owner if stored_as_json else None,
+                    truncated=truncated,
+                    ip=ip,
                 )
-                alert_id, stored_as_json = await self._store(
-                    conn, body, parsed, content_type, ip, owner, truncated
-                )
-        except errors.UndefinedTable:
-            return Reply(503, {"status": "unavailable", "detail": MODULE_MISSING})
-        except psycopg.OperationalError as exc:
-            log.error("webhook could not store an alert: %s", exc)
-            return Reply(503, {"status": "unavailable", "detail": "the database is unavailable"})
-        facts = Facts(
-            value=parsed.value,
-            is_json=parsed.is_json and stored_as_json,
-            parse_errors=parsed.errors,
-            owner=owner if stored_as_json else None,
-            truncated=truncated,
-            ip=ip,
-        )
-        try:
-            async with self.pool.connection() as conn:
                 return await judge(conn, alert_id, facts, self.settings)
         except psycopg.OperationalError as exc:
+            if alert_id is None:
+                log.error("webhook could not store an alert: %s", exc)
+                return Reply(
+                    503, {"status": "unavailable", "detail": "the database is unavailable"}
+                )
             log.error("webhook alert %s stored but not judged: %s", alert_id, exc)
             return Reply(
                 503,
@@ -601,15 +692,21 @@ class TradingViewIntake:
         parsed: _Parsed,
         content_type: str | None,
         ip: str | None,
-        owner: Owner | None,
+        found: _Credential | None,
         truncated: bool,
-    ) -> tuple[int, bool]:
+    ) -> tuple[int, bool, Owner | None]:
+        """Store the request (one statement, committed before any verdict). Returns the
+        alert id, whether the payload was stored as the JSON it parsed to, and its owner.
+        A credential is share-locked by the statement and must still be live with the hash
+        `authenticate` checked; if it was rotated or revoked in between, the alert is
+        stored without an owner (and judged unauthenticated)."""
         raw = redact_secret(body)
         cap = self.settings.WEBHOOK_STORED_BODY_BYTES
         # Only an authenticated request of acceptable size is kept whole.
-        cut = truncated or (owner is None and len(raw) > cap)
+        cut = truncated or (found is None and len(raw) > cap)
         if cut:
             raw = _prefix(raw, cap)
+        owner = found.owner if found else None
         params = {
             "source": SOURCE,
             "raw": raw,
@@ -618,22 +715,42 @@ class TradingViewIntake:
             "addr": ip,
             "user": owner.user_id if owner else None,
             "cred": owner.credential_id if owner else None,
+            "hash": found.secret_hash if found else None,
         }
-        columns = (
-            "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
-            "content_type, remote_addr, user_id, credential_id) "
+        if owner is not None and owner.credential_id is not None:
+            # The credential checked and the alert stored in one transaction: a rotation
+            # or revocation waits for it (and stamps clock_timestamp(), later than this
+            # received_at), or went first and the credential no longer matches.
+            head = (
+                "WITH c AS MATERIALIZED (SELECT c.id, c.user_id FROM system.webhook_credentials c "
+                "WHERE c.id = %(cred)s AND c.secret_hash = %(hash)s AND c.revoked_at IS NULL "
+                "AND system.webhook_owner_may_act(c.user_id) FOR SHARE) "
+            )
+            owner_cols = "c.user_id, c.id, clock_timestamp()"
+            source = " FROM {payload} LEFT JOIN c ON true"
+        else:
+            head = ""
+            owner_cols = "%(user)s::bigint, NULL::bigint, now()"
+            source = " FROM {payload}"
+        insert = (
+            head + "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
+            "content_type, remote_addr, user_id, credential_id, received_at) "
+            "SELECT %(source)s, s.j, %(raw)s, %(cut)s, %(ct)s, %(addr)s, "
+            + owner_cols
+            + source
+            + " RETURNING id, user_id"
         )
         if parsed.is_json and not cut:
             try:
-                async with conn.transaction():
-                    # The redacted raw text is the payload: what jsonb keeps is redacted too.
-                    cur = await conn.execute(
-                        columns + "SELECT %(source)s, j, %(raw)s, %(cut)s, %(ct)s, %(addr)s, "
-                        "%(user)s, %(cred)s FROM (SELECT convert_from(%(raw)s, 'UTF8')::jsonb AS j) s "
-                        "RETURNING id",
-                        params,
-                    )
-                    return int((await cur.fetchone())[0]), True  # type: ignore[index]
+                # The redacted raw text is the payload: what jsonb keeps is redacted too.
+                cur = await conn.execute(
+                    insert.format(payload="(SELECT convert_from(%(raw)s, 'UTF8')::jsonb AS j) s"),
+                    params,
+                )
+                alert_id, user_id = await cur.fetchone()  # type: ignore[misc]
+                if user_id is None:
+                    owner = None  # rotated or revoked since it was checked
+                return int(alert_id), True, owner
             except (
                 errors.DataError,
                 errors.ProgramLimitExceeded,
@@ -644,23 +761,29 @@ class TradingViewIntake:
                 pass  # JSON that jsonb refuses (\u0000, lone surrogates, huge numbers, depth)
         text = raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
         cur = await conn.execute(
-            columns + "VALUES (%(source)s, to_jsonb(%(text)s::text), %(raw)s, %(cut)s, %(ct)s, "
-            "%(addr)s, NULL, NULL) RETURNING id",
+            "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
+            "content_type, remote_addr) VALUES (%(source)s, to_jsonb(%(text)s::text), %(raw)s, "
+            "%(cut)s, %(ct)s, %(addr)s) RETURNING id",
             {**params, "text": text},
         )
         # A body cut short is still judged as what it parsed to (it cannot be accepted:
         # only unauthenticated or oversized bodies are cut).
-        return int((await cur.fetchone())[0]), cut and parsed.is_json  # type: ignore[index]
+        stored = int((await cur.fetchone())[0])  # type: ignore[index]
+        return stored, cut and parsed.is_json, None
 
     # ------------------------------------------------------------------ process
-    async def process(self, alert_id: int) -> str | None:
+    async def process(
+        self, alert_id: int, judged: tuple[TradingViewAlert, Target] | None = None
+    ) -> str | None:
         async with self.pool.connection() as conn:
-            return await process_alert(conn, alert_id)
+            return await process_alert(conn, alert_id, judged)
 
-    async def process_safely(self, alert_id: int) -> None:
+    async def process_safely(
+        self, alert_id: int, judged: tuple[TradingViewAlert, Target] | None = None
+    ) -> None:
         """`process` for a background task: never raises (the sweep retries later)."""
         try:
-            await self.process(alert_id)
+            await self.process(alert_id, judged)
         except Exception:
             log.exception("processing TradingView alert %s failed; it will be retried", alert_id)
 
@@ -702,24 +825,62 @@ class TradingViewIntake:
             await asyncio.sleep(interval)
 
 
+# Account, listing and strategy of an alert in one round trip. The listing is looked up
+# only for an active account whose exchange the alert may use, and the strategy only for
+# a listing found (CASE keeps market.resolve_listing from being asked early).
+_RESOLVE = """
+SELECT acc.id, acc.user_id, acc.code, acc.is_active,
+       lst.id, lst.status, lst.exchange_symbol, st.id
+  FROM (SELECT 1) one
+  LEFT JOIN LATERAL (
+      SELECT a.id, a.user_id, e.code, a.is_active FROM account.accounts a
+        LEFT JOIN market.exchanges e ON e.id = a.exchange_id
+       WHERE a.user_id = %(owner)s AND (a.name = %(name)s OR a.id = %(id)s)
+       ORDER BY a.name IS NOT DISTINCT FROM %(name)s DESC, a.id LIMIT 1) acc ON true
+  LEFT JOIN LATERAL (
+      SELECT ei.id, ei.status, ei.exchange_symbol FROM market.exchange_instruments ei
+       WHERE ei.id = CASE WHEN acc.is_active
+                           AND coalesce(%(exchange)s, acc.code) IS NOT NULL
+                           AND (acc.code IS NULL OR coalesce(%(exchange)s, acc.code) = acc.code)
+                          THEN market.resolve_listing(coalesce(%(exchange)s, acc.code),
+                                                      %(symbol)s) END) lst ON true
+  LEFT JOIN LATERAL (
+      SELECT s.id FROM analytics.strategies s
+       WHERE lst.id IS NOT NULL AND s.user_id = %(owner)s AND s.name = %(strategy)s
+       ORDER BY s.id LIMIT 1) st ON true
+"""
+
+
 async def resolve(
     conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert, owner_id: int
 ) -> Target:
     """Map the alert to an account of `owner_id`, a listing (exchange code +
     exchange_symbol) and a strategy of the owner, or raise AlertError naming what does not
     exist. Other users' accounts and strategies are looked for nowhere, so naming one gets
-    the same answer as naming nothing."""
-    if isinstance(alert.account, int):
-        accounts = await _accounts(conn, owner_id, "a.id = %s", alert.account)
-    else:
-        accounts = await _accounts(conn, owner_id, "a.name = %s", alert.account)
-        if not accounts and alert.account.isdigit():
-            accounts = await _accounts(conn, owner_id, "a.id = %s", int(alert.account))
-    if not accounts:
+    the same answer as naming nothing. The symbol is understood by market.resolve_listing,
+    the one place every spelling (BTC/USDT, BTCUSDT, btcusdt, the exchange's own id) is."""
+    account = alert.account
+    by_name = account if isinstance(account, str) else None
+    by_id = account if isinstance(account, int) else int(account) if account.isdigit() else None
+    row = await (
+        await conn.execute(
+            _RESOLVE,
+            {
+                "owner": owner_id,
+                "name": by_name,
+                "id": by_id,
+                "exchange": alert.exchange_code,
+                "symbol": alert.exchange_symbol,
+                "strategy": alert.strategy,
+            },
+        )
+    ).fetchone()
+    assert row is not None
+    account_id, user_id, account_exchange, active, listing_id, status, symbol, strategy_id = row
+    if account_id is None:
         raise AlertError(
             [{"field": "account", "rule": "must name one of your accounts", "value": alert.account}]
         )
-    account_id, user_id, account_exchange, active = accounts[0]
     if not active:
         raise AlertError(
             [{"field": "account", "rule": "must be an active account", "value": alert.account}]
@@ -745,16 +906,7 @@ async def resolve(
                 }
             ]
         )
-    # market.resolve_listing: the one place every spelling of a symbol is understood
-    # (BTC/USDT, BTCUSDT, btcusdt, the exchange's own id).
-    listings = await (
-        await conn.execute(
-            "SELECT ei.id, ei.status, ei.exchange_symbol FROM market.exchange_instruments ei "
-            "WHERE ei.id = market.resolve_listing(%s, %s)",
-            (exchange, alert.exchange_symbol),
-        )
-    ).fetchall()
-    if not listings:
+    if listing_id is None:
         raise AlertError(
             [
                 {
@@ -764,48 +916,26 @@ async def resolve(
                 }
             ]
         )
-    listing_id, status, symbol = listings[0]
     if status != "TRADING":
         raise AlertError(
             [{"field": "symbol", "rule": f"listing is {status}, not TRADING", "value": symbol}]
         )
-    strategy_id = None
-    if alert.strategy is not None:
-        row = await (
-            await conn.execute(
-                "SELECT id FROM analytics.strategies WHERE user_id = %s AND name = %s ORDER BY id LIMIT 1",
-                (owner_id, alert.strategy),
-            )
-        ).fetchone()
-        if row is None:
-            raise AlertError(
-                [
-                    {
-                        "field": "strategy",
-                        "rule": "must name one of your strategies",
-                        "value": alert.strategy,
-                    }
-                ]
-            )
-        strategy_id = row[0]
+    if alert.strategy is not None and strategy_id is None:
+        raise AlertError(
+            [
+                {
+                    "field": "strategy",
+                    "rule": "must name one of your strategies",
+                    "value": alert.strategy,
+                }
+            ]
+        )
     return Target(account_id, user_id, listing_id, exchange, symbol, strategy_id)
-
-
-async def _accounts(
-    conn: psycopg.AsyncConnection[Any], owner_id: int, where: str, value: Any
-) -> list[tuple[Any, ...]]:
-    cur = await conn.execute(
-        "SELECT a.id, a.user_id, e.code, a.is_active FROM account.accounts a "
-        "LEFT JOIN market.exchanges e ON e.id = a.exchange_id "
-        f"WHERE a.user_id = %s AND {where} ORDER BY a.id LIMIT 1",
-        (owner_id, value),
-    )
-    return await cur.fetchall()
 
 
 async def _place_order(
     conn: psycopg.AsyncConnection[Any], alert_id: int, alert: TradingViewAlert, target: Target
-) -> int:
+) -> int | None:
     quantity = alert.quantity
     if quantity is None:
         assert alert.notional is not None
@@ -830,23 +960,58 @@ async def _place_order(
             )
         # Rounded down to the listing's step size by the orders trigger.
         quantity = _DIVISION.divide(alert.notional, Decimal(reference))
+    # One statement, one commit: claim the alert (another worker may have it), place the
+    # order, record it on the alert and its key, and tell the owner. A refusal by the
+    # trading core aborts all of it (the caller records the ERROR).
     cur = await conn.execute(
-        "SELECT trade.place_order(p_account_id => %s, p_exchange_instrument_id => %s, p_side => %s, "
-        "p_order_type => %s, p_quantity => %s, p_price => %s, p_idempotency_key => %s, "
-        "p_client_order_id => %s, p_stop_price => %s, p_strategy_id => %s, p_source => 'WEBHOOK', "
-        "p_notes => %s)",
-        (
-            target.account_id,
-            target.exchange_instrument_id,
-            alert.side,
-            alert.order_type,
-            quantity,
-            alert.price if alert.order_type == "LIMIT" else None,
-            alert.idempotency_key,
-            f"tv-{alert_id}",
-            alert.stop_price if alert.order_type == "STOP" else None,
-            target.strategy_id,
-            alert.comment or f"TradingView alert {alert_id}",
-        ),
+        _PLACE,
+        {
+            "alert": alert_id,
+            "account": target.account_id,
+            "listing": target.exchange_instrument_id,
+            "side": alert.side,
+            "type": alert.order_type,
+            "quantity": quantity,
+            "price": alert.price if alert.order_type == "LIMIT" else None,
+            "key": alert.idempotency_key,
+            "client_id": f"tv-{alert_id}",
+            "stop": alert.stop_price if alert.order_type == "STOP" else None,
+            "strategy": target.strategy_id,
+            "notes": alert.comment or f"TradingView alert {alert_id}",
+            "owner": target.user_id,
+            "head": f"TradingView alert {alert_id}: order ",
+            "tail": f" placed ({alert.side} {alert.order_type} {target.exchange_symbol} "
+            f"on {target.exchange})",
+        },
     )
-    return int((await cur.fetchone())[0])  # type: ignore[index]
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+_PLACE = """
+WITH claim AS MATERIALIZED (
+    SELECT id FROM system.inbound_alerts
+     WHERE id = %(alert)s AND disposition = 'ACCEPTED' AND processed_at IS NULL
+       FOR UPDATE SKIP LOCKED),
+placed AS MATERIALIZED (
+    SELECT trade.place_order(
+        p_account_id => %(account)s, p_exchange_instrument_id => %(listing)s,
+        p_side => %(side)s, p_order_type => %(type)s, p_quantity => %(quantity)s,
+        p_price => %(price)s, p_idempotency_key => %(key)s, p_client_order_id => %(client_id)s,
+        p_stop_price => %(stop)s, p_strategy_id => %(strategy)s, p_source => 'WEBHOOK',
+        p_notes => %(notes)s) AS order_id
+      FROM claim),
+done AS (
+    UPDATE system.inbound_alerts i
+       SET parsed = true, order_id = placed.order_id, error = NULL, processed_at = now()
+      FROM placed WHERE i.id = %(alert)s),
+keyed AS (
+    UPDATE system.inbound_dedupe_keys k SET processed = true
+      FROM placed WHERE k.user_id = %(owner)s AND k.idempotency_key = %(key)s),
+told AS MATERIALIZED (
+    SELECT public.raise_alert('LOW', %(head)s || placed.order_id || %(tail)s, 'inbound',
+               jsonb_build_object('alert_id', %(alert)s::bigint, 'order_id', placed.order_id),
+               'TRADE_SIGNAL', NULL, %(owner)s) AS id
+      FROM placed)
+SELECT placed.order_id, (SELECT count(*) FROM told) FROM placed
+"""

@@ -70,7 +70,7 @@ async def read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
 async def tradingview(request: Request, background: BackgroundTasks) -> JSONResponse:
     intake: TradingViewIntake = request.app.state.tradingview
     remote = request.client.host if request.client else None
-    decision = await intake.admit(remote)
+    decision = await intake.admit(remote, getattr(request.app.state, "aio", None))
     if decision is not None and not decision.allowed:
         return JSONResponse(
             {"status": "rate_limited", "detail": "too many requests from this address"},
@@ -85,7 +85,7 @@ async def tradingview(request: Request, background: BackgroundTasks) -> JSONResp
         remote_addr=remote,
     )
     if reply.process_alert_id is not None:
-        background.add_task(intake.process_safely, reply.process_alert_id)
+        background.add_task(intake.process_safely, reply.process_alert_id, reply.judged)
     return JSONResponse(reply.body, status_code=reply.status, background=background)
 
 

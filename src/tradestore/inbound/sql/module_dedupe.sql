@@ -66,6 +66,15 @@ BEGIN
 END;
 $$;
 
+-- Whether a user's webhook credential (or the legacy shared secret naming the user) may act
+-- for them: an active trader or admin. The webhook asks it when an alert arrives, and
+-- system.inbound_alert_owner_problem asks it again when an alert is judged late.
+CREATE OR REPLACE FUNCTION system.webhook_owner_may_act(p_user_id bigint)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT u.is_active AND u.role IN ('trader', 'admin')
+                       FROM account.users u WHERE u.id = p_user_id), false)
+$$;
+
 -- Idempotency keys are scoped to the user whose credential sent them: two users may use
 -- the same key, and one user's key never reveals another's alerts or orders. user_id is
 -- NULL only for keys marked through seed 001's three-argument mark_idem_seen.
@@ -183,7 +192,6 @@ CREATE OR REPLACE FUNCTION system.inbound_alert_owner_problem(p_alert_id bigint)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     a record;
-    u record;
     c record;
 BEGIN
     SELECT user_id, credential_id, received_at INTO a
@@ -191,8 +199,7 @@ BEGIN
     IF NOT FOUND OR a.user_id IS NULL THEN
         RETURN NULL;  -- no owner: nothing to re-check (it cannot act at all)
     END IF;
-    SELECT role, is_active INTO u FROM account.users WHERE id = a.user_id;
-    IF NOT u.is_active OR u.role NOT IN ('trader', 'admin') THEN
+    IF NOT system.webhook_owner_may_act(a.user_id) THEN
         RETURN format('secret: the credential''s owner is no longer an active trader or admin '
                       '(value: user %s); no order placed', a.user_id);
     END IF;
