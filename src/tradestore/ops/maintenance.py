@@ -7,13 +7,18 @@ migrating process dies, so a crash never leaves the system refusing writes. The 
 application_name says what it is doing, which the refusal repeats.
 
 Write paths check it: the API answers 503 to every write request (anything but GET,
-HEAD, OPTIONS) while it is held, and the scheduler skips its jobs.
+HEAD, OPTIONS) while it is held, and the scheduler skips its jobs. The API remembers that
+no window was open for RECHECK_SECONDS (so a write does not pay a pool checkout and a
+pg_locks query every time), and `hold` waits that long after taking the lock before its
+block runs, so every running API has seen the window before the migration starts. An
+open window is never remembered: writes resume with the first request after it closes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +34,8 @@ __all__ = ["MAINTENANCE_LOCK", "MaintenanceWindow", "active", "hold", "refuse_wr
 MAINTENANCE_LOCK = (0x7452_4144, 0x4D41_494E)
 _PREFIX = "tradestore-maintenance: "
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# How long an API trusts that no maintenance window is open.
+RECHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ def hold(conninfo: str, what: str) -> Iterator[None]:
     conn = psycopg.connect(conninfo, autocommit=True, application_name=(_PREFIX + what)[:63])
     try:
         conn.execute("SELECT pg_advisory_lock(%s, %s)", MAINTENANCE_LOCK)
+        time.sleep(RECHECK_SECONDS + 0.1)  # every running API has looked again by now
         yield
     finally:
         conn.close()
@@ -91,9 +99,13 @@ class refuse_writes:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._clear_until = 0.0  # monotonic time until which no window is assumed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if time.monotonic() < self._clear_until:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -104,6 +116,7 @@ class refuse_writes:
                 async with pool.connection(timeout=2) as conn:
                     window = await active_async(conn)
         if window is None:
+            self._clear_until = time.monotonic() + RECHECK_SECONDS
             await self.app(scope, receive, send)
             return
         response: Response = JSONResponse(
