@@ -4,6 +4,7 @@ bars (simulated fills), the database's limits on the orders it places, halt and 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -220,3 +221,22 @@ def test_one_process_per_runner(conn: psycopg.Connection[Any]) -> None:
     assert err.value.field == "runner"
     first.stop()
     LiveRunner(conn, runner_id, holder="host-b:2").start()
+
+
+def test_a_stored_bar_notifies_the_runners_of_its_series(
+    conn: psycopg.Connection[Any], db: str
+) -> None:
+    desk = _desk(conn)
+    _runner(conn, desk)
+    from tradestore.db.connect import connect
+
+    with connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN tradestore_bars")
+        times, o, h, lo, c = _series(3)
+        insert_candles(conn, desk.eth, times, o, h, lo, c)  # no runner trades ETH: silent
+        insert_candles(conn, desk.btc, times, o, h, lo, c)
+        notes = list(listener.notifies(timeout=10, stop_after=1))
+    assert len(notes) == 1
+    payload = json.loads(notes[0].payload)
+    assert (payload["listing"], payload["timeframe"]) == (desk.btc, "1m")
+    assert payload["time"].startswith("2024-03-01T00:02:00")
