@@ -91,6 +91,9 @@ INSERT INTO market.funding_payments (funding_rate_id, position_id, account_id, q
 VALUES (1, 1, 1, 0.01, 40000, 0.0001, -0.04, 'USDT');
 INSERT INTO market.symbol_event_applications (event_kind, event_id, event_type) VALUES ('SYMBOL_EVENT', 1, 'LOT_SIZE_CHANGE');
 INSERT INTO system.ops_kpi_snapshots (order_latency_p50_ms) VALUES (12);
+INSERT INTO trade.account_limits (account_id, max_open_orders) VALUES (1, 100);
+INSERT INTO analytics.strategy_runners (strategy_id, account_id, listing_ids, timeframe, mode, enabled)
+VALUES (1, 1, ARRAY[2]::bigint[], '1m', 'simulated', false);
 UPDATE brain.llm_prompts SET prompt_hash = 'abc';
 UPDATE brain.llm_responses SET data_snapshot_key = 'snap-1';
 UPDATE brain.llm_insights SET model_version = 'v1';

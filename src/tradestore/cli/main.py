@@ -16,6 +16,7 @@ from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.events import app as events_app
 from tradestore.cli.exchange import route_app
 from tradestore.cli.identity import apikeys_app, users_app
+from tradestore.cli.live import halt_command, resume_command, run_command, runners_app
 from tradestore.cli.market import ingest_app, market_app
 from tradestore.cli.ops import backup_app, ops_app
 from tradestore.cli.trading import (
@@ -55,6 +56,10 @@ def main(
 
 
 app.add_typer(db_app, name="db")
+app.add_typer(runners_app, name="runners")
+app.command("run")(run_command)
+app.command("halt")(halt_command)
+app.command("resume")(resume_command)
 app.add_typer(modules_app, name="modules")
 app.add_typer(users_app, name="users")
 app.add_typer(apikeys_app, name="apikeys")

@@ -1,11 +1,13 @@
 """Partitioned candles, tickers, order books, trade prints, daily prices, indicators,
-rollups, and the cache notification that a candle write sends.
+rollups, the cache notification that a candle write sends, and the live runners' limits
+and bar notification (strategy/sql/live.sql: it needs trade.orders and market.candles).
 
 Revision ID: 0008_market_data
 Revises: 0007_decision_logs
 """
 
-from tradestore.db.schema_ops import apply, revert
+from tradestore.db.schema_ops import _raw_connection, apply, revert
+from tradestore.db.sqlfiles import execute_script, read
 
 revision = "0008_market_data"
 down_revision = "0007_decision_logs"
@@ -19,7 +21,9 @@ FILES = (
     "market/sql/ingest.sql",
     "market/sql/retention.sql",
     "trading/sql/valuation.sql",
+    "strategy/sql/live.sql",
 )
+TEARDOWN = "strategy/sql/live_down.sql"
 
 
 def upgrade() -> None:
@@ -27,4 +31,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    execute_script(_raw_connection(), read(TEARDOWN))
     revert(*FILES)
