@@ -9,6 +9,10 @@ good rows are committed together or not at all. Re-ingesting the same data adds 
 a row that differs from the stored one replaces it (for candles this invalidates the
 rollup buckets and indicators computed from the old bar).
 
+A collector stores trades, tickers and order books of many listings at once
+(`ingest_listings`): one stage, one COPY and one merge per kind, each row carrying its
+listing; the same merge functions check, dedupe and merge them per listing.
+
 Candles have a fast path (tradestore.market.candle_copy): a plainly good batch for a span
 the series holds no bars in is binary-COPYed straight into market.candles, inside a
 savepoint; anything the database refuses there falls back to the staged merge.
@@ -18,9 +22,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -43,6 +47,7 @@ __all__ = [
     "copy_candles_directly",
     "ingest",
     "ingest_candles",
+    "ingest_listings",
     "ingest_order_books",
     "ingest_tickers",
     "ingest_trades",
@@ -72,16 +77,21 @@ class Rejected:
     field: str
     rule: str
     value: str | None
+    # The listing the row was for, in a batch of many listings (None: the batch's one).
+    listing: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.field}: {self.rule} (value: {self.value!r})"
+        where = f"{self.source}:{self.line}"
+        if self.listing is not None:
+            where = f"{self.source}: listing {self.listing}: line {self.line}"
+        return f"{where}: {self.field}: {self.rule} (value: {self.value!r})"
 
 
 @dataclass
 class IngestReport:
     kind: str
     source: str
-    listing_id: int
+    listing_id: int | None  # None: rows of many listings (ingest_listings)
     timeframe: str | None
     staged: int = 0
     inserted: int = 0
@@ -160,6 +170,7 @@ def copy_batch(
     done = 0
     # Columns the source does not have at all stay NULL in the stage without being sent.
     types = dict(zip(batch.kind.stage_columns, batch.kind.stage_types, strict=True))
+    types["listing"] = "int8"  # rows of many listings (ingest_listings)
     columns = [
         c for c in frame.columns if c in ("line", "t") or frame[c].null_count() < frame.height
     ]
@@ -180,12 +191,13 @@ def copy_batch(
 def stage_and_merge(
     conn: psycopg.Connection[Any],
     batch: StagedBatch,
-    listing_id: int,
+    listing_id: int | None,
     timeframe: str | None = None,
     progress: Progress | None = None,
 ) -> tuple[int, int, int, int, list[Rejected]]:
     """COPY the batch into a temporary staging table and merge it, in the caller's
-    transaction. Returns (staged, inserted, updated, unchanged, rejects)."""
+    transaction. Returns (staged, inserted, updated, unchanged, rejects). With listing_id
+    None the batch's `listing` column names each row's listing (not for candles)."""
     kind = batch.kind.name
     stage = f"ingest_stage_{next(_stage_names)}"
     conn.execute(
@@ -198,9 +210,10 @@ def stage_and_merge(
     merge = sql.SQL(_MERGE[kind]).format(stage=sql.Literal(f"pg_temp.{stage}"))
     staged, inserted, updated, unchanged, _ = conn.execute(merge, params).fetchone()  # type: ignore[misc]
     rejects = [
-        Rejected(batch.source, line, fld, rule, value)
-        for line, fld, rule, value in conn.execute(
-            "SELECT line, field, rule, value FROM pg_temp.ingest_rejects ORDER BY line"
+        Rejected(batch.source, line, fld, rule, value, None if listing_id else listing)
+        for line, fld, rule, value, listing in conn.execute(
+            "SELECT line, field, rule, value, listing FROM pg_temp.ingest_rejects"
+            " ORDER BY listing, line"
         )
     ]
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("pg_temp", stage)))
@@ -327,6 +340,59 @@ def ingest(
         method=method,
         created=created,
         warnings=warnings,
+    )
+
+
+def ingest_listings(
+    conn: psycopg.Connection[Any],
+    kind: str,
+    rows: Mapping[int, Sequence[Any]],
+    *,
+    imported: bool = False,
+) -> IngestReport:
+    """Store rows of many listings ({listing id: rows}) of one kind (trades, tickers or
+    orderbooks) with one stage, one COPY and one merge: the same merge function as
+    `ingest`, each staged row carrying its listing, so rules, duplicates and existing rows
+    are per listing. Line numbers count each listing's rows from 1; a reject names its
+    listing. Runs in the caller's transaction when there is one (a collector flushes every
+    kind in one), else in its own. `imported` as in `ingest` (a collector: False)."""
+    if kind not in KINDS or kind == "candles":
+        raise ValidationError("kind", "must be trades, tickers or orderbooks", kind)
+    started = time.perf_counter()
+    listings = [(listing, len(group)) for listing, group in rows.items() if group]
+    if not listings:
+        return IngestReport(kind=kind, source="<rows>", listing_id=None, timeframe=None)
+    batch = read_batch((r for _, group in rows.items() for r in group), kind)
+    # Each row is one frame row, in order (read_batch refuses anything but a mapping or a
+    # sequence): each gets its listing and its place among that listing's rows.
+    batch.frame = batch.frame.with_columns(
+        line=pl.Series([n for _, count in listings for n in range(1, count + 1)], dtype=pl.Int32),
+        listing=pl.Series([lid for lid, count in listings for _ in range(count)], dtype=pl.Int64),
+    )
+    warnings: list[str] = []
+    try:
+        with conn.transaction():
+            made = ensure_partitions(conn, batch.kind.table, batch)
+            staged, inserted, updated, unchanged, rejects = stage_and_merge(conn, batch, None)
+            if imported:
+                for listing, _ in listings:
+                    part = batch.frame.filter(pl.col("listing") == listing)
+                    warnings += _record_import(conn, replace(batch, frame=part), listing)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    return IngestReport(
+        kind=kind,
+        source=batch.source,
+        listing_id=None,
+        timeframe=None,
+        staged=staged,
+        inserted=inserted,
+        updated=updated,
+        unchanged=unchanged,
+        rejected=rejects,
+        partitions_made=made,
+        seconds=time.perf_counter() - started,
+        warnings=sorted(set(warnings)),
     )
 
 

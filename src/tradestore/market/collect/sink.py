@@ -1,6 +1,11 @@
 """Where collected rows go: buffered per feed, stored in batches through the ingest path
 (tradestore.market.ingest with imported=False: live data, which retention expires), and
-after each batch the Redis keys, rollups and indicators brought up to date."""
+after each batch the Redis keys, rollups and indicators brought up to date.
+
+A flush stores the trades, tickers and order books of every listing in one transaction,
+with one COPY and one merge per kind (ingest_listings): the per-call cost of the ingest
+path is paid per kind, not per listing. Candles go per series (each series' new bars
+then refresh its rollups and indicators)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from tradestore.cache import keys
 from tradestore.cache.client import Cache
 from tradestore.cache.market import on_candle, on_orderbook, on_ticker
 from tradestore.market.indicators import update_indicators
-from tradestore.market.ingest import IngestReport, ingest
+from tradestore.market.ingest import IngestReport, ingest, ingest_listings
 from tradestore.market.rollups import refresh_rollups
 
 log = logging.getLogger(__name__)
@@ -81,27 +86,54 @@ class Sink:
         return sum(len(rows) for rows in self.buffers.values())
 
     def flush(self) -> FlushReport:
+        """Store what is buffered. Rows the database refuses (a broken rule) are reported
+        and logged; if storing fails altogether (a lost connection), nothing of the failed
+        part is written and its rows go back to the buffers for the next flush."""
         report = FlushReport()
         buffers, self.buffers = self.buffers, defaultdict(list)
-        for (kind, listing_id, timeframe), rows in buffers.items():
-            rows = _dedupe(kind, rows)
-            result = ingest(
-                self.conn,
-                INGEST_KIND[kind],
-                rows,
-                listing_id=listing_id,
-                timeframe=timeframe,
-                imported=False,
-            )
-            report.reports.append(result)
-            report.stored[kind] += result.written + result.unchanged
-            report.rejected += len(result.rejected)
-            for reject in result.rejected:
-                log.warning("collector: %s row refused: %s", kind, reject)
-            if kind == "candles" and result.written:
+        deduped = {key: _dedupe(key[0], rows) for key, rows in buffers.items()}
+        batched = [key for key in deduped if key[0] != "candles"]
+        try:
+            with self.conn.transaction():
+                for kind in ("trades", "orderbook", "ticker"):
+                    rows = {key[1]: deduped[key] for key in batched if key[0] == kind}
+                    if rows:
+                        self._stored(
+                            report, kind, ingest_listings(self.conn, INGEST_KIND[kind], rows)
+                        )
+        except BaseException:
+            self._requeue(buffers)
+            raise
+        for key in batched:
+            self._write_through(key[0], key[1], key[2], deduped[key])
+        series = [key for key in deduped if key[0] == "candles"]
+        for done, (kind, listing_id, timeframe) in enumerate(series):
+            rows = deduped[(kind, listing_id, timeframe)]
+            try:
+                result = ingest(
+                    self.conn, "candles", rows, listing_id=listing_id, timeframe=timeframe,
+                    imported=False,
+                )  # fmt: skip
+            except BaseException:
+                self._requeue({key: buffers[key] for key in series[done:]})
+                raise
+            self._stored(report, kind, result)
+            if result.written:
                 report.indicator_rows += self._after_bars(listing_id, timeframe or "")
             self._write_through(kind, listing_id, timeframe, rows)
         return report
+
+    def _stored(self, report: FlushReport, kind: str, result: IngestReport) -> None:
+        report.reports.append(result)
+        report.stored[kind] += result.written + result.unchanged
+        report.rejected += len(result.rejected)
+        for reject in result.rejected:
+            log.warning("collector: %s row refused: %s", kind, reject)
+
+    def _requeue(self, buffers: dict[tuple[str, int, str | None], list[dict[str, Any]]]) -> None:
+        """Rows a failed flush did not store, back in front of anything added since."""
+        for key, rows in buffers.items():
+            self.buffers[key][:0] = rows
 
     def _after_bars(self, listing_id: int, timeframe: str) -> int:
         """New closed bars: materialize the rollup buckets they complete (the open bucket

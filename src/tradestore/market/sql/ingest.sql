@@ -5,6 +5,12 @@
 -- validates every row in SQL, writes the good rows, and lists the bad ones with the
 -- field, rule and value in pg_temp.ingest_rejects (line numbers are the client's).
 -- Re-merging the same rows changes nothing; a row that differs replaces the stored one.
+--
+-- Trades, tickers and order books can be staged for many listings at once (a collector
+-- flushing every feed in one COPY and one merge per kind): a staged row's `listing`
+-- names its listing, and a row without one belongs to the merge's p_listing. Rules,
+-- duplicates ("unique in the batch") and existing rows are then per listing, and a
+-- reject carries its listing.
 
 CREATE TYPE market.candle_stage AS (
     line integer, t bigint, time_text text,
@@ -12,15 +18,15 @@ CREATE TYPE market.candle_stage AS (
 );
 CREATE TYPE market.trade_stage AS (
     line integer, t bigint, time_text text,
-    trade_id text, price text, quantity text, side text
+    trade_id text, price text, quantity text, side text, listing bigint
 );
 CREATE TYPE market.ticker_stage AS (
     line integer, t bigint, time_text text,
     opening_price text, closing_price text, high_price text, low_price text, volume text, value text,
-    change_24h text, change_rate_24h text, bid_price text, ask_price text
+    change_24h text, change_rate_24h text, bid_price text, ask_price text, listing bigint
 );
 CREATE TYPE market.order_book_stage AS (
-    line integer, t bigint, time_text text, bids text, asks text
+    line integer, t bigint, time_text text, bids text, asks text, listing bigint
 );
 
 -- The value as NUMERIC, or NULL when the text is not a number.
@@ -37,15 +43,34 @@ RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE AS $$
                 THEN timestamptz '1970-01-01 00:00:00+00' + p * interval '1 microsecond' END
 $$;
 
--- Start a merge: the rejects table of this transaction, emptied; the listing checked.
-CREATE OR REPLACE FUNCTION market.begin_merge(p_listing bigint)
+-- The rejects table of this transaction (pg_temp.ingest_rejects), emptied: each merge
+-- lists its bad rows there (listing is NULL for a single-listing merge).
+CREATE OR REPLACE FUNCTION market.begin_rejects()
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM market.exchange_instruments WHERE id = p_listing) THEN
+    EXECUTE 'CREATE TEMP TABLE IF NOT EXISTS ingest_rejects (line integer, field text, rule text, value text, listing bigint) ON COMMIT DROP';
+    EXECUTE 'TRUNCATE pg_temp.ingest_rejects';
+END;
+$$;
+
+-- Whether a listing exists (NULL: no).
+CREATE OR REPLACE FUNCTION market.listing_exists(p_listing bigint)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT EXISTS (SELECT 1 FROM market.exchange_instruments WHERE id = p_listing)
+$$;
+
+-- Start a merge: the rejects table emptied; the listing checked. With p_per_row a NULL
+-- p_listing is allowed: each staged row names its listing (checked row by row).
+CREATE OR REPLACE FUNCTION market.begin_merge(p_listing bigint, p_per_row boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_listing IS NULL AND NOT p_per_row THEN
+        PERFORM system.raise_invalid('exchange_instrument_id', 'is required', NULL);
+    END IF;
+    IF p_listing IS NOT NULL AND NOT EXISTS (SELECT 1 FROM market.exchange_instruments WHERE id = p_listing) THEN
         PERFORM system.raise_invalid('exchange_instrument_id', 'must reference an existing listing', p_listing::text);
     END IF;
-    EXECUTE 'CREATE TEMP TABLE IF NOT EXISTS ingest_rejects (line integer, field text, rule text, value text) ON COMMIT DROP';
-    EXECUTE 'TRUNCATE pg_temp.ingest_rejects';
+    PERFORM market.begin_rejects();
 END;
 $$;
 
@@ -302,7 +327,8 @@ BEGIN
 END;
 $$;
 
--- Public trade prints (seed 003 transactions) from a table of market.trade_stage.
+-- Public trade prints (seed 003 transactions) from a table of market.trade_stage, for
+-- p_listing or, when it is NULL, for the listing each row names.
 CREATE OR REPLACE FUNCTION market.merge_trades(
     p_stage regclass, p_listing bigint,
     OUT staged bigint, OUT inserted bigint, OUT updated bigint, OUT unchanged bigint, OUT rejected bigint)
@@ -311,16 +337,17 @@ DECLARE
     v_existing bigint;
     v_written bigint;
 BEGIN
-    PERFORM market.begin_merge(p_listing);
+    PERFORM market.begin_merge(p_listing, true);
     EXECUTE format($q$
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT y.*, r.field, r.rule,
-               CASE y.code WHEN 2 THEN y.time_text WHEN 3 THEN y.t::text WHEN 11 THEN y.trade_id
+               CASE y.code WHEN 0 THEN y.listing_id::text WHEN 2 THEN y.time_text WHEN 3 THEN y.t::text WHEN 11 THEN y.trade_id
                            WHEN 12 THEN y.trade_id WHEN 21 THEN y.price_text WHEN 22 THEN y.price_text
                            WHEN 31 THEN y.quantity_text WHEN 32 THEN y.quantity_text WHEN 40 THEN y.side
                END AS value
           FROM (SELECT x.*,
-                       CASE WHEN x.t IS NULL AND x.time_text IS NULL THEN 1
+                       CASE WHEN NOT x.listing_ok THEN 0
+                            WHEN x.t IS NULL AND x.time_text IS NULL THEN 1
                             WHEN x.t IS NULL THEN 2
                             WHEN x."time" IS NULL THEN 3
                             WHEN x.trade_id IS NULL OR x.trade_id = '' THEN 10
@@ -334,13 +361,16 @@ BEGIN
                             WHEN NOT (x.q > 0 AND system.is_finite(x.q)) THEN 32
                             WHEN x.side IS NULL OR x.side NOT IN ('buy', 'sell') THEN 40
                        END AS code
-                  FROM (SELECT s.line, s.t, s.time_text, market.epoch_us_time(s.t) AS "time", s.trade_id,
+                  FROM (SELECT s.line, s.listing_id, s.t, s.time_text, market.epoch_us_time(s.t) AS "time", s.trade_id,
                                s.price AS price_text, s.quantity AS quantity_text, lower(s.side) AS side,
                                market.try_numeric(s.price) AS p, market.try_numeric(s.quantity) AS q,
-                               count(*) OVER (PARTITION BY s.t, s.trade_id) AS same_key
-                          FROM %s s OFFSET 0) x
+                               market.listing_exists(s.listing_id) AS listing_ok,
+                               count(*) OVER (PARTITION BY s.listing_id, s.t, s.trade_id) AS same_key
+                          FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s
+                        OFFSET 0) x
                 OFFSET 0) y
           LEFT JOIN (VALUES
+              (0, 'exchange_instrument_id', 'must reference an existing listing'),
               (1, 'time', 'is required'),
               (2, 'time', 'must be an ISO-8601 time or an epoch number'),
               (3, 'time', 'must be between 1900 and 2200'),
@@ -352,17 +382,19 @@ BEGIN
               (30, 'quantity', 'is required'), (31, 'quantity', 'must be a number'),
               (32, 'quantity', 'must be positive and finite'),
               (40, 'side', 'must be buy or sell')
-          ) AS r(code, field, rule) ON r.code = y.code$q$, p_stage);
+          ) AS r(code, field, rule) ON r.code = y.code$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
     ANALYZE pg_temp.ingest_checked;
-    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value FROM pg_temp.ingest_checked k
-     WHERE k.field IS NOT NULL;
+    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value, k.listing_id
+      FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
-    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax).
+    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax): an
+    -- index probe per row (LATERAL ... LIMIT 1), never a scan of the table.
     SELECT count(*) INTO v_existing FROM pg_temp.ingest_checked k
-     WHERE k.field IS NULL AND EXISTS (SELECT 1 FROM market.trade_prints x WHERE x.exchange_instrument_id = p_listing AND x."time" = k."time" AND x.exchange_trade_id = k.trade_id);
+     CROSS JOIN LATERAL (SELECT 1 FROM market.trade_prints x WHERE x.exchange_instrument_id = k.listing_id AND x."time" = k."time" AND x.exchange_trade_id = k.trade_id LIMIT 1) e
+     WHERE k.field IS NULL;
     INSERT INTO market.trade_prints AS tp (exchange_instrument_id, "time", exchange_trade_id, price, quantity, side)
-    SELECT p_listing, k."time", k.trade_id, k.p, k.q, k.side FROM pg_temp.ingest_checked k WHERE k.field IS NULL
+    SELECT k.listing_id, k."time", k.trade_id, k.p, k.q, k.side FROM pg_temp.ingest_checked k WHERE k.field IS NULL
     ON CONFLICT (exchange_instrument_id, "time", exchange_trade_id) DO UPDATE
        SET price = EXCLUDED.price, quantity = EXCLUDED.quantity, side = EXCLUDED.side
      WHERE (tp.price, tp.quantity, tp.side) IS DISTINCT FROM (EXCLUDED.price, EXCLUDED.quantity, EXCLUDED.side);
@@ -374,7 +406,8 @@ BEGIN
 END;
 $$;
 
--- Seed 003 tickers from a table of market.ticker_stage.
+-- Seed 003 tickers from a table of market.ticker_stage, for p_listing or, when it is
+-- NULL, for the listing each row names.
 CREATE OR REPLACE FUNCTION market.merge_tickers(
     p_stage regclass, p_listing bigint,
     OUT staged bigint, OUT inserted bigint, OUT updated bigint, OUT unchanged bigint, OUT rejected bigint)
@@ -383,22 +416,23 @@ DECLARE
     v_existing bigint;
     v_written bigint;
 BEGIN
-    PERFORM market.begin_merge(p_listing);
+    PERFORM market.begin_merge(p_listing, true);
     EXECUTE format($q$
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value AS bad_value
-          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time",
+          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
                        market.try_numeric(s.opening_price) AS op, market.try_numeric(s.closing_price) AS cp,
                        market.try_numeric(s.high_price) AS hp, market.try_numeric(s.low_price) AS lp,
                        market.try_numeric(s.volume) AS vol, market.try_numeric(s.value) AS val,
                        market.try_numeric(s.change_24h) AS ch, market.try_numeric(s.change_rate_24h) AS chr,
                        market.try_numeric(nullif(s.bid_price, '')) AS bid,
                        market.try_numeric(nullif(s.ask_price, '')) AS ask,
-                       count(*) OVER (PARTITION BY s.t) AS same_time
-                  FROM %s s OFFSET 0) x
+                       count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
+                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s OFFSET 0) x
           LEFT JOIN LATERAL (
               SELECT k.f AS field, k.r AS rule, k.v AS value
                 FROM (VALUES
+                  (0, 'exchange_instrument_id', 'must reference an existing listing', x.listing_id::text, NOT x.listing_ok),
                   (1, 'time', 'is required', NULL::text, x.t IS NULL AND x.time_text IS NULL),
                   (2, 'time', 'must be an ISO-8601 time or an epoch number', x.time_text, x.t IS NULL),
                   (3, 'time', 'must be between 1900 and 2200', x.t::text, x."time" IS NULL),
@@ -429,18 +463,20 @@ BEGIN
                    nullif(x.ask_price, '') IS NOT NULL AND coalesce(NOT (x.ask > 0 AND system.is_finite(x.ask)), true)),
                   (32, 'ask_price', 'must be >= bid_price', x.ask_price, x.ask < x.bid)
                 ) AS k(ord, f, r, v, bad)
-               WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_stage);
+               WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
     ANALYZE pg_temp.ingest_checked;
-    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.bad_value FROM pg_temp.ingest_checked k
-     WHERE k.field IS NOT NULL;
+    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.bad_value, k.listing_id
+      FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
-    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax).
+    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax): an
+    -- index probe per row (LATERAL ... LIMIT 1), never a scan of the table.
     SELECT count(*) INTO v_existing FROM pg_temp.ingest_checked k
-     WHERE k.field IS NULL AND EXISTS (SELECT 1 FROM market.tickers x WHERE x.exchange_instrument_id = p_listing AND x."time" = k."time");
+     CROSS JOIN LATERAL (SELECT 1 FROM market.tickers x WHERE x.exchange_instrument_id = k.listing_id AND x."time" = k."time" LIMIT 1) e
+     WHERE k.field IS NULL;
     INSERT INTO market.tickers AS tk (exchange_instrument_id, "time", opening_price, closing_price, high_price,
                                       low_price, volume, value, change_24h, change_rate_24h, bid_price, ask_price)
-    SELECT p_listing, k."time", k.op, k.cp, k.hp, k.lp, k.vol, k.val, k.ch, k.chr, k.bid, k.ask
+    SELECT k.listing_id, k."time", k.op, k.cp, k.hp, k.lp, k.vol, k.val, k.ch, k.chr, k.bid, k.ask
       FROM pg_temp.ingest_checked k WHERE k.field IS NULL
     ON CONFLICT (exchange_instrument_id, "time") DO UPDATE
        SET opening_price = EXCLUDED.opening_price, closing_price = EXCLUDED.closing_price,
@@ -499,8 +535,9 @@ BEGIN
 END;
 $$;
 
--- Seed 003 order books from a table of market.order_book_stage; bid/ask volume, spread
--- and mid price are computed from the levels.
+-- Seed 003 order books from a table of market.order_book_stage, for p_listing or, when
+-- it is NULL, for the listing each row names; bid/ask volume, spread and mid price are
+-- computed from the levels.
 CREATE OR REPLACE FUNCTION market.merge_order_books(
     p_stage regclass, p_listing bigint,
     OUT staged bigint, OUT inserted bigint, OUT updated bigint, OUT unchanged bigint, OUT rejected bigint)
@@ -509,18 +546,19 @@ DECLARE
     v_existing bigint;
     v_written bigint;
 BEGIN
-    PERFORM market.begin_merge(p_listing);
+    PERFORM market.begin_merge(p_listing, true);
     EXECUTE format($q$
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value
-          FROM (SELECT s.line, s.t, s.time_text, s.bids AS bids_text, s.asks AS asks_text,
-                       market.epoch_us_time(s.t) AS "time",
+          FROM (SELECT s.line, s.listing_id, s.t, s.time_text, s.bids AS bids_text, s.asks AS asks_text,
+                       market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
                        market.book_side(s.bids, true) AS bids, market.book_side(s.asks, false) AS asks,
-                       count(*) OVER (PARTITION BY s.t) AS same_time
-                  FROM %s s OFFSET 0) x
+                       count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
+                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s OFFSET 0) x
           LEFT JOIN LATERAL (
               SELECT k.f AS field, k.r AS rule, k.v AS value
                 FROM (VALUES
+                  (0, 'exchange_instrument_id', 'must reference an existing listing', x.listing_id::text, NOT x.listing_ok),
                   (1, 'time', 'is required', NULL::text, x.t IS NULL AND x.time_text IS NULL),
                   (2, 'time', 'must be an ISO-8601 time or an epoch number', x.time_text, x.t IS NULL),
                   (3, 'time', 'must be between 1900 and 2200', x.t::text, x."time" IS NULL),
@@ -532,18 +570,20 @@ BEGIN
                   (30, 'asks', 'best ask must be above best bid (the book is crossed)', (x.asks -> 0 ->> 0),
                    (x.asks -> 0 ->> 0)::numeric <= (x.bids -> 0 ->> 0)::numeric)
                 ) AS k(ord, f, r, v, bad)
-               WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_stage);
+               WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
     ANALYZE pg_temp.ingest_checked;
-    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value FROM pg_temp.ingest_checked k
-     WHERE k.field IS NOT NULL;
+    INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value, k.listing_id
+      FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
-    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax).
+    -- Which good rows exist already (inserted vs replaced, without RETURNING xmax): an
+    -- index probe per row (LATERAL ... LIMIT 1), never a scan of the table.
     SELECT count(*) INTO v_existing FROM pg_temp.ingest_checked k
-     WHERE k.field IS NULL AND EXISTS (SELECT 1 FROM market.order_books x WHERE x.exchange_instrument_id = p_listing AND x."time" = k."time");
+     CROSS JOIN LATERAL (SELECT 1 FROM market.order_books x WHERE x.exchange_instrument_id = k.listing_id AND x."time" = k."time" LIMIT 1) e
+     WHERE k.field IS NULL;
     INSERT INTO market.order_books AS ob (exchange_instrument_id, "time", bids, asks, bid_volume, ask_volume,
                                           spread, mid_price)
-    SELECT p_listing, k."time", k.bids, k.asks,
+    SELECT k.listing_id, k."time", k.bids, k.asks,
            (SELECT coalesce(sum((e ->> 1)::numeric), 0) FROM jsonb_array_elements(k.bids) e),
            (SELECT coalesce(sum((e ->> 1)::numeric), 0) FROM jsonb_array_elements(k.asks) e),
            (k.asks -> 0 ->> 0)::numeric - (k.bids -> 0 ->> 0)::numeric,
@@ -579,8 +619,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_days timestamptz[];
 BEGIN
-    EXECUTE 'CREATE TEMP TABLE IF NOT EXISTS ingest_rejects (line integer, field text, rule text, value text) ON COMMIT DROP';
-    TRUNCATE pg_temp.ingest_rejects;
+    PERFORM market.begin_rejects();
     DROP TABLE IF EXISTS pg_temp.daily_checked;
     EXECUTE format($q$
         CREATE TEMP TABLE daily_checked ON COMMIT DROP AS
