@@ -757,8 +757,9 @@ $$;
 
 ------------------------------------------------------------------------ ledger entries
 -- Cash movements that are not fills: DEPOSIT (> 0), WITHDRAWAL (< 0, not past the
--- balance), ADJUSTMENT (either sign), FUNDING_FEE (the settlement module) and extra FEE
--- rows (a fill charged in several currencies). Returns the ledger row id.
+-- balance), ADJUSTMENT (either sign), FUNDING_FEE (the settlement module), DIVIDEND (the
+-- symbol events module), TAX (a transaction tax) and extra FEE rows (a fill charged in
+-- several currencies). Returns the ledger row id.
 CREATE OR REPLACE FUNCTION public.post_ledger_entry(
     p_account_id bigint, p_transaction_type text, p_currency text, p_amount numeric,
     p_description text DEFAULT NULL, p_timestamp timestamptz DEFAULT now(),
@@ -771,9 +772,10 @@ DECLARE
     v_balance  numeric;
     v_id       bigint;
 BEGIN
-    IF v_type IS NULL OR v_type NOT IN ('DEPOSIT', 'WITHDRAWAL', 'ADJUSTMENT', 'FUNDING_FEE', 'FEE') THEN
+    IF v_type IS NULL
+       OR v_type NOT IN ('DEPOSIT', 'WITHDRAWAL', 'ADJUSTMENT', 'FUNDING_FEE', 'FEE', 'DIVIDEND', 'TAX') THEN
         PERFORM system.raise_invalid('transaction_type',
-            'must be one of DEPOSIT, WITHDRAWAL, ADJUSTMENT, FUNDING_FEE, FEE (TRADE rows come from apply_fill)',
+            'must be one of DEPOSIT, WITHDRAWAL, ADJUSTMENT, FUNDING_FEE, FEE, DIVIDEND, TAX (TRADE rows come from apply_fill)',
             p_transaction_type);
     END IF;
     IF v_currency IS NULL OR NOT account.is_currency_code(v_currency) THEN

@@ -305,7 +305,7 @@ CREATE TABLE account.transactions (
     account_id              bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,
     transaction_type        varchar(20) NOT NULL
                             CHECK (transaction_type::text
-                                   = ANY ('{TRADE,FEE,FUNDING_FEE,DEPOSIT,WITHDRAWAL,ADJUSTMENT}'::text[])),
+                                   = ANY ('{TRADE,FEE,FUNDING_FEE,DEPOSIT,WITHDRAWAL,ADJUSTMENT,DIVIDEND,TAX}'::text[])),
     currency                varchar(20) NOT NULL,
     amount                  numeric NOT NULL,
     related_order_id        bigint REFERENCES trade.orders (id) ON DELETE RESTRICT,
