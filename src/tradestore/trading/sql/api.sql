@@ -328,8 +328,8 @@ BEGIN
     IF v_type IS NULL OR v_type NOT IN ('MARKET', 'LIMIT', 'STOP') THEN
         PERFORM system.raise_invalid('order_type', 'must be one of MARKET, LIMIT, STOP', p_order_type);
     END IF;
-    IF v_source NOT IN ('API', 'STRATEGY', 'WEBHOOK', 'MANUAL', 'EXTERNAL', 'BACKTEST') THEN
-        PERFORM system.raise_invalid('source', 'must be one of API, STRATEGY, WEBHOOK, MANUAL, EXTERNAL, BACKTEST',
+    IF v_source NOT IN ('API', 'STRATEGY', 'WEBHOOK', 'MANUAL', 'CLI', 'EXTERNAL', 'BACKTEST') THEN
+        PERFORM system.raise_invalid('source', 'must be one of API, STRATEGY, WEBHOOK, MANUAL, CLI, EXTERNAL, BACKTEST',
                                      p_source);
     END IF;
     IF p_quantity IS NULL OR NOT system.is_finite(p_quantity) OR p_quantity <= 0 THEN

@@ -179,7 +179,7 @@ CREATE TABLE trade.orders (
     -- Seed 004's holding: the position this order opens, adds to or closes.
     holding_id              bigint REFERENCES trade.positions (id) ON DELETE RESTRICT,
     source                  varchar(20) NOT NULL DEFAULT 'API'
-                            CHECK (source::text = ANY ('{API,STRATEGY,WEBHOOK,MANUAL,EXTERNAL,BACKTEST}'::text[])),
+                            CHECK (source::text = ANY ('{API,STRATEGY,WEBHOOK,MANUAL,CLI,EXTERNAL,BACKTEST}'::text[])),
     client_order_id         varchar(100),
     exchange_order_id       varchar(100),
     idempotency_key         varchar(120),
