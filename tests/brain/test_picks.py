@@ -24,6 +24,12 @@ def _screen(ctx: ScreenContext) -> list[PickIdea]:
 @pytest.fixture
 def desk(conn: psycopg.Connection[Any]) -> Desk:
     d = build_desk(conn, cash=10_000)
+    # Seed 003's default limits (the desk sets wide ones): picks are held to them.
+    conn.execute(
+        "UPDATE account.users SET max_risk_per_trade = 2, max_total_risk = 10, max_positions = 5 "
+        "WHERE id = %s",
+        (d.user_id,),
+    )
     d.set_price(d.btc, "100")
     return d
 
@@ -84,8 +90,12 @@ def test_approved_pick_becomes_one_order_sized_to_the_risk_limit(desk: Desk) -> 
     qty, pick_of_order, side = desk.conn.execute(
         "SELECT quantity, pick_id, side FROM trade.orders WHERE id = %s", (order_id,)
     ).fetchone()
-    # 2% of 10,000 at risk, 10 per unit between entry 100 and stop 90: 20 units.
-    assert (qty, pick_of_order, side) == (Decimal("20"), pick_id, "BUY")
+    # Sized to the trading risk limit: an exposure of 2% of the 10,000 equity at the
+    # latest price 100 is 2 units (the funds it holds, 2 x 100 x 1.05 x 1.01, are free).
+    assert (qty, pick_of_order, side) == (Decimal("2"), pick_id, "BUY")
+    assert desk.conn.execute(
+        "SELECT risk_notional FROM trade.orders WHERE id = %s", (order_id,)
+    ).fetchone()[0] == Decimal("200")
     assert _executed(desk, pick_id)
     linked = desk.conn.execute(
         "SELECT order_id FROM brain.pick_orders WHERE pick_id = %s", (pick_id,)
@@ -97,12 +107,32 @@ def test_approved_pick_becomes_one_order_sized_to_the_risk_limit(desk: Desk) -> 
         )
 
 
+def test_pick_sized_by_cash_fits_the_funds_reservation(desk: Desk) -> None:
+    desk.conn.execute(
+        "UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100 WHERE id = %s",
+        (desk.user_id,),
+    )
+    pick_id = _pick(desk)
+    picks.set_auto_approve(desk.conn, desk.account_id, True)
+    picks.request(desk.conn, pick_id, desk.account_id)
+    order_id = picks.execute(desk.conn, pick_id, desk.account_id)
+    # The free 10,000 USDT funds 10,000 / (100 x 1.05 slippage x 1.01 fee) = 94.2951... units,
+    # truncated to the step; the order holds no more than is free.
+    qty, held = desk.conn.execute(
+        "SELECT quantity, quantity * reserve_per_unit FROM trade.orders WHERE id = %s",
+        (order_id,),
+    ).fetchone()
+    assert qty == Decimal("94.2951")
+    assert held <= Decimal("10000")
+
+
 def test_order_over_the_risk_limit_is_refused(desk: Desk) -> None:
     pick_id = _pick(desk)
     picks.set_auto_approve(desk.conn, desk.account_id, True)
     assert picks.request(desk.conn, pick_id, desk.account_id)["status"] == "APPROVED"  # automatic
+    # 2.01 units at 100 is an exposure of 201, above 2% of the 10,000 equity.
     with pytest.raises(psycopg.errors.CheckViolation, match="max_risk_per_trade"):
-        picks.execute(desk.conn, pick_id, desk.account_id, quantity=Decimal("21"))
+        picks.execute(desk.conn, pick_id, desk.account_id, quantity=Decimal("2.01"))
     assert desk.count("trade.orders") == 0 and not _executed(desk, pick_id)
     desk.conn.execute("UPDATE account.users SET max_positions = 0 WHERE id = %s", (desk.user_id,))
     with pytest.raises(psycopg.errors.CheckViolation, match="max_positions"):

@@ -140,6 +140,13 @@ def test_module_without_data_disables_without_force(empty_db: str) -> None:
     migrate.enable_modules(empty_db, ["settlement"])
     assert migrate.disable_modules(empty_db, ["settlement"]) == ["settlement"]
     assert migrate.enabled_modules(empty_db) == []
+    # The trigger the module put on the core executions table went with it.
+    with psycopg.connect(empty_db) as conn:
+        triggers = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'trade.executions'::regclass "
+            "AND NOT tgisinternal"
+        ).fetchall()
+    assert triggers == [("tr_executions_unreported_fee",)]
 
 
 def test_timeseries_module_refuses_clearly_without_timescaledb(empty_db: str) -> None:

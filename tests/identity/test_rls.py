@@ -250,6 +250,15 @@ def test_a_trader_trades_their_own_account_but_never_writes_the_books(
         assert c.execute(
             "SELECT created_by FROM trade.orders WHERE id = %s", (order,)
         ).fetchone() == ("tradestore_trader",)
+        # `tradestore orders submit` records its orders as the CLI's.
+        from_cli = c.execute(
+            "SELECT trade.place_order(%s, 1, 'SELL', 'LIMIT', 0.05, 41000, p_source => 'cli')",
+            (mine["account"],),
+        ).fetchone()[0]
+        assert c.execute(
+            "SELECT source FROM trade.orders WHERE id = %s", (from_cli,)
+        ).fetchone() == ("CLI",)
+        c.execute("SELECT cancel_order(%s)", (from_cli,))
     for statement in [
         # Balances come from the ledger: no deposits of one's own making.
         "SELECT post_ledger_entry(%(a)s, 'DEPOSIT', 'USDT', 1000000)",

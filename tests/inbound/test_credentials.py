@@ -30,6 +30,9 @@ def two_users(conn: psycopg.Connection, market: None) -> dict[str, str]:
         "INSERT INTO account.users (username, email, password_hash) VALUES ('bob', 'bob@example.com', 'x');"
         "INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (2, 1, 'main', 'USDT');"
         "INSERT INTO account.accounts (user_id, exchange_id, name, base_currency) VALUES (1, 1, 'alice-only', 'USDT');"
+        # bob's orders are funded and held to his (wide) risk limits, as alice's are.
+        "UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, max_positions = 1000 WHERE id = 2;"
+        "SELECT post_ledger_entry(2, 'DEPOSIT', 'USDT', 10000000);"
     )
     with as_user(conn, ALICE) as c:
         a = credentials.create(c, ALICE, "tv alice").token

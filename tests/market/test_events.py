@@ -193,20 +193,8 @@ def test_rule_change_takes_effect_at_its_time(desk: Desk) -> None:
     )
 
 
-def _ledger_accepts_dividends(conn: psycopg.Connection[Any]) -> bool:
-    definition = conn.execute(
-        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
-        "WHERE c.conrelid = 'account.transactions'::regclass AND pg_get_constraintdef(c.oid) LIKE '%FUNDING_FEE%'"
-    ).fetchone()
-    return definition is not None and "DIVIDEND" in definition[0]
-
-
 def test_dividend_pays_holders_at_the_record_date_once(desk: Desk) -> None:
     conn = desk.conn
-    if not _ledger_accepts_dividends(conn):
-        pytest.skip(
-            "account.transactions does not accept DIVIDEND rows yet (trading/sql/schema.sql)"
-        )
     spot_fill(desk, "BUY", "4", "100", T0, "D1")
     spot_fill(desk, "BUY", "6", "100", T0 + dt.timedelta(days=5), "D2")  # after the record date
     _, ev = events.add_event(

@@ -63,8 +63,11 @@ def test_order_fill_position_ledger_flow(run, desk: Desk, tmp_path: Path) -> Non
         "--client-id",
         "c-1",
     )
-    assert code == 0 and "BUY 0.5 BTCUSDT LIMIT @ 40000 [NEW]" in out, out
+    assert code == 0 and "BUY 0.5 binance:BTCUSDT LIMIT @ 40000 [NEW]" in out, out
     order_id = out.split()[1].rstrip(":")
+    assert desk.conn.execute(
+        "SELECT source FROM trade.orders WHERE id = %s", (int(order_id),)
+    ).fetchone() == ("CLI",)
 
     feed = tmp_path / "fills.jsonl"
     feed.write_text(

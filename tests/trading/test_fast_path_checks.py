@@ -115,7 +115,7 @@ VOCABULARIES = [
         "trade.orders",
         "source",
         "orders_source_check",
-        ("API", "STRATEGY", "WEBHOOK", "MANUAL", "EXTERNAL", "BACKTEST"),
+        ("API", "STRATEGY", "WEBHOOK", "MANUAL", "CLI", "EXTERNAL", "BACKTEST"),
         ("api", "BOT"),
     ),
     ("trade.executions", "side", "executions_side_check", ("BUY", "SELL"), ("sell", "X")),

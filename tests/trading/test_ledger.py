@@ -14,11 +14,13 @@ from tradestore.trading import (
     apply_fill,
     balances,
     deposit,
+    entries,
     post_entry,
     submit_order,
     verify,
     withdraw,
 )
+from tradestore.trading.models import TransactionType
 
 
 def _some_activity(desk: Desk) -> None:
@@ -57,13 +59,17 @@ def test_application_role_cannot_change_the_ledger(desk: Desk, statement: str) -
     [
         "UPDATE account.transactions SET amount = amount + 1",
         "DELETE FROM account.transactions",
-        "TRUNCATE account.transactions",
+        # CASCADE: a module table referencing the ledger (settlement's funding payments)
+        # makes PostgreSQL refuse a plain TRUNCATE before the trigger is reached.
+        "TRUNCATE account.transactions CASCADE",
     ],
 )
 def test_triggers_refuse_changes_even_for_the_owner(desk: Desk, statement: str) -> None:
     _some_activity(desk)
+    before = desk.count("account.transactions")
     with pytest.raises(psycopg.errors.RestrictViolation):
         desk.conn.execute(statement)
+    assert desk.count("account.transactions") == before
 
 
 def test_verify_passes_on_an_intact_ledger_and_hash_ignores_session_timezone(desk: Desk) -> None:
@@ -133,10 +139,17 @@ def test_balances_and_ledger_entry_rules(desk: Desk) -> None:
     deposit(desk.conn, desk.account_id, "btc", "0.5")
     withdraw(desk.conn, desk.account_id, "BTC", "0.2")
     post_entry(desk.conn, desk.account_id, "ADJUSTMENT", "USDT", "-0.01", description="rounding")
+    post_entry(desk.conn, desk.account_id, TransactionType.DIVIDEND, "USDT", "1.5")
+    post_entry(desk.conn, desk.account_id, "tax", "USDT", "-0.5", description="transaction tax")
     assert balances(desk.conn, desk.account_id) == {
         "BTC": Decimal("0.3"),
-        "USDT": Decimal("999999.99"),
+        "USDT": Decimal("1000000.99"),
     }
+    newest = entries(desk.conn, desk.account_id, limit=2)  # newest first
+    assert [(e.transaction_type, e.amount) for e in newest] == [
+        (TransactionType.TAX, Decimal("-0.5")),
+        (TransactionType.DIVIDEND, Decimal("1.5")),
+    ]
     before = desk.count("account.transactions")
     for args, field in (
         (("WITHDRAWAL", "BTC", "-1"), "amount"),  # more than the balance

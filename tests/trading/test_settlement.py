@@ -4,6 +4,7 @@ real PostgreSQL; generated data always, the real XRP/USDT:USDT files when presen
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from tests.trading.desk import Desk
 from tradestore.db.errors import ValidationError
-from tradestore.trading import settlement
+from tradestore.trading import apply_fill, import_fills, settlement, verify
 from tradestore.trading.settlement import funding_amount
 
 DATA = Path("/work/shared/data")
@@ -246,6 +247,7 @@ def test_schedule_fee_maker_or_taker_by_order_type_and_fill(desk: Desk) -> None:
     limit_id = conn.execute(
         "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 1, 100)", (desk.account_id, desk.btc)
     ).fetchone()[0]
+    desk.set_price(desk.eth, "100")  # a spot BUY at market reserves at the latest price
     market_id = conn.execute(
         "SELECT submit_order(%s, %s, 'BUY', 'MARKET', 1)", (desk.account_id, desk.eth)
     ).fetchone()[0]
@@ -269,3 +271,80 @@ def test_schedule_fee_maker_or_taker_by_order_type_and_fill(desk: Desk) -> None:
     with pytest.raises(ValidationError) as err:
         settlement.schedule_fee(conn, limit_id, one, hundred, later, "BOTH")
     assert err.value.field == "liquidity"
+
+
+def test_fill_reported_without_a_fee_is_charged_the_schedule_fee(desk: Desk) -> None:
+    conn = desk.conn
+    conn.execute(
+        "INSERT INTO market.exchange_fee_schedules (exchange_id, effective_from, fee_schema) "
+        'VALUES (%s, \'2020-01-01\', \'{"maker": 0.0002, "taker": 0.0005, "symbols": {"ETHUSDT": {"taker": 0.0007}}}\')',
+        (desk.exchange_id,),
+    )
+    limit_id = conn.execute(
+        "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 1, 100)", (desk.account_id, desk.btc)
+    ).fetchone()[0]
+    created = conn.execute(
+        "SELECT created_at FROM trade.orders WHERE id = %s", (limit_id,)
+    ).fetchone()[0]
+    later = created + dt.timedelta(seconds=1)
+
+    def execution(trade_id: str) -> tuple[Any, ...]:
+        return conn.execute(
+            "SELECT fee, fee_currency, net_amount FROM trade.executions WHERE exchange_trade_id = %s",
+            (trade_id,),
+        ).fetchone()
+
+    def fee_rows() -> list[Decimal]:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT amount FROM account.transactions WHERE transaction_type = 'FEE' ORDER BY id"
+            ).fetchall()
+        ]
+
+    # Rested LIMIT order, no fee reported: maker 0.0002 x 0.4 x 100 = 0.008, in USDT,
+    # through the execution's cash effect, the order, the position and the ledger.
+    apply_fill(conn, limit_id, "S1", "0.4", "100", fee=None, fee_currency="BNB", executed_at=later)
+    assert execution("S1") == (Decimal("0.008"), "USDT", Decimal("-40.008"))
+    assert fee_rows() == [Decimal("-0.008")]
+    # A reported fee, zero included, is kept as reported.
+    apply_fill(conn, limit_id, "S2", "0.1", "100", fee="0", executed_at=later)
+    apply_fill(conn, limit_id, "S3", "0.1", "100", fee="0.03", executed_at=later)
+    assert execution("S2")[0] == 0 and execution("S3")[0] == Decimal("0.03")
+    # No schedule in force at the fill's time: nothing to price it by, the fee is 0.
+    apply_fill(
+        conn,
+        limit_id,
+        "S4",
+        "0.1",
+        "100",
+        fee=None,
+        executed_at=dt.datetime(2019, 1, 1, tzinfo=UTC),
+    )
+    assert execution("S4") == (Decimal(0), "USDT", Decimal(-10))
+    assert fee_rows() == [Decimal("-0.008"), Decimal("-0.03")]
+    order_fee, position_fees = conn.execute(
+        "SELECT o.fee, p.total_fees FROM trade.orders o JOIN trade.positions p ON p.id = o.holding_id "
+        "WHERE o.id = %s",
+        (limit_id,),
+    ).fetchone()
+    assert order_fee == position_fees == Decimal("0.038")
+
+    # The SQL path of fills found by reconciliation or sync: an EXTERNAL MARKET order takes
+    # (the listing's override 0.0007 x 2 x 100 = 0.14).
+    conn.execute(
+        "SELECT trade.record_external_fill(%s, %s, 'BUY', 'S5', 2, 100, NULL, NULL, %s, NULL)",
+        (desk.account_id, desk.eth, later),
+    )
+    assert execution("S5") == (Decimal("0.14"), "USDT", Decimal("-200.14"))
+    # A feed line without a fee is priced the same way.
+    sell_id = conn.execute(
+        "SELECT submit_order(%s, %s, 'SELL', 'MARKET', 1)", (desk.account_id, desk.eth)
+    ).fetchone()[0]
+    line = json.dumps(
+        {"order_id": sell_id, "id": "S6", "amount": "1", "price": "110",
+         "datetime": later.isoformat()}
+    )  # fmt: skip
+    assert import_fills(conn, [line]).applied == 1
+    assert execution("S6") == (Decimal("0.077"), "USDT", Decimal("109.923"))
+    assert verify(conn).ok

@@ -144,6 +144,7 @@ def orders_submit(
             client_order_id=client_id,
             stop_price=_dec("stop_price", stop_price),
             expires_at=_when(expires_at, "expires_at"),
+            source="CLI",
         )
         order = trading.get_order(conn, order_id)
     console.print(

@@ -25,12 +25,14 @@ def apply_fill(
     exchange_trade_id: str,
     quantity: Number,
     price: Number,
-    fee: Number = 0,
+    fee: Number | None = 0,
     fee_currency: str | None = None,
     executed_at: dt.datetime | None = None,
 ) -> FillResult:
     """Record a fill of order_id and carry it through order, position and ledger in one
-    transaction. Overfills are refused; a fill after a cancel is recorded and alerted."""
+    transaction. Overfills are refused; a fill after a cancel is recorded and alerted.
+    `fee=None` means the exchange reported no fee: the settlement module's fee schedule
+    prices it when enabled (else it is 0)."""
     with translated():
         row = conn.execute(
             "SELECT execution_id, created FROM trade.apply_fill_result(%s, %s, %s, %s, %s, %s, %s)",
@@ -85,7 +87,7 @@ class FillLine:
     exchange_trade_id: str
     quantity: Decimal
     price: Decimal
-    fee: Decimal = Decimal(0)
+    fee: Decimal | None = None  # None: not reported (priced from the fee schedule, if any)
     fee_currency: str | None = None
     executed_at: dt.datetime | None = None
     order_id: int | None = None
@@ -117,9 +119,12 @@ def parse_time(value: Any, field_name: str = "executed_at") -> dt.datetime | Non
     raise ValidationError(field_name, "must be an ISO-8601 time or epoch milliseconds", value)
 
 
-def fee_of(data: dict[str, Any]) -> tuple[Decimal, str | None, list[tuple[Decimal, str | None]]]:
+def fee_of(
+    data: dict[str, Any],
+) -> tuple[Decimal | None, str | None, list[tuple[Decimal, str | None]]]:
     """The fee of a fill: `fee` as a number (with `fee_currency`) or CCXT's
-    {"cost", "currency"} (or `fees`, a list of them). Returns the first fee and the rest."""
+    {"cost", "currency"} (or `fees`, a list of them). Returns the first fee and the rest;
+    the first fee is None when the fill reports none."""
     raw = data.get("fees") if data.get("fees") else data.get("fee")
     items = raw if isinstance(raw, list) else [raw]
     fees: list[tuple[Decimal, str | None]] = []
@@ -133,7 +138,7 @@ def fee_of(data: dict[str, Any]) -> tuple[Decimal, str | None, list[tuple[Decima
         else:
             fees.append((cast(Decimal, to_decimal("fee", item)), data.get("fee_currency")))
     if not fees:
-        return Decimal(0), data.get("fee_currency"), []
+        return None, data.get("fee_currency"), []
     return fees[0][0], fees[0][1], fees[1:]
 
 

@@ -35,7 +35,7 @@ def post_entry(
     related_execution_id: int | None = None,
 ) -> int:
     """Append a DEPOSIT (> 0), WITHDRAWAL (< 0, not past the balance), ADJUSTMENT,
-    FUNDING_FEE or FEE row; returns its id. TRADE rows only come from fills."""
+    FUNDING_FEE, FEE, DIVIDEND or TAX row; returns its id. TRADE rows only come from fills."""
     return cast(
         int,
         scalar(

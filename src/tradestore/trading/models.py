@@ -39,6 +39,8 @@ class TransactionType(StrEnum):
     DEPOSIT = "DEPOSIT"
     WITHDRAWAL = "WITHDRAWAL"
     ADJUSTMENT = "ADJUSTMENT"
+    DIVIDEND = "DIVIDEND"
+    TAX = "TAX"
 
 
 @dataclass(frozen=True)

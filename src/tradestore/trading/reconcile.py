@@ -37,7 +37,7 @@ class SnapshotTrade:
     side: str
     quantity: Decimal
     price: Decimal
-    fee: Decimal
+    fee: Decimal | None  # None: the exchange reported none
     fee_currency: str | None
     extra_fees: list[tuple[Decimal, str | None]]
     executed_at: dt.datetime | None

@@ -139,12 +139,16 @@ def _insert(
 
 def ingest_funding_rates(conn: psycopg.Connection[Any], listing_id: int, path: Path) -> IngestCount:
     """Funding rates of a perpetual listing from a CSV file (see the module docstring)."""
-    rows = []
-    for line, (at, rate) in _rows(
+    rows: list[tuple[int, dt.datetime, Decimal]] = []
+    for line, (at_text, rate_text) in _rows(
         path, (("funding_time", "time", "timestamp"), ("funding_rate", "rate"))
     ):
         rows.append(
-            (listing_id, _time(at, line, "funding_time"), _number(rate, line, "funding_rate"))
+            (
+                listing_id,
+                _time(at_text, line, "funding_time"),
+                _number(rate_text, line, "funding_rate"),
+            )
         )
     stored = {
         r["funding_time"]: r["funding_rate"]
@@ -180,11 +184,11 @@ def ingest_mark_prices(conn: psycopg.Connection[Any], listing_id: int, path: Pat
     rows = []
     for line, values in _rows(path, cols):
         at = _time(values[0], line, "time")
-        prices = [
+        prices: list[Decimal | None] = [
             _number(v, line, n, positive=True)
             for v, n in zip(values[1:], ("open", "high", "low", "close"), strict=False)
         ]
-        prices += [None] * (4 - len(prices))  # type: ignore[list-item]
+        prices += [None] * (4 - len(prices))
         rows.append((listing_id, at, *prices))
     return _insert(
         conn,

@@ -70,7 +70,9 @@ def test_client_order_id_the_exchange_cannot_take_is_refused(loop: Loop) -> None
 
 
 def test_rejection_becomes_rejected_with_the_exchanges_reason(loop: Loop) -> None:
-    order_id = _buy(loop, qty="10", price="50000")  # 500,000 USDT: more than the fake holds
+    # 500,000 USDT: the books fund it (they hold 600,000), the fake exchange holds 100,000.
+    loop.desk.hold(loop.desk.account_id, "USDT", 500_000)
+    order_id = _buy(loop, qty="10", price="50000")
     result = loop.router().run_once()
     assert result.rejected == [order_id]
     order = get_order(loop.conn, order_id)

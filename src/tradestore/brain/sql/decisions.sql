@@ -85,51 +85,11 @@ $$;
 CREATE TRIGGER tr_pick_orders_guard BEFORE UPDATE ON brain.pick_orders
     FOR EACH ROW EXECUTE FUNCTION brain.trg_pick_orders_guard();
 
--- The account's risk limits (its owner's account.users settings) for an order of a pick:
---   max_positions       a BUY that opens a new position needs fewer open positions
---   max_risk_per_trade  quantity x |entry - stop| (the whole notional without a stop) is
---                       at most this percent of the account's total value
--- The entry is the limit price, else the latest known price.
-CREATE OR REPLACE FUNCTION brain.check_pick_risk(
-    p_account_id bigint, p_exchange_instrument_id bigint, p_side text, p_quantity numeric,
-    p_price numeric, p_stop numeric)
-RETURNS void LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_user   record;
-    v_entry  numeric := coalesce(p_price, market.latest_price(p_exchange_instrument_id));
-    v_total  numeric;
-    v_open   integer;
-    v_risk   numeric;
-BEGIN
-    SELECT u.max_risk_per_trade, u.max_positions INTO v_user
-      FROM account.accounts a JOIN account.users u ON u.id = a.user_id WHERE a.id = p_account_id;
-    IF v_entry IS NULL THEN
-        PERFORM system.raise_invalid('price', 'a pick order needs a price or a known latest price', NULL);
-    END IF;
-    IF p_side = 'BUY' AND NOT EXISTS (
-        SELECT 1 FROM trade.positions p WHERE p.account_id = p_account_id
-           AND p.exchange_instrument_id = p_exchange_instrument_id AND p.quantity <> 0) THEN
-        SELECT count(*) INTO v_open FROM trade.positions p WHERE p.account_id = p_account_id AND p.quantity <> 0;
-        IF v_open >= v_user.max_positions THEN
-            PERFORM system.raise_invalid('max_positions', format('the account holds %s open positions, the limit', v_open),
-                                         v_user.max_positions::text);
-        END IF;
-    END IF;
-    SELECT v.total_value INTO v_total FROM account.account_valuation(p_account_id) v;
-    v_risk := p_quantity * CASE WHEN p_stop IS NULL THEN v_entry ELSE abs(v_entry - p_stop) END;
-    IF v_risk > coalesce(v_total, 0) * v_user.max_risk_per_trade / 100 THEN
-        PERFORM system.raise_invalid('quantity',
-            format('risk %s exceeds max_risk_per_trade %s%% of the account value %s',
-                   round(v_risk, 8), v_user.max_risk_per_trade, coalesce(v_total, 0)),
-            p_quantity::text);
-    END IF;
-END;
-$$;
-
 -- An order that carries a pick (whoever submits it: brain.execute_pick, the REST API, a
 -- psql session) is accepted only for an APPROVED pick order of that account that has no
--- order yet, and within the account's risk limits; it then links the pick order and
--- marks the pick executed in the same transaction.
+-- order yet; it then links the pick order and marks the pick executed in the same
+-- transaction. Funds and the owner's risk limits are trade.trg_orders_reserve's, as for
+-- every order.
 CREATE OR REPLACE FUNCTION brain.trg_orders_pick_guard()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -146,13 +106,11 @@ BEGIN
             PERFORM system.raise_invalid('pick_id', format('the pick already placed order %s', v_po.order_id),
                                          NEW.pick_id::text);
         END IF;
-        SELECT dp.action, dp.stop_price INTO v_pick FROM brain.daily_picks dp WHERE dp.pick_id = NEW.pick_id;
+        SELECT dp.action INTO v_pick FROM brain.daily_picks dp WHERE dp.pick_id = NEW.pick_id;
         IF v_pick.action IS DISTINCT FROM NEW.side THEN
             PERFORM system.raise_invalid('side', format('must be the pick''s action %s', coalesce(v_pick.action, 'NULL')),
                                          NEW.side);
         END IF;
-        PERFORM brain.check_pick_risk(NEW.account_id, NEW.exchange_instrument_id, NEW.side, NEW.quantity,
-                                      NEW.price, v_pick.stop_price);
         RETURN NEW;
     END IF;
     UPDATE brain.pick_orders SET order_id = NEW.id WHERE id = v_po.id;
@@ -212,8 +170,12 @@ $$;
 
 -- Turn an approved pick into an order through trade.place_order (submit_order's full
 -- form) with pick_id: a MARKET order, or LIMIT at p_price. Without a quantity it is sized
--- to the account's max_risk_per_trade (and, for a BUY, its available cash). Idempotent:
--- the pick order's existing order is returned. Returns the order id.
+-- to the most trade.trg_orders_reserve accepts under max_risk_per_trade: an exposure
+-- (quantity x entry x contract size, in the account's currency) of max_risk_per_trade
+-- percent of the account's equity, and for a spot BUY no more than the free quote
+-- balance funds at the reservation's terms. The order is then judged by that trigger like
+-- any other (funds, all three risk limits). Idempotent: the pick order's existing order
+-- is returned. Returns the order id.
 CREATE OR REPLACE FUNCTION brain.execute_pick(p_pick_id bigint, p_account_id bigint,
                                               p_quantity numeric DEFAULT NULL, p_price numeric DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -222,8 +184,9 @@ DECLARE
     v_pick    record;
     v_listing bigint;
     v_entry   numeric;
-    v_val     record;
-    v_risk_pu numeric;
+    v_l       record;
+    v_terms   record;
+    v_equity  numeric;
     v_qty     numeric;
 BEGIN
     SELECT * INTO v_po FROM brain.pick_orders WHERE pick_id = p_pick_id AND account_id = p_account_id FOR UPDATE;
@@ -235,7 +198,7 @@ BEGIN
         PERFORM system.raise_invalid('pick_id', 'must be a pick approved for the account',
                                      format('%s (%s)', p_pick_id, v_po.status));
     END IF;
-    SELECT dp.action, dp.stop_price, r.stock_id INTO v_pick
+    SELECT dp.action, r.stock_id INTO v_pick
       FROM brain.daily_picks dp JOIN brain.ai_reports r ON r.report_id = dp.report_id WHERE dp.pick_id = p_pick_id;
     SELECT ei.id INTO v_listing
       FROM account.accounts a JOIN market.exchange_instruments ei
@@ -251,12 +214,24 @@ BEGIN
         IF v_entry IS NULL THEN
             PERFORM system.raise_invalid('price', 'a pick order needs a price or a known latest price', NULL);
         END IF;
-        SELECT * INTO v_val FROM account.account_valuation(p_account_id);
-        v_risk_pu := CASE WHEN v_pick.stop_price IS NULL THEN v_entry ELSE abs(v_entry - v_pick.stop_price) END;
-        SELECT coalesce(v_val.total_value, 0) * u.max_risk_per_trade / 100 / nullif(v_risk_pu, 0) INTO v_qty
-          FROM account.accounts a JOIN account.users u ON u.id = a.user_id WHERE a.id = p_account_id;
-        IF v_pick.action = 'BUY' THEN
-            v_qty := least(v_qty, coalesce(v_val.available_balance, 0) / v_entry);
+        SELECT i.asset_class IN ('FUTURE', 'PERPETUAL') AS deriv,
+               coalesce(i.quote_currency, a.base_currency)::text AS quote, a.base_currency::text AS acct_ccy,
+               a.exchange_id, coalesce((ei.trading_rules ->> 'contract_size')::numeric, 1) AS mult,
+               u.max_risk_per_trade
+          INTO v_l
+          FROM account.accounts a
+          JOIN account.users u ON u.id = a.user_id
+         CROSS JOIN market.exchange_instruments ei
+          JOIN market.instruments i ON i.id = ei.instrument_id
+         WHERE a.id = p_account_id AND ei.id = v_listing;
+        SELECT v.total_value INTO v_equity FROM account.account_valuation(p_account_id) v;
+        v_qty := coalesce(v_equity, 0) * v_l.max_risk_per_trade / 100
+                 / nullif(v_entry * v_l.mult * account.conversion_rate(v_l.quote, v_l.acct_ccy, v_l.exchange_id), 0);
+        IF v_pick.action = 'BUY' AND NOT v_l.deriv THEN
+            v_terms := trade.reserve_terms();
+            v_qty := least(v_qty, trade.free_balance(p_account_id, v_l.quote)
+                                  / (v_entry * CASE WHEN p_price IS NULL THEN 1 + v_terms.market_slippage ELSE 1 END
+                                     * v_l.mult * (1 + v_terms.max_fee_rate)));
         END IF;
         v_qty := public.normalize_size(v_listing, v_qty);
         IF v_qty IS NULL OR v_qty <= 0 THEN

@@ -435,5 +435,5 @@ DROP POLICY IF EXISTS rls_shared_read ON system.alerts;
 -- on the exchange, and not an EXTERNAL or BACKTEST record (those are the engine's).
 DROP POLICY IF EXISTS rls_order_insert ON trade.orders;
 CREATE POLICY rls_order_insert ON trade.orders AS RESTRICTIVE FOR INSERT TO tradestore_readonly
-    WITH CHECK (source IN ('API', 'MANUAL', 'STRATEGY', 'WEBHOOK') AND exchange_order_id IS NULL
+    WITH CHECK (source IN ('API', 'MANUAL', 'CLI', 'STRATEGY', 'WEBHOOK') AND exchange_order_id IS NULL
                 AND created_at >= now());

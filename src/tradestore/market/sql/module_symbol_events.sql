@@ -230,11 +230,10 @@ BEGIN
             IF v_amt = 0 THEN
                 CONTINUE;
             END IF;
-            INSERT INTO account.transactions (account_id, transaction_type, currency, amount,
-                                              related_position_id, description, "timestamp")
-            VALUES (h.account_id, 'DIVIDEND', v_ccy, v_amt, h.position_id,
-                    format('dividend %s x %s (corporate action %s)', h.quantity, v_per, a.id), a.event_time)
-            RETURNING id INTO v_tx;
+            v_tx := public.post_ledger_entry(
+                h.account_id, 'DIVIDEND', v_ccy, v_amt,
+                format('dividend %s x %s (corporate action %s)', h.quantity, v_per, a.id), a.event_time,
+                h.position_id);
             v_res := jsonb_set(v_res, '{payments}', (v_res -> 'payments') || jsonb_build_object(
                 'account_id', h.account_id, 'position_id', h.position_id, 'quantity', h.quantity,
                 'amount', v_amt, 'transaction_id', v_tx));

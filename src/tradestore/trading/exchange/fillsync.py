@@ -41,14 +41,15 @@ class FillSyncReport:
     symbols: list[str] = field(default_factory=list)
 
 
-def _fees(trade: dict[str, Any]) -> list[tuple[Decimal, str | None]]:
+def _fees(trade: dict[str, Any]) -> list[tuple[Decimal | None, str | None]]:
+    """The trade's fees; (None, None) when it reports none (the fee schedule prices it)."""
     raw = trade.get("fees") or ([trade["fee"]] if trade.get("fee") else [])
-    fees = []
+    fees: list[tuple[Decimal | None, str | None]] = []
     for item in raw:
         cost = to_decimal(item.get("cost")) if isinstance(item, dict) else None
         if cost is not None:
             fees.append((cost, item.get("currency")))
-    return fees or [(Decimal(0), None)]
+    return fees or [(None, None)]
 
 
 def _listings(conn: psycopg.Connection[Any], account_id: int) -> list[dict[str, Any]]:
@@ -153,7 +154,7 @@ def _apply(
                 report.deferred.append(trade_id)
             elif created:
                 for cost, currency in extra:
-                    if cost != 0 and currency:
+                    if cost and currency:
                         conn.execute(
                             "SELECT public.post_ledger_entry(%s, 'FEE', %s, %s, %s, %s, "
                             "NULL, NULL, %s)",

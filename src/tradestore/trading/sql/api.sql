@@ -328,8 +328,8 @@ BEGIN
     IF v_type IS NULL OR v_type NOT IN ('MARKET', 'LIMIT', 'STOP') THEN
         PERFORM system.raise_invalid('order_type', 'must be one of MARKET, LIMIT, STOP', p_order_type);
     END IF;
-    IF v_source NOT IN ('API', 'STRATEGY', 'WEBHOOK', 'MANUAL', 'EXTERNAL', 'BACKTEST') THEN
-        PERFORM system.raise_invalid('source', 'must be one of API, STRATEGY, WEBHOOK, MANUAL, EXTERNAL, BACKTEST',
+    IF v_source NOT IN ('API', 'STRATEGY', 'WEBHOOK', 'MANUAL', 'CLI', 'EXTERNAL', 'BACKTEST') THEN
+        PERFORM system.raise_invalid('source', 'must be one of API, STRATEGY, WEBHOOK, MANUAL, CLI, EXTERNAL, BACKTEST',
                                      p_source);
     END IF;
     IF p_quantity IS NULL OR NOT system.is_finite(p_quantity) OR p_quantity <= 0 THEN
@@ -473,6 +473,10 @@ $$;
 --   * rows are locked FOR NO KEY UPDATE (the UPDATEs never change a key), which does not
 --     block other transactions' foreign-key checks against the order or position;
 --   * its statements run with generic plans (plan_cache_mode), not re-planned per call.
+-- A NULL p_fee means the exchange reported none: the execution is inserted with a NULL fee
+-- (in the quote currency) for the BEFORE INSERT triggers on trade.executions to fill in
+-- (the settlement module's fee schedule, else tr_executions_unreported_fee's 0), and the
+-- order, position and ledger book the fee the row was stored with.
 CREATE OR REPLACE FUNCTION public.apply_fill(
     p_order_id bigint, p_exchange_trade_id text, p_quantity numeric, p_price numeric,
     p_fee numeric DEFAULT 0, p_fee_currency text DEFAULT NULL, p_executed_at timestamptz DEFAULT now())
@@ -485,10 +489,11 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_trade_id  text := btrim(p_exchange_trade_id);
-    v_fee       numeric := coalesce(p_fee, 0);
+    v_fee       numeric := p_fee;
     v_fee_ccy   text := nullif(upper(btrim(p_fee_currency)), '');
     o           record;
     v_exec_id   bigint;
+    v_exec_fee  numeric;
     v_dup_order bigint;
     v_deriv     boolean;
     v_mult      numeric;
@@ -523,7 +528,7 @@ BEGIN
     IF p_price IS NULL OR NOT (p_price > 0 AND p_price < 'Infinity'::numeric) THEN
         PERFORM system.raise_invalid('price', 'must be a finite number > 0', coalesce(p_price::text, 'NULL'));
     END IF;
-    IF NOT (v_fee > '-Infinity'::numeric AND v_fee < 'Infinity'::numeric) THEN
+    IF NOT (v_fee > '-Infinity'::numeric AND v_fee < 'Infinity'::numeric) THEN  -- NULL passes: not reported
         PERFORM system.raise_invalid('fee', 'must be a finite number', v_fee::text);
     END IF;
     PERFORM trade.require_bounded('quantity', p_quantity);
@@ -588,7 +593,8 @@ BEGIN
     v_deriv := o.asset_class IN ('FUTURE', 'PERPETUAL');
     v_mult := coalesce((o.trading_rules ->> 'contract_size')::numeric, 1);
     v_quote := coalesce(o.quote_currency, o.base_currency);
-    v_fee_ccy := coalesce(v_fee_ccy, v_quote);
+    -- A fee not reported is charged in the quote currency, whatever currency was named.
+    v_fee_ccy := CASE WHEN v_fee IS NULL THEN v_quote ELSE coalesce(v_fee_ccy, v_quote) END;
     v_fill := CASE o.side WHEN 'BUY' THEN p_quantity ELSE -p_quantity END;
 
     -- Position (created on the first fill; the unique key settles a race).
@@ -634,10 +640,10 @@ BEGIN
                                   exchange_trade_id, side, quantity, price, fee, fee_currency,
                                   net_amount, is_late, executed_at)
     VALUES (p_order_id, o.account_id, o.exchange_id, o.exchange_instrument_id, v_trade_id, o.side,
-            p_quantity, p_price, v_fee, v_fee_ccy, v_principal - v_quote_fee,
+            p_quantity, p_price, v_fee, v_fee_ccy, v_principal - coalesce(v_quote_fee, 0),
             o.status IN ('CANCELED', 'EXPIRED'), p_executed_at)
     ON CONFLICT (exchange_id, exchange_trade_id) DO NOTHING
-    RETURNING id INTO v_exec_id;
+    RETURNING id, fee INTO v_exec_id, v_exec_fee;
     IF v_exec_id IS NULL THEN
         -- The trade id committed meanwhile (while this call waited for the order lock, or
         -- by another order's fill). Nothing has been written yet.
@@ -650,6 +656,10 @@ BEGIN
             CASE WHEN v_dup_order IS NULL THEN 'already recorded for another order'
                  ELSE format('already recorded for order %s, not order %s', v_dup_order, p_order_id) END,
             v_trade_id);
+    END IF;
+    IF v_fee IS NULL THEN
+        v_fee := v_exec_fee;  -- as the triggers filled it in, in the quote currency
+        v_quote_fee := v_exec_fee;
     END IF;
 
     v_filled := trim_scale(o.filled_quantity + p_quantity);
@@ -755,10 +765,24 @@ BEGIN
 END;
 $$;
 
+-- A fill stored without a fee (apply_fill's p_fee NULL: the exchange reported none) that
+-- no earlier trigger priced (the settlement module's tr_executions_fee_from_schedule,
+-- which sorts before this one) is charged 0. WHEN keeps it off a fill that has a fee.
+CREATE OR REPLACE FUNCTION trade.trg_executions_unreported_fee()
+RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.fee := 0;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_executions_unreported_fee BEFORE INSERT ON trade.executions
+    FOR EACH ROW WHEN (NEW.fee IS NULL) EXECUTE FUNCTION trade.trg_executions_unreported_fee();
+
 ------------------------------------------------------------------------ ledger entries
 -- Cash movements that are not fills: DEPOSIT (> 0), WITHDRAWAL (< 0, not past the
--- balance), ADJUSTMENT (either sign), FUNDING_FEE (the settlement module) and extra FEE
--- rows (a fill charged in several currencies). Returns the ledger row id.
+-- balance), ADJUSTMENT (either sign), FUNDING_FEE (the settlement module), DIVIDEND (the
+-- symbol events module), TAX (a transaction tax) and extra FEE rows (a fill charged in
+-- several currencies). Returns the ledger row id.
 CREATE OR REPLACE FUNCTION public.post_ledger_entry(
     p_account_id bigint, p_transaction_type text, p_currency text, p_amount numeric,
     p_description text DEFAULT NULL, p_timestamp timestamptz DEFAULT now(),
@@ -771,9 +795,10 @@ DECLARE
     v_balance  numeric;
     v_id       bigint;
 BEGIN
-    IF v_type IS NULL OR v_type NOT IN ('DEPOSIT', 'WITHDRAWAL', 'ADJUSTMENT', 'FUNDING_FEE', 'FEE') THEN
+    IF v_type IS NULL
+       OR v_type NOT IN ('DEPOSIT', 'WITHDRAWAL', 'ADJUSTMENT', 'FUNDING_FEE', 'FEE', 'DIVIDEND', 'TAX') THEN
         PERFORM system.raise_invalid('transaction_type',
-            'must be one of DEPOSIT, WITHDRAWAL, ADJUSTMENT, FUNDING_FEE, FEE (TRADE rows come from apply_fill)',
+            'must be one of DEPOSIT, WITHDRAWAL, ADJUSTMENT, FUNDING_FEE, FEE, DIVIDEND, TAX (TRADE rows come from apply_fill)',
             p_transaction_type);
     END IF;
     IF v_currency IS NULL OR NOT account.is_currency_code(v_currency) THEN

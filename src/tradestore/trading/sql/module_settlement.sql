@@ -245,3 +245,36 @@ BEGIN
     RETURN system.div_round(p_quantity * p_price * o.mult * v_rate, 1, 8);
 END;
 $$;
+
+-- A fill stored without a fee (apply_fill with a NULL fee: the exchange reported none) is
+-- charged the schedule's fee (market.schedule_fee, maker/taker by the order's type and the
+-- fill's time unless the row names its liquidity), in the quote currency, and its cash
+-- effect (net_amount) includes it. With no schedule in force the fee stays NULL for the
+-- core's tr_executions_unreported_fee, which sorts after this trigger and books 0.
+-- SECURITY DEFINER: whoever may record a fill may price it from the (reference) schedule.
+CREATE OR REPLACE FUNCTION market.trg_executions_fee_from_schedule()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fee   numeric;
+    v_quote text;
+BEGIN
+    v_fee := market.schedule_fee(NEW.order_id, NEW.quantity, NEW.price, NEW.executed_at, NEW.liquidity);
+    IF v_fee IS NOT NULL THEN
+        SELECT coalesce(i.quote_currency, a.base_currency) INTO v_quote
+          FROM market.exchange_instruments ei
+          JOIN market.instruments i ON i.id = ei.instrument_id
+         CROSS JOIN account.accounts a
+         WHERE ei.id = NEW.exchange_instrument_id AND a.id = NEW.account_id;
+        IF NEW.fee_currency IS NOT NULL AND NEW.fee_currency <> v_quote THEN
+            PERFORM system.raise_invalid('fee_currency',
+                format('a fee priced from the schedule is in the quote currency %s', v_quote), NEW.fee_currency);
+        END IF;
+        NEW.fee := v_fee;
+        NEW.fee_currency := v_quote;
+        NEW.net_amount := NEW.net_amount - v_fee;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tr_executions_fee_from_schedule BEFORE INSERT ON trade.executions
+    FOR EACH ROW WHEN (NEW.fee IS NULL) EXECUTE FUNCTION market.trg_executions_fee_from_schedule();

@@ -180,7 +180,7 @@ CREATE TABLE trade.orders (
     -- Seed 004's holding: the position this order opens, adds to or closes.
     holding_id              bigint REFERENCES trade.positions (id) ON DELETE RESTRICT,
     source                  varchar(20) NOT NULL DEFAULT 'API'
-                            CHECK (source::text = ANY ('{API,STRATEGY,WEBHOOK,MANUAL,EXTERNAL,BACKTEST}'::text[])),
+                            CHECK (source::text = ANY ('{API,STRATEGY,WEBHOOK,MANUAL,CLI,EXTERNAL,BACKTEST}'::text[])),
     client_order_id         varchar(100),
     exchange_order_id       varchar(100),
     idempotency_key         varchar(120),
@@ -306,7 +306,7 @@ CREATE TABLE account.transactions (
     account_id              bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,
     transaction_type        varchar(20) NOT NULL
                             CHECK (transaction_type::text
-                                   = ANY ('{TRADE,FEE,FUNDING_FEE,DEPOSIT,WITHDRAWAL,ADJUSTMENT}'::text[])),
+                                   = ANY ('{TRADE,FEE,FUNDING_FEE,DEPOSIT,WITHDRAWAL,ADJUSTMENT,DIVIDEND,TAX}'::text[])),
     currency                varchar(20) NOT NULL,
     amount                  numeric NOT NULL,
     related_order_id        bigint REFERENCES trade.orders (id) ON DELETE RESTRICT,

@@ -4,7 +4,8 @@ Revision ID: m_settlement_0001
 Revises: -
 """
 
-from tradestore.db.schema_ops import apply, revert
+from tradestore.db.schema_ops import _raw_connection, apply, revert
+from tradestore.db.sqlfiles import execute_script, read
 
 revision = "m_settlement_0001"
 down_revision = None
@@ -12,6 +13,7 @@ branch_labels = ("settlement",)
 depends_on = "0011_seed_views"
 
 FILES = ("trading/sql/module_settlement.sql",)
+TEARDOWN = "trading/sql/module_settlement_down.sql"
 
 
 def upgrade() -> None:
@@ -19,4 +21,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    execute_script(_raw_connection(), read(TEARDOWN))
     revert(*FILES)
