@@ -224,11 +224,6 @@ def test_tax_rate_follows_the_trade_date(conn, krx, stocks) -> None:
     assert conn.execute(rate, (stocks["AAPL"], "2024-06-01")).fetchone()[0] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ledger's transaction_type CHECK (trading/sql/schema.sql) and post_ledger_entry "
-    "(trading/sql/api.sql) do not accept TAX yet",
-)
 def test_a_krx_sell_books_a_tax_row(conn, krx) -> None:
     acct, listing = krx["account"], krx["listing"]
     buy = conn.execute(
