@@ -43,13 +43,14 @@ def test_collect_then_paper_run(
 
     result = runner.invoke(app, ["route", "set", "-a", str(desk.account_id), "--mode", "sim"])
     assert result.exit_code == 0, result.output
-    order = submit_order(conn, desk.account_id, desk.btc, "BUY", "MARKET", "0.5")
 
     args = ["collect", "-x", "binance", "-s", "BTC/USDT", "--candles", "1m", "--orderbook", "5"]
     result = runner.invoke(app, [*args, "--once", "--api-url", fake.url])
     assert result.exit_code == 0, result.output
     assert "'candles': 10" in result.output and "'orderbook': 1" in result.output
     assert conn.execute("SELECT count(*) FROM market.candles").fetchone()[0] == 10
+    # A spot BUY at market reserves its funds at the latest price: collected data gives it.
+    order = submit_order(conn, desk.account_id, desk.btc, "BUY", "MARKET", "0.5")
 
     result = runner.invoke(app, ["paper", "run", "--once"])
     assert result.exit_code == 0, result.output
