@@ -114,6 +114,16 @@ def _kpi_snapshot(conninfo: str, settings: Settings) -> object:
         return {"snapshot": ts.isoformat()}
 
 
+def _monitor(conninfo: str, settings: Settings) -> object:
+    """Disk space and connections against their alarm levels (alerts on a change only)."""
+    report = monitoring.check(conninfo, settings.backup_root)
+    return {
+        "events": report["events"],
+        "connections_used_pct": report["connections"]["used_pct"],
+        "disk_free_pct": {d["name"]: d["free_pct"] for d in report["disks"]},
+    }
+
+
 def _full_backup(conninfo: str, settings: Settings) -> object:
     info = backup.full_backup(conninfo, settings.backup_root)
     return {"path": str(info.path), "bytes": info.size_bytes}
@@ -149,6 +159,7 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
         Job("premake_partitions", Cadence("hour"), _premake),
         Job("refresh_rollups", Cadence("minute"), _refresh_rollups),  # continuous aggregates
         Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
+        Job("monitor", Cadence("minute"), _monitor),  # disk space, connections
         Job("apply_retention", Cadence("day", dt.timedelta(minutes=30)), _apply_retention),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
