@@ -177,11 +177,9 @@ def test_reconciliation_drift_and_data_lag_raise_with_the_built_in_levels(
 
 def test_thresholds_are_checked_with_errors_naming_the_field(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match=r"kpi: must be one of .*data_lag"):
-        with conn.transaction():
-            conn.execute("SELECT system.set_kpi_threshold('latency', 5)")
+        conn.execute("SELECT system.set_kpi_threshold('latency', 5)")
     with pytest.raises(psycopg.errors.CheckViolation, match=r"clear_at: must be between 0 and"):
-        with conn.transaction():
-            conn.execute("SELECT system.set_kpi_threshold('outbox_backlog', 5, 6)")
+        conn.execute("SELECT system.set_kpi_threshold('outbox_backlog', 5, 6)")
     assert conn.execute(
         "SELECT raise_above, clear_at, customized FROM system.kpi_thresholds "
         "WHERE kpi = 'outbox_backlog'"

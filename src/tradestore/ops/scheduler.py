@@ -19,7 +19,7 @@ import psycopg
 
 from tradestore.config import Settings
 from tradestore.db.query import scalar
-from tradestore.ops import backup, maintenance, monitoring
+from tradestore.ops import backup, maintenance, monitoring, offsite
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,16 @@ def _incremental_backup(conninfo: str, settings: Settings) -> object:
     return {"path": str(info.path), "bytes": info.size_bytes, "parent": str(parent)}
 
 
+def _offsite_push(conninfo: str, settings: Settings) -> object:
+    """Copy new backups and archived WAL segments offsite (idempotent: name + checksum)."""
+    assert settings.TRADESTORE_OFFSITE_URL
+    store = offsite.Store.from_url(
+        settings.TRADESTORE_OFFSITE_URL, settings.TRADESTORE_OFFSITE_ENDPOINT
+    )
+    report = offsite.push(settings.backup_root, store)
+    return {"uploaded": len(report.uploaded), "unchanged": report.unchanged}
+
+
 def _prune(conninfo: str, settings: Settings) -> object:
     return {"removed": len(backup.prune(settings.backup_root))}
 
@@ -177,6 +187,10 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
                 "incremental_backup", Cadence("hour", dt.timedelta(minutes=30)), _incremental_backup
             )
         )
+    if settings.TRADESTORE_OFFSITE_URL:
+        # Last, so that a tick which took a backup pushes it at once; every minute for
+        # the WAL segments archived meanwhile.
+        jobs.append(Job("offsite_push", Cadence("minute"), _offsite_push))
     return jobs
 
 
