@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
 from tests.trading.desk import build_desk
+from tradestore.cli.main import app
+from tradestore.config import get_settings
 from tradestore.trading import orders
 from tradestore.trading.fills import apply_fill
 
@@ -184,3 +188,29 @@ def test_thresholds_are_checked_with_errors_naming_the_field(conn: psycopg.Conne
         "SELECT raise_above, clear_at, customized FROM system.kpi_thresholds "
         "WHERE kpi = 'outbox_backlog'"
     ).fetchone() == (Decimal("100"), Decimal("20"), False)
+
+
+def test_cli_sets_and_lists_thresholds(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db)
+    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "300")
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        done = runner.invoke(app, ["ops", "kpi", "thresholds", "set", "data_lag_seconds",
+                                   "--above", "600", "--clear-at", "120", "--severity", "critical"])  # fmt: skip
+        assert done.exit_code == 0, done.output
+        bad = runner.invoke(app, ["ops", "kpi", "thresholds", "set", "nope", "--above", "1"])
+        assert bad.exit_code != 0 and "kpi: must be one of" in bad.output
+        listed = runner.invoke(app, ["ops", "kpi", "thresholds", "list"])
+        assert listed.exit_code == 0
+        [line] = [ln for ln in listed.output.splitlines() if "data_lag_seconds" in ln]
+        assert "600" in line and "120" in line and "CRITICAL" in line and "True" in line
+    finally:
+        get_settings.cache_clear()
+    with psycopg.connect(db) as conn:
+        assert conn.execute(
+            "SELECT raise_above, clear_at, severity FROM system.ops_kpi_thresholds"
+        ).fetchall() == [(Decimal("600"), Decimal("120"), "CRITICAL")]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import typer
+from psycopg.rows import dict_row
 from rich.table import Table
 
 from tradestore.cli.common import console, database, fail, handles_errors, settings
@@ -203,3 +206,44 @@ def ops_maintain(
     with database() as conninfo:
         done = monitoring.maintain(conninfo, steps)
     console.print(f"done: {', '.join(done)}")
+
+
+kpi_app = typer.Typer(help="KPI snapshots and their alarm levels (seed 001 §5.4).",
+                      no_args_is_help=True)  # fmt: skip
+thresholds_app = typer.Typer(help="Alarm levels per KPI.", no_args_is_help=True)
+kpi_app.add_typer(thresholds_app, name="thresholds")
+ops_app.add_typer(kpi_app, name="kpi")
+
+
+@thresholds_app.command("list")
+@handles_errors
+def kpi_thresholds_list() -> None:
+    """The levels in force (built-in unless customized) and the alarms going on."""
+    with database() as conninfo, psycopg.connect(conninfo, row_factory=dict_row) as conn:
+        rows = conn.execute(
+            "SELECT t.*, a.since AS alarm_since FROM system.kpi_thresholds t "
+            "LEFT JOIN system.ops_alert_state a ON a.condition = 'kpi:' || t.kpi ORDER BY t.kpi"
+        ).fetchall()
+    _print_rows(rows)
+
+
+@thresholds_app.command("set")
+@handles_errors
+def kpi_thresholds_set(
+    kpi: str = typer.Argument(..., help="e.g. order_latency_p95_ms, outbox_backlog"),
+    above: Decimal = typer.Option(..., "--above", help="alarm when the value is above this"),
+    clear_at: Decimal = typer.Option(
+        None, "--clear-at", help="the alarm ends at or below this (default: --above)"
+    ),
+    severity: str = typer.Option("HIGH", help="CRITICAL, HIGH, MEDIUM or LOW"),
+    enabled: bool = typer.Option(True, "--enabled/--disabled"),
+) -> None:
+    """Set a KPI's alarm levels; checked at every snapshot."""
+    with database() as conninfo, psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "SELECT system.set_kpi_threshold(%s, %s, %s, %s, %s)",
+            (kpi, above, clear_at, severity, enabled),
+        )
+    console.print(
+        f"{kpi}: alarm above {above}, clears at {clear_at if clear_at is not None else above}"
+    )
