@@ -102,10 +102,10 @@ def backup_pitr(
     if offsite_:
         server = offsite.pitr_from_store(_store(), target, home)
     else:
-        base = base or backup.base_for(root, target)
-        if base is None:
+        chosen = base or backup.base_for(root, target)
+        if chosen is None:
             raise fail(f"--to: no base backup taken before {target.isoformat()}")
-        server = backup.pitr_restore(base, root / "wal_archive", target, home)
+        server = backup.pitr_restore(chosen, root / "wal_archive", target, home)
     counts = backup.verify(server.conninfo())
     server.stop()
     console.print(

@@ -497,7 +497,7 @@ def list_backups(root: Path) -> list[dict[str, object]]:
 def base_for(root: Path, target_time: dt.datetime) -> Path | None:
     """The newest base or incremental backup under root taken at or before target_time."""
     candidates = [
-        Path(m["path"]) for m in list_backups(root)
+        Path(str(m["path"])) for m in list_backups(root)
         if m.get("kind") in ("base", "incremental")
         and dt.datetime.fromisoformat(str(m["created_at"])) <= target_time
     ]  # fmt: skip
