@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # Plus modules `tradestore up` enables (comma-separated, e.g. "dedupe,kpi"); the Lite
     # core is always installed.
     TRADESTORE_MODULES: str = ""
+    # Offsite copies of the backups: s3://bucket/prefix, and the endpoint of a store other
+    # than AWS S3. Credentials come from boto3's own sources (AWS_ACCESS_KEY_ID, ...).
+    TRADESTORE_OFFSITE_URL: str | None = None
+    TRADESTORE_OFFSITE_ENDPOINT: str | None = None
 
     @field_validator("DB_STATEMENT_TIMEOUT", mode="before")
     @classmethod

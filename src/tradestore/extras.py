@@ -5,7 +5,8 @@ is grouped into extras, installed on demand:
 
 - backtest: numba (the fast engine) and dask[distributed] (parameter sweeps);
 - reports: matplotlib and plotly (PNG and HTML backtest reports);
-- research: pandas and pyarrow (pandas DataFrames of candles and indicators).
+- research: pandas and pyarrow (pandas DataFrames of candles and indicators);
+- offsite: boto3 (backups copied to an S3-compatible store).
 
 Code that needs one imports it inside `requires_extra`, which turns "No module named
 'numba'" into a MissingExtra naming the extra and the command that installs it.
@@ -25,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "backtest": ("numba", "dask", "distributed"),
     "reports": ("matplotlib", "plotly"),
     "research": ("pandas", "pyarrow"),
+    "offsite": ("boto3", "botocore"),
 }
 
 

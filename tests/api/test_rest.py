@@ -360,6 +360,26 @@ def test_kpis_for_admins_with_the_module(
     assert kpi["open_positions_count"] == 2  # alice's and bob's
 
 
+def test_kpi_history_with_levels_and_alarms(
+    client: TestClient, world: World, conn: psycopg.Connection[Any]
+) -> None:
+    trader = client.get(f"{API}/kpis/history", headers=bearer(login(client, "alice")))
+    assert trader.status_code == 403
+    admin = bearer(login(client, "adam"))
+    conn.execute("SELECT system.set_kpi_threshold('open_positions_count', 1, 0, 'HIGH')")
+    conn.execute("SELECT system.take_kpi_snapshot()")
+    body = client.get(f"{API}/kpis/history?hours=1", headers=admin).json()
+    assert [s["open_positions_count"] for s in body["snapshots"]] == [2]
+    levels = {t["kpi"]: t for t in body["thresholds"]}
+    assert levels["open_positions_count"]["customized"] is True
+    assert levels["outbox_backlog"] == {"kpi": "outbox_backlog", "raise_above": "100",
+                                        "clear_at": "20", "severity": "HIGH", "enabled": True,
+                                        "customized": False}  # fmt: skip
+    assert [(a["kpi"], a["last_value"]) for a in body["alarms"]] == [("open_positions_count", "2")]
+    bad = client.get(f"{API}/kpis/history?hours=0", headers=admin)
+    assert bad.status_code == 422
+
+
 def test_kpis_without_the_module_say_how_to_enable_it(
     db: str, tmp_path: Path, redis_cache: Cache, world: World
 ) -> None:

@@ -4,14 +4,17 @@ open_cache choosing between REDIS_URL and the embedded server."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psycopg
 import redis
 
-from tradestore.cache import keys
+from tradestore.cache import keys, users
 from tradestore.cache.client import Cache, open_cache
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.config import load_settings
@@ -100,3 +103,86 @@ def test_a_server_orphaned_by_a_killed_owner_is_adopted_and_stopped(tmp_path: Pa
     assert adopter.owned and not adopter.started_fresh
     assert adopter.stop() is True
     assert not EmbeddedRedis(home).is_running()
+
+
+def _wait_in_aof(server: EmbeddedRedis, marker: bytes) -> None:
+    """The AOF is written before the reply except while a background fsync runs; wait
+    for the write rather than assume it."""
+    deadline = time.monotonic() + 10
+    while marker not in (server.aof_file.read_bytes() if server.aof_file.exists() else b""):
+        assert time.monotonic() < deadline, "the write never reached the AOF"
+        time.sleep(0.05)
+
+
+def test_a_killed_server_comes_back_with_its_keys_from_the_aof(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    server = EmbeddedRedis(home)
+    server.start()
+    config = server.config_file.read_text()
+    assert "appendonly yes" in config and "appendfsync everysec" in config
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    client.set("kept", "after a kill")
+    client.rpush("queue", "1", "2")
+    client.close()
+    _wait_in_aof(server, b"queue")
+    pid = int(server.pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)  # no SHUTDOWN, no RDB save
+    deadline = time.monotonic() + 10
+    while server.is_running():  # gone, or a zombie where nothing reaps orphans
+        assert time.monotonic() < deadline, "redis-server survived SIGKILL"
+        time.sleep(0.02)
+    assert not server.data_file.exists()
+
+    again = EmbeddedRedis(home)
+    again.start()
+    try:
+        assert again.started_fresh
+        client = redis.Redis.from_url(again.url, decode_responses=True)
+        assert client.get("kept") == "after a kill"
+        assert client.lrange("queue", 0, -1) == ["1", "2"]
+        client.close()
+    finally:
+        again.stop()
+
+
+def test_an_rdb_without_an_aof_is_loaded_then_logged(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with EmbeddedRedis(home) as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        client.set("k", "from the rdb")
+        client.close()
+    server.aof_file.unlink()  # an RDB-only data dir, as before AOF was on
+    assert server.data_file.exists()
+    with EmbeddedRedis(home) as again:
+        client = redis.Redis.from_url(again.url, decode_responses=True)
+        assert client.get("k") == "from the rdb"
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.close()
+        assert "appendonly yes" in again.config_file.read_text()
+
+
+def test_losing_the_redis_files_costs_only_a_cold_cache(
+    tmp_path: Path, conn: psycopg.Connection
+) -> None:
+    conn.execute(
+        "INSERT INTO account.users (username, email, password_hash) VALUES ('a', 'a@x.io', 'x');"
+        "INSERT INTO account.user_profiles (user_id, preferences) "
+        'SELECT id, \'{"theme": "dark"}\' FROM account.users'
+    )
+    user_id = conn.execute("SELECT id FROM account.users").fetchone()[0]
+    home = tmp_path / "home"
+    with EmbeddedRedis(home) as server:
+        cache = Cache.from_url(server.url, retry_after=0.0)
+        assert users.preferences(cache, conn, user_id) == {"theme": "dark"}
+        assert cache.redis.exists(keys.preferences_key(user_id))
+        cache.redis.close()
+    shutil.rmtree(home / "redis")  # AOF and RDB lost
+
+    with EmbeddedRedis(home) as server:
+        cache = Cache.from_url(server.url, retry_after=0.0)
+        assert cache.redis.dbsize() == 0
+        # Read-through rebuilds the key from PostgreSQL, with the database's value.
+        conn.execute('UPDATE account.user_profiles SET preferences = \'{"theme": "light"}\'')
+        assert users.preferences(cache, conn, user_id) == {"theme": "light"}
+        assert keys.get_preferences(cache, user_id) == {"theme": "light"}
+        cache.redis.close()

@@ -67,7 +67,7 @@ def test_jobs_run_once_per_due_moment_and_failures_are_recorded(db: str, tmp_pat
 def test_default_schedule_runs_real_backups_and_maintenance(db: str, tmp_path: Path) -> None:
     settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path)
     ran = run_due(db, settings, default_jobs(settings, embedded=False))
-    assert ran == ["expire_orders", "premake_partitions", "refresh_rollups", "kpi_snapshot",
+    assert ran == ["expire_orders", "premake_partitions", "refresh_rollups", "kpi_snapshot", "monitor",
                    "apply_retention", "full_backup", "prune_backups", "analyze",
                    "weekly_maintenance", "reset_statement_stats"]  # fmt: skip
     with psycopg.connect(db) as conn:

@@ -77,6 +77,7 @@ INSERT INTO system.logs (log_level, logger, message) VALUES ('INFO', 'test', 'he
 SELECT system.worker_heartbeat('populate:1', 'notify');
 INSERT INTO system.system_configuration (key, value) VALUES ('display_currency', '"USD"');
 INSERT INTO system.job_runs (job, status, finished_at) VALUES ('analyze', 'OK', now());
+SELECT system.track_alarm('disk:/populate', true, false, 95, 'HIGH', 'disk almost full');
 -- Plus modules
 SELECT mark_idem_seen('k1', 'h1', 'tradingview');
 INSERT INTO system.inbound_alerts (dedupe_key, payload, raw_body) VALUES ('k1', '{"a": 1}', '\x7b7d');
@@ -94,6 +95,7 @@ INSERT INTO system.ops_kpi_snapshots (order_latency_p50_ms) VALUES (12);
 INSERT INTO trade.account_limits (account_id, max_open_orders) VALUES (1, 100);
 INSERT INTO analytics.strategy_runners (strategy_id, account_id, listing_ids, timeframe, mode, enabled)
 VALUES (1, 1, ARRAY[2]::bigint[], '1m', 'simulated', false);
+SELECT system.set_kpi_threshold('outbox_backlog', 50, 10);
 UPDATE brain.llm_prompts SET prompt_hash = 'abc';
 UPDATE brain.llm_responses SET data_snapshot_key = 'snap-1';
 UPDATE brain.llm_insights SET model_version = 'v1';

@@ -415,3 +415,6 @@ class KpiOut(Out):
     order_retry_rate: Decimal | None = None
     position_gross_exposure_usd: Decimal | None = None
     open_positions_count: int | None = None
+    outbox_backlog: int | None = None
+    reconciliation_drift_count: int | None = None
+    data_lag_seconds: int | None = None

@@ -6,7 +6,8 @@ wrapper, whose server lives in a temporary directory and stops when the last cli
 object is garbage-collected. Here the server is tied to TRADESTORE_HOME:
 
     redis/redis.conf     written on every start
-    redis/cache.rdb      the data file (RDB snapshots)
+    redis/appendonly.aof the append-only log (AOF, fsynced every second)
+    redis/cache.rdb      RDB snapshots
     redis/redis.sock     unix socket, 0700 directory (or /tmp/tradestore-redis-<hash>/)
     redis/redis.pid      pid file
     redis/redis.lock     flock serializing start/stop between processes
@@ -15,6 +16,12 @@ object is garbage-collected. Here the server is tied to TRADESTORE_HOME:
 
 The process that starts the server owns it and stops it (`stop()`, at exit, or leaving
 the `with` block); others attach. An orphaned server (owner gone) is adopted.
+
+Persistence follows seed 002 §6.2 (RDB snapshots + AOF log): the AOF, fsynced every
+second, brings a killed server back with at most a second of writes lost. Everything in
+the cache is a rebuildable copy of PostgreSQL (read-through fills a missing key from the
+database) except the Telegram queue, whose rows the outbox also holds; losing the files
+costs a cold cache, never data.
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ class EmbeddedRedis:
         self.timeout = timeout
         self.dir = self.home / "redis"
         self.data_file = self.dir / "cache.rdb"
+        self.aof_file = self.dir / "appendonly.aof"
         self.config_file = self.dir / "redis.conf"
         self.pid_file = self.dir / "redis.pid"
         self.log_file = self.home / "log" / "redis.log"
@@ -202,7 +210,7 @@ class EmbeddedRedis:
         finally:
             client.close()
 
-    def _write_config(self) -> None:
+    def _write_config(self, *, appendonly: bool = True) -> None:
         settings: dict[str, str] = {
             "daemonize": "yes",
             "port": "0",  # unix socket only
@@ -212,7 +220,9 @@ class EmbeddedRedis:
             "logfile": str(self.log_file),
             "dir": str(self.dir),
             "dbfilename": self.data_file.name,
-            "appendonly": "no",
+            "appendonly": "yes" if appendonly else "no",
+            "appendfilename": self.aof_file.name,
+            "appendfsync": "everysec",
             "maxmemory": MAX_MEMORY,
             "maxmemory-policy": "volatile-lru",
             "protected-mode": "yes",
@@ -228,7 +238,11 @@ class EmbeddedRedis:
         self.socket_dir.chmod(0o700)
         self.socket.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._write_config()
+        # With appendonly on, redis loads only the AOF; a data dir holding just an RDB (made
+        # before AOF was on, or the AOF lost) would start empty. Load the RDB first, then
+        # turn the AOF on, which rewrites it from the loaded data.
+        from_rdb = self.data_file.exists() and not self.aof_file.exists()
+        self._write_config(appendonly=not from_rdb)
         result = subprocess.run(
             [str(redis_server_binary()), str(self.config_file)],
             capture_output=True,
@@ -255,6 +269,13 @@ class EmbeddedRedis:
         if pid is None:
             raise RedisStartError(f"redis-server wrote no pid file\n{self._log_tail()}")
         self._take_ownership(pid)
+        if from_rdb:
+            client = self._client()
+            try:
+                client.config_set("appendonly", "yes")
+            finally:
+                client.close()
+            self._write_config()
 
     def _shutdown(self, pid: int) -> None:
         client = self._client()

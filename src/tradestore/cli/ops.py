@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import typer
+from psycopg.rows import dict_row
 from rich.table import Table
 
 from tradestore.cli.common import console, database, fail, handles_errors, settings
-from tradestore.ops import backup, monitoring
+from tradestore.ops import backup, monitoring, offsite
 
 backup_app = typer.Typer(
     help="Backups, restore and point-in-time recovery (seed 004 §6).", no_args_is_help=True
@@ -89,25 +92,55 @@ def backup_pitr(
     home: Path = typer.Option(..., help="a new, empty TRADESTORE_HOME for the recovered server"),
     base: Path = typer.Option(None, help="base backup folder (default: newest one before --to)"),
     root: Path = typer.Option(None, help="backup root"),
+    offsite_: bool = typer.Option(
+        False, "--offsite", help="recover from the offsite store (TRADESTORE_OFFSITE_URL)"
+    ),
 ) -> None:
     """Point-in-time recovery into a new server; the running one is not touched."""
     root = _root(root)
     target = to if to.tzinfo else to.replace(tzinfo=dt.UTC)
-    if base is None:
-        candidates = [
-            Path(m["path"]) for m in backup.list_backups(root)
-            if m.get("kind") in ("base", "incremental") and dt.datetime.fromisoformat(str(m["created_at"])) <= target
-        ]  # fmt: skip
-        if not candidates:
+    if offsite_:
+        server = offsite.pitr_from_store(_store(), target, home)
+    else:
+        chosen = base or backup.base_for(root, target)
+        if chosen is None:
             raise fail(f"--to: no base backup taken before {target.isoformat()}")
-        base = candidates[-1]
-    server = backup.pitr_restore(base, root / "wal_archive", target, home)
+        server = backup.pitr_restore(chosen, root / "wal_archive", target, home)
     counts = backup.verify(server.conninfo())
     server.stop()
     console.print(
         f"recovered to {target.isoformat()} in {home}; start it with TRADESTORE_HOME={home}"
     )
     console.print_json(json.dumps(counts, default=str))
+
+
+def _store() -> offsite.Store:
+    s = settings()
+    if not s.TRADESTORE_OFFSITE_URL:
+        raise fail("TRADESTORE_OFFSITE_URL is not set (e.g. s3://bucket/tradestore)")
+    return offsite.Store.from_url(s.TRADESTORE_OFFSITE_URL, s.TRADESTORE_OFFSITE_ENDPOINT)
+
+
+@backup_app.command("push")
+@handles_errors
+def backup_push(root: Path = typer.Option(None, help="backup root")) -> None:
+    """Copy finished backups and archived WAL to the offsite store (only what it lacks)."""
+    report = offsite.push(_root(root), _store())
+    console.print(f"uploaded {len(report.uploaded)} file(s), {report.unchanged} already there")
+
+
+@backup_app.command("pull")
+@handles_errors
+def backup_pull(
+    dest: Path = typer.Argument(..., help="a new directory for the copies"),
+    only: list[str] = typer.Option(
+        None, help="only these folders: daily_full, partial, base, wal_archive"
+    ),
+) -> None:
+    """Download the offsite store's backups (checksums checked) into DEST, in the backup
+    root's layout: restore a dump from DEST/daily_full, or run `backup pitr --root DEST`."""
+    written = offsite.pull(_store(), dest, only=tuple(only or ()))
+    console.print(f"downloaded {len(written)} file(s) into {dest}")
 
 
 @backup_app.command("prune")
@@ -173,3 +206,44 @@ def ops_maintain(
     with database() as conninfo:
         done = monitoring.maintain(conninfo, steps)
     console.print(f"done: {', '.join(done)}")
+
+
+kpi_app = typer.Typer(help="KPI snapshots and their alarm levels (seed 001 §5.4).",
+                      no_args_is_help=True)  # fmt: skip
+thresholds_app = typer.Typer(help="Alarm levels per KPI.", no_args_is_help=True)
+kpi_app.add_typer(thresholds_app, name="thresholds")
+ops_app.add_typer(kpi_app, name="kpi")
+
+
+@thresholds_app.command("list")
+@handles_errors
+def kpi_thresholds_list() -> None:
+    """The levels in force (built-in unless customized) and the alarms going on."""
+    with database() as conninfo, psycopg.connect(conninfo, row_factory=dict_row) as conn:
+        rows = conn.execute(
+            "SELECT t.*, a.since AS alarm_since FROM system.kpi_thresholds t "
+            "LEFT JOIN system.ops_alert_state a ON a.condition = 'kpi:' || t.kpi ORDER BY t.kpi"
+        ).fetchall()
+    _print_rows(rows)
+
+
+@thresholds_app.command("set")
+@handles_errors
+def kpi_thresholds_set(
+    kpi: str = typer.Argument(..., help="e.g. order_latency_p95_ms, outbox_backlog"),
+    above: Decimal = typer.Option(..., "--above", help="alarm when the value is above this"),
+    clear_at: Decimal = typer.Option(
+        None, "--clear-at", help="the alarm ends at or below this (default: --above)"
+    ),
+    severity: str = typer.Option("HIGH", help="CRITICAL, HIGH, MEDIUM or LOW"),
+    enabled: bool = typer.Option(True, "--enabled/--disabled"),
+) -> None:
+    """Set a KPI's alarm levels; checked at every snapshot."""
+    with database() as conninfo, psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            "SELECT system.set_kpi_threshold(%s, %s, %s, %s, %s)",
+            (kpi, above, clear_at, severity, enabled),
+        )
+    console.print(
+        f"{kpi}: alarm above {above}, clears at {clear_at if clear_at is not None else above}"
+    )

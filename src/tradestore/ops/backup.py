@@ -494,14 +494,32 @@ def list_backups(root: Path) -> list[dict[str, object]]:
     return sorted(found, key=lambda d: str(d.get("created_at")))
 
 
+def base_for(root: Path, target_time: dt.datetime) -> Path | None:
+    """The newest base or incremental backup under root taken at or before target_time."""
+    candidates = [
+        Path(str(m["path"])) for m in list_backups(root)
+        if m.get("kind") in ("base", "incremental")
+        and dt.datetime.fromisoformat(str(m["created_at"])) <= target_time
+    ]  # fmt: skip
+    if not candidates:
+        return None
+    # metadata.json records where the backup was taken; a copy (pulled from offsite,
+    # moved disk) finds it by name beside the metadata instead.
+    found = candidates[-1]
+    return found if found.exists() else root / "base" / found.name
+
+
 def _chain(base: Path) -> list[Path]:
-    """The base backup and the incrementals it depends on, oldest first."""
+    """The base backup and the incrementals it depends on, oldest first. A parent is
+    found beside its child (by name) when the recorded path is gone: backups copied
+    elsewhere keep their chain."""
     chain = [base]
     while True:
         parent = json.loads((chain[0] / "metadata.json").read_text()).get("parent")
         if not parent:
             return chain
-        chain.insert(0, Path(parent))
+        sibling = chain[0].parent / Path(parent).name
+        chain.insert(0, sibling if sibling.exists() else Path(parent))
 
 
 def _extract(base: Path, data_dir: Path) -> None:

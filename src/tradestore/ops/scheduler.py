@@ -19,7 +19,7 @@ import psycopg
 
 from tradestore.config import Settings
 from tradestore.db.query import scalar
-from tradestore.ops import backup, maintenance, monitoring
+from tradestore.ops import backup, maintenance, monitoring, offsite
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,16 @@ def _kpi_snapshot(conninfo: str, settings: Settings) -> object:
         return {"snapshot": ts.isoformat()}
 
 
+def _monitor(conninfo: str, settings: Settings) -> object:
+    """Disk space and connections against their alarm levels (alerts on a change only)."""
+    report = monitoring.check(conninfo, settings.backup_root)
+    return {
+        "events": report["events"],
+        "connections_used_pct": report["connections"]["used_pct"],
+        "disk_free_pct": {d["name"]: d["free_pct"] for d in report["disks"]},
+    }
+
+
 def _full_backup(conninfo: str, settings: Settings) -> object:
     info = backup.full_backup(conninfo, settings.backup_root)
     return {"path": str(info.path), "bytes": info.size_bytes}
@@ -134,6 +144,16 @@ def _incremental_backup(conninfo: str, settings: Settings) -> object:
     return {"path": str(info.path), "bytes": info.size_bytes, "parent": str(parent)}
 
 
+def _offsite_push(conninfo: str, settings: Settings) -> object:
+    """Copy new backups and archived WAL segments offsite (idempotent: name + checksum)."""
+    assert settings.TRADESTORE_OFFSITE_URL
+    store = offsite.Store.from_url(
+        settings.TRADESTORE_OFFSITE_URL, settings.TRADESTORE_OFFSITE_ENDPOINT
+    )
+    report = offsite.push(settings.backup_root, store)
+    return {"uploaded": len(report.uploaded), "unchanged": report.unchanged}
+
+
 def _prune(conninfo: str, settings: Settings) -> object:
     return {"removed": len(backup.prune(settings.backup_root))}
 
@@ -149,6 +169,7 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
         Job("premake_partitions", Cadence("hour"), _premake),
         Job("refresh_rollups", Cadence("minute"), _refresh_rollups),  # continuous aggregates
         Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
+        Job("monitor", Cadence("minute"), _monitor),  # disk space, connections
         Job("apply_retention", Cadence("day", dt.timedelta(minutes=30)), _apply_retention),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
@@ -166,6 +187,10 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
                 "incremental_backup", Cadence("hour", dt.timedelta(minutes=30)), _incremental_backup
             )
         )
+    if settings.TRADESTORE_OFFSITE_URL:
+        # Last, so that a tick which took a backup pushes it at once; every minute for
+        # the WAL segments archived meanwhile.
+        jobs.append(Job("offsite_push", Cadence("minute"), _offsite_push))
     return jobs
 
 

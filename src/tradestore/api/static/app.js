@@ -920,7 +920,42 @@
         $("kpis").replaceChildren();
       } else throw err;
     }
+    await loadKpiHistory();
   });
+
+  // The last week of snapshots, newest first; a value above its alarm level is marked.
+  async function loadKpiHistory() {
+    let h;
+    try {
+      h = await api("/kpis/history?hours=168");
+    } catch (err) {
+      if (err.status === 409 || err.status === 403) return;
+      throw err;
+    }
+    const levels = Object.fromEntries(h.thresholds.filter((t) => t.enabled).map((t) => [t.kpi, t]));
+    const cols = ["order_latency_p95_ms", "order_failure_rate", "outbox_backlog",
+                  "reconciliation_drift_count", "data_lag_seconds", "open_positions_count"];
+    $("kpi-alarms").textContent = h.alarms.length
+      ? "Alarms: " + h.alarms.map((a) => a.kpi + " since " + time(a.since)).join(", ")
+      : "No KPI alarm.";
+    const head = el("tr");
+    for (const c of ["time", ...cols]) {
+      const th = el("th", c.replace(/_/g, " "));
+      if (levels[c]) th.title = "alarm above " + levels[c].raise_above;
+      head.appendChild(th);
+    }
+    const rows = h.snapshots.slice().reverse().map((s) => {
+      const tr = el("tr");
+      tr.appendChild(el("td", time(s.ts)));
+      for (const c of cols) {
+        const v = s[c];
+        const over = v !== null && levels[c] && Number(v) > Number(levels[c].raise_above);
+        tr.appendChild(el("td", v === null ? "—" : String(v), over ? "down" : ""));
+      }
+      return tr;
+    });
+    $("kpi-history").replaceChildren(head, ...rows);
+  }
 
   // ------------------------------------------------------------------ wiring
   $("login-form").addEventListener("submit", async (event) => {

@@ -81,3 +81,61 @@ CREATE TABLE system.job_runs (
     CONSTRAINT chk_job_runs_finished CHECK (status = 'RUNNING' OR finished_at IS NOT NULL)
 );
 CREATE INDEX idx_job_runs_job ON system.job_runs (job, started_at DESC);
+
+-- Conditions being alarmed on right now (a KPI over its threshold, a disk running full,
+-- connections near the limit), one row per condition while it lasts. The row is what
+-- gives alarms their hysteresis: a condition raises one alert when it starts and one when
+-- it clears, not one per check while it lasts.
+CREATE TABLE system.ops_alert_state (
+    condition       varchar(80) PRIMARY KEY CHECK (btrim(condition) <> ''),
+    since           timestamptz NOT NULL DEFAULT now(),
+    last_checked_at timestamptz NOT NULL DEFAULT now(),
+    last_value      numeric,
+    alert_id        bigint REFERENCES system.alerts (alert_id) ON DELETE SET NULL
+);
+
+-- One check of an alarmed condition. p_breached: the value is past the raise level;
+-- p_cleared: it is back at or below the (lower) clear level. Between the two levels the
+-- state stays as it was. A condition that starts raises a system alert (no user: it goes
+-- to the admins' chats) with p_severity; one that ends raises a LOW "back to normal"
+-- alert. Returns 'raised', 'cleared' or NULL (no change).
+CREATE OR REPLACE FUNCTION system.track_alarm(
+    p_condition text, p_breached boolean, p_cleared boolean, p_value numeric,
+    p_severity text, p_message text, p_module text DEFAULT 'ops', p_data jsonb DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_state system.ops_alert_state;
+    v_alert bigint;
+BEGIN
+    IF p_condition IS NULL OR btrim(p_condition) = '' OR length(p_condition) > 80 THEN
+        PERFORM system.raise_invalid('condition', 'must be 1 to 80 characters, not blank', p_condition);
+    END IF;
+    IF p_breached AND p_cleared THEN
+        PERFORM system.raise_invalid('cleared', 'must be false when breached is true', 'true');
+    END IF;
+    SELECT * INTO v_state FROM system.ops_alert_state WHERE condition = p_condition FOR UPDATE;
+    IF FOUND THEN
+        IF coalesce(p_cleared, false) THEN
+            DELETE FROM system.ops_alert_state WHERE condition = p_condition;
+            PERFORM public.raise_alert('LOW', format('back to normal: %s (now %s, since %s)',
+                                                     p_condition, coalesce(p_value::text, 'NULL'),
+                                                     v_state.since),
+                                       p_module, coalesce(p_data, '{}'::jsonb)
+                                           || jsonb_build_object('condition', p_condition, 'event', 'cleared'));
+            RETURN 'cleared';
+        END IF;
+        UPDATE system.ops_alert_state SET last_checked_at = now(), last_value = p_value
+         WHERE condition = p_condition;
+        RETURN NULL;
+    END IF;
+    IF NOT coalesce(p_breached, false) THEN
+        RETURN NULL;
+    END IF;
+    v_alert := public.raise_alert(p_severity, p_message, p_module,
+                                  coalesce(p_data, '{}'::jsonb)
+                                      || jsonb_build_object('condition', p_condition, 'event', 'raised'));
+    INSERT INTO system.ops_alert_state (condition, last_value, alert_id)
+    VALUES (p_condition, p_value, v_alert);
+    RETURN 'raised';
+END;
+$$;
