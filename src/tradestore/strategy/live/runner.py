@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import ValidationError
-from tradestore.db.query import translated
+from tradestore.db.query import scalar, translated
 from tradestore.strategy.jsonout import dumps
 from tradestore.strategy.live import store
 from tradestore.strategy.live.stepper import Bar, Step, Stepper
@@ -79,20 +79,21 @@ class LiveRunner:
         conn, row = self.conn, self.row
         if not store.acquire_lease(conn, row.id, self.holder):
             raise ValidationError("runner", "is running elsewhere (its lease is held)", row.id)
-        mode = conn.execute(
-            "SELECT trading_mode FROM account.accounts WHERE id = %s", (row.account_id,)
-        ).fetchone()[0]
+        mode = scalar(
+            conn, "SELECT trading_mode FROM account.accounts WHERE id = %s", (row.account_id,)
+        )
         if row.mode in ("paper", "live") and mode != row.mode:
             raise ValidationError(
                 "mode", f"the account's trading_mode is {mode}, not {row.mode}", row.mode
             )
         record = get_strategy(conn, row.strategy_id)
         strategy = record.implementation_class()(**record.parameters)
-        exchange = conn.execute(
+        exchange = scalar(
+            conn,
             "SELECT x.code FROM market.exchange_instruments ei "
             "JOIN market.exchanges x ON x.id = ei.exchange_id WHERE ei.id = %s",
             (row.listing_ids[0],),
-        ).fetchone()[0]
+        )
         from tradestore.strategy.data import resolve_instruments
 
         instruments: list[Instrument] = resolve_instruments(conn, row.symbols, exchange=exchange)
@@ -183,9 +184,11 @@ class LiveRunner:
 
     def state(self) -> str:
         return str(
-            self.conn.execute(
-                "SELECT state FROM analytics.strategy_runners WHERE id = %s", (self.runner_id,)
-            ).fetchone()[0]
+            scalar(
+                self.conn,
+                "SELECT state FROM analytics.strategy_runners WHERE id = %s",
+                (self.runner_id,),
+            )
         )
 
     def on_bar(self, t: dt.datetime, bars: dict[int, Bar]) -> None:
@@ -212,12 +215,12 @@ class LiveRunner:
                                    "field": field_name, "rule": rule},
                                   f"{field_name}: {rule}", False))  # fmt: skip
         self._write(rows)
-        state = self.conn.execute(
-            "SELECT analytics.enforce_runner_limits(%s)", (self.runner_id,)
-        ).fetchone()[0]
-        interval = self.conn.execute(
-            "SELECT extract(epoch FROM market.timeframe_interval(%s))", (self.row.timeframe,)
-        ).fetchone()[0]
+        state = scalar(self.conn, "SELECT analytics.enforce_runner_limits(%s)", (self.runner_id,))
+        interval = scalar(
+            self.conn,
+            "SELECT extract(epoch FROM market.timeframe_interval(%s))",
+            (self.row.timeframe,),
+        )
         lag_ms = (
             dt.datetime.now(dt.UTC) - (t + dt.timedelta(seconds=float(interval)))
         ).total_seconds() * 1000
@@ -226,12 +229,13 @@ class LiveRunner:
     def _sync_book(self) -> None:
         """The model's book from the account: quote cash and positions."""
         assert self.stepper is not None
-        cash = self.conn.execute(
+        cash = scalar(
+            self.conn,
             """SELECT coalesce(sum(b.balance), 0) FROM account.balances b
                  JOIN account.accounts a ON a.id = b.account_id
                 WHERE b.account_id = %s AND b.currency = a.base_currency""",
             (self.row.account_id,),
-        ).fetchone()[0]
+        )
         positions = {}
         for s, lid in enumerate(self.row.listing_ids):
             p = self.conn.execute(
@@ -255,12 +259,13 @@ class LiveRunner:
     def _submit(self, t: dt.datetime, s: int, side: str, qty: Decimal, key: str) -> int:
         with translated():
             order_id = int(
-                self.conn.execute(
+                scalar(
+                    self.conn,
                     """SELECT trade.place_order(%s, %s, %s, 'MARKET', %s, NULL, %s, NULL, NULL,
                                                 NULL, %s, NULL, 'STRATEGY', %s)""",
                     (self.row.account_id, self.row.listing_ids[s], side, qty, key,
                      self.row.strategy_id, f"runner {self.runner_id} bar {t.isoformat()}"),
-                ).fetchone()[0]
+                )
             )  # fmt: skip
         if self.on_order is not None:
             self.on_order(order_id)
@@ -277,13 +282,14 @@ class LiveRunner:
         try:
             with self.conn.transaction():
                 order_id = self._submit(t, fill.s, side, fill.quantity, key)
-                quote = self.conn.execute(
+                quote = scalar(
+                    self.conn,
                     """SELECT coalesce(i.quote_currency, a.base_currency)
                          FROM market.exchange_instruments ei
                          JOIN market.instruments i ON i.id = ei.instrument_id
                          JOIN account.accounts a ON a.id = %s WHERE ei.id = %s""",
                     (self.row.account_id, self.row.listing_ids[fill.s]),
-                ).fetchone()[0]
+                )
                 with translated():
                     self.conn.execute(
                         "SELECT apply_fill(%s, %s, %s, %s, %s, %s, %s)",
