@@ -6,9 +6,11 @@ database's limits, executions logged, the strategy's live statistics kept.
 Modes (analytics.strategy_runners.mode):
   simulated  orders fill in process at the next bar's open with the engine's fill model
              (the same fills a backtest makes), through public.apply_fill;
-  paper/live orders go out through the account's routing (trading_mode paper = testnet,
-             live = the exchange); fills come back by fill sync. The model's book is set
-             from the account before every bar, so sizing follows what the account holds.
+  paper/live orders go out as the account's trading_mode says (paper: the exchange's
+             testnet through the router, fills back by fill sync; sim: tradestore's paper
+             exchange fills them from collected data; live: the exchange). The model's
+             book is set from the account before every bar, so sizing follows what the
+             account holds.
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ from tradestore.strategy.live.stepper import Bar, Step, Stepper
 from tradestore.strategy.model import REASONS, REJECTIONS, BacktestConfig, Instrument
 from tradestore.strategy.registry import get_strategy
 
-__all__ = ["CHANNEL", "LiveRunner", "RunnerStats"]
+__all__ = ["ACCOUNT_MODES", "CHANNEL", "LiveRunner", "RunnerStats"]
 
 log = logging.getLogger(__name__)
 CHANNEL = "tradestore_bars"
 CONTROL = "tradestore_runners"
 HISTORY_BARS = 1000  # bars loaded before the start, for the indicators
+# The account trading modes each routed runner mode accepts: a paper runner trades on the
+# exchange's testnet ('paper') or on tradestore's own paper exchange ('sim', filled by the
+# `paper run` worker from collected data); a live runner only on the exchange.
+ACCOUNT_MODES = {"paper": ("paper", "sim"), "live": ("live",)}
 
 
 @dataclass
@@ -82,9 +88,12 @@ class LiveRunner:
         mode = scalar(
             conn, "SELECT trading_mode FROM account.accounts WHERE id = %s", (row.account_id,)
         )
-        if row.mode in ("paper", "live") and mode != row.mode:
+        if row.mode in ACCOUNT_MODES and mode not in ACCOUNT_MODES[row.mode]:
             raise ValidationError(
-                "mode", f"the account's trading_mode is {mode}, not {row.mode}", row.mode
+                "mode",
+                f"the account's trading_mode is {mode}; a {row.mode} runner needs "
+                + " or ".join(ACCOUNT_MODES[row.mode]),
+                row.mode,
             )
         record = get_strategy(conn, row.strategy_id)
         strategy = record.implementation_class()(**record.parameters)
