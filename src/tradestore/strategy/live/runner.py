@@ -464,15 +464,23 @@ class LiveRunner:
     def run(self, stop: threading.Event, *, heartbeat: float = 10.0) -> None:
         """LISTEN for stored bars and handle them until `stop` is set (no polling: the
         wait ends on a notification, or at the heartbeat to renew the lease)."""
+        # A notification that arrives while a statement runs (start, a bar being handled)
+        # reaches the handler, not notifies(): the flag keeps it from being lost.
+        woken = threading.Event()
+        self.conn.add_notify_handler(lambda n: woken.set() if n.channel == CHANNEL else None)
         self.conn.execute(f"LISTEN {CHANNEL}")
         self.conn.execute(f"LISTEN {CONTROL}")
         self.start()
         try:
-            self.process()
+            woken.set()
             while not stop.is_set():
-                for note in self.conn.notifies(timeout=heartbeat, stop_after=1):
-                    if note.channel == CHANNEL:
-                        self.process()
+                if not woken.is_set():
+                    for note in self.conn.notifies(timeout=heartbeat, stop_after=1):
+                        if note.channel == CHANNEL:
+                            woken.set()
+                if woken.is_set():
+                    woken.clear()
+                    self.process()
                 if not store.acquire_lease(self.conn, self.runner_id, self.holder):
                     raise RuntimeError(f"runner {self.runner_id}: lost its lease")
         finally:
