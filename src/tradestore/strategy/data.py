@@ -5,6 +5,9 @@ columns are whole arrays in PostgreSQL's binary format (array_send), which numpy
 without a Python object per bar. Numeric prices become the nearest double (a price with up
 to 15 significant digits comes back as itself through `to_decimal`). Bars of several
 symbols are aligned on the union of their times.
+
+Perpetual listings also get their funding times in the range (market.funding_rates, with
+the mark price market.settle_funding would use) when the settlement module is installed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import psycopg
 from tradestore.db.errors import ValidationError
 from tradestore.strategy.fees import fee_rates
 from tradestore.strategy.metrics import timeframe_minutes
-from tradestore.strategy.model import Instrument, MarketData
+from tradestore.strategy.model import Funding, Instrument, MarketData
 from tradestore.strategy.rules import parse_rules
 
 __all__ = ["load_market_data", "resolve_instruments"]
@@ -102,8 +105,48 @@ def resolve_instruments(
                 rules=parse_rules(rules),
                 derivative=asset_class in ("FUTURE", "PERPETUAL"),
                 exchange_kind=kind,
+                perpetual=asset_class == "PERPETUAL",
             )
         )
+    return out
+
+
+# The funding times of a listing in a range, each with the mark price settle_funding books
+# it at (NULL when no mark bar covers it).
+_FUNDING = """
+SELECT funding_time, funding_rate, market.mark_price_at(exchange_instrument_id, funding_time)
+  FROM market.funding_rates
+ WHERE exchange_instrument_id = %s AND funding_time >= %s AND funding_time <= %s
+ ORDER BY funding_time
+"""
+
+
+def load_funding(
+    conn: psycopg.Connection[Any],
+    instruments: list[Instrument],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> list[list[Funding]]:
+    """Per instrument, the funding times of a perpetual in [start, end] with their rate and
+    mark price (empty lists without the settlement module). A funding time no mark price
+    covers is refused: the books would pay it once the mark is there, so a backtest
+    without it would not show what the books do."""
+    out: list[list[Funding]] = [[] for _ in instruments]
+    row = conn.execute("SELECT to_regclass('market.funding_rates') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return out
+    for s, inst in enumerate(instruments):
+        if not inst.perpetual:
+            continue
+        for at, rate, mark in conn.execute(_FUNDING, (inst.listing_id, start, end)).fetchall():
+            if mark is None:
+                raise ValidationError(
+                    "mark_price",
+                    "no mark price bar covers the funding time (ingest mark-prices)",
+                    f"{inst.symbol} at {at.isoformat()}",
+                )
+            stamp = np.datetime64(at.astimezone(dt.UTC).replace(tzinfo=None), "ns")
+            out[s].append(Funding(stamp, rate, mark))
     return out
 
 
@@ -185,6 +228,7 @@ def load_market_data(
             close=cols["close"],
             volume=cols["volume"],
             fee_rates=rates,
+            funding=load_funding(conn, instruments, start, end),
         ),
         sources,
     )

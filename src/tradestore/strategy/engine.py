@@ -11,6 +11,12 @@ Each bar t of the timeline, for the symbols that have a bar at t:
 4. Equity is marked at the close.
 5. The strategy's signals at the close become pending orders for the next bar.
 
+Perpetuals pay funding as market.settle_funding books it: at each funding time F, the
+position held then (every fill executed at or before F: fills happen at their bar's time)
+pays settlement.funding_amount(quantity, mark, rate, contract size) into cash. It is
+booked at the last bar at or before F, after that bar's fills and before its equity mark;
+funding times before the first bar find no position.
+
 Every order goes through the same checks as the live SQL API (trading/sql/order_rules.sql):
 the quantity is truncated to step_size (to rules.SIZE_DECIMALS decimals on a listing
 without one) and checked against min_qty / max_qty, the
@@ -49,6 +55,7 @@ from tradestore.strategy.model import (
 from tradestore.strategy.rules import EXACT, entry_size, normalize_price, rule
 from tradestore.strategy.strategies import BarContext, Strategy
 from tradestore.strategy.trades import build_trades
+from tradestore.trading.settlement import funding_amount
 
 __all__ = ["ACTIONS", "Progress", "run_event"]
 
@@ -109,6 +116,36 @@ class _EventSim:
         }
         self.exact: list[tuple[Decimal, Decimal, Decimal, Decimal]] = []
         self.rejections: list[Rejection] = []
+        # Funding times of every symbol in time order: (ns since epoch, symbol, funding).
+        self.funding = sorted(
+            (
+                (int(f.time.astype("datetime64[ns]").astype(np.int64)), s, f)
+                for s, events in enumerate(data.funding)
+                for f in events
+            ),
+            key=lambda e: (e[0], e[1]),
+        )
+        self.next_funding = 0
+        self.funding_paid = Decimal(0)
+        self.funding_payments = 0
+
+    # ----------------------------------------------------------------- funding
+    def pay_funding(self, before: int | None) -> None:
+        """Book every funding time earlier than `before` (ns; None: all that are left)
+        on the positions held then, as market.settle_funding does."""
+        events, i = self.funding, self.next_funding
+        while i < len(events) and (before is None or events[i][0] < before):
+            _, s, f = events[i]
+            i += 1
+            pos = self.book.positions.get(s)
+            if pos is None or pos.quantity == 0:
+                continue
+            amount = funding_amount(pos.quantity, f.mark, f.rate, self.mult[s])
+            self.book.cash += amount
+            self.funding_paid += amount
+            self.funding_payments += 1
+        self.next_funding = i
+        self.cash_f = float(self.book.cash)
 
     # ----------------------------------------------------------------- pricing and rules
     def fee_rate(self, t: int, s: int) -> Decimal:
@@ -318,6 +355,10 @@ class _EventSim:
             self.deriv,
         )
         symbols = range(n_sym)
+        bar_ns = data.times.astype("datetime64[ns]").astype(np.int64).tolist()
+        funded = bool(self.funding)
+        if funded and n_bars:
+            self.pay_funding(bar_ns[0])  # before the first bar: no position, nothing paid
 
         for t in range(n_bars):
             # 1-2. orders placed at the previous close fill at this open; closes first.
@@ -338,6 +379,10 @@ class _EventSim:
                     if pos_sign[s] and (self.sl[s] is not None or self.tp[s] is not None):
                         self.check_exits(t, s, o, highs[s][t], lows[s][t])
                     last_close[s] = closes[s][t]
+            # Funding times from this bar's time to the next bar's (all at the last bar):
+            # the position then is this bar's, since every fill so far is at or before them.
+            if funded:
+                self.pay_funding(bar_ns[t + 1] if t + 1 < n_bars else None)
             value = self.cash_f
             for s in symbols:
                 if pos_sign[s]:
@@ -405,6 +450,8 @@ class _EventSim:
             initial_capital=self.config.initial_capital,
             seconds=time.perf_counter() - started,
             signal_events_=events,
+            funding_paid=self.funding_paid,
+            funding_payments=self.funding_payments,
         )
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from tradestore.db.errors import ValidationError
 from tradestore.extras import requires_extra
 from tradestore.strategy.engine import ACTIONS
 from tradestore.strategy.model import (
@@ -395,7 +396,17 @@ def _rule_arrays(data: MarketData) -> dict[str, np.ndarray]:
 
 
 def run_fast(data: MarketData, signals: SignalMatrix, config: BacktestConfig) -> SimResult:
-    """Simulate with the compiled kernel (same rules and order as engine.run_event)."""
+    """Simulate with the compiled kernel (same rules and order as engine.run_event).
+    Perpetuals with funding times in the range are refused: the kernel pays no funding,
+    the event engine does (exactly as the books)."""
+    if data.has_funding:
+        funded = [i.symbol for i, f in zip(data.instruments, data.funding, strict=False) if f]
+        raise ValidationError(
+            "engine",
+            "the fast path does not pay perpetual funding; run it on the event engine "
+            "(--engine event)",
+            ", ".join(funded),
+        )
     started = time.perf_counter()
     r = _rule_arrays(data)
     n_entries = int(np.count_nonzero(signals.entries)) + int(

@@ -22,6 +22,7 @@ __all__ = [
     "Bars",
     "Deferred",
     "FillTable",
+    "Funding",
     "Instrument",
     "MarketData",
     "Rejection",
@@ -148,6 +149,8 @@ class Instrument:
     rules: dict[str, Any] = field(default_factory=dict)
     derivative: bool = False
     exchange_kind: str = "CRYPTO"
+    # A PERPETUAL listing pays or receives funding (market.settle_funding's rule).
+    perpetual: bool = False
 
     @property
     def arrays(self) -> RuleArrays:
@@ -157,6 +160,16 @@ class Instrument:
     def multiplier(self) -> Decimal:
         value = self.rules.get("contract_size")
         return Decimal(str(value)) if value is not None else Decimal(1)
+
+
+@dataclass(frozen=True)
+class Funding:
+    """One funding time of a perpetual listing: the rate and the mark price that
+    market.settle_funding books it with (market.mark_price_at)."""
+
+    time: np.datetime64  # datetime64[ns] UTC
+    rate: Decimal
+    mark: Decimal
 
 
 @dataclass(frozen=True)
@@ -177,7 +190,9 @@ class Bars:
 @dataclass
 class MarketData:
     """Candles of one or many symbols on one timeline: arrays are (T, S), NaN where a
-    symbol has no bar at a time. fee_rates hold the taker fee in force for each bar."""
+    symbol has no bar at a time. fee_rates hold the taker fee in force for each bar.
+    funding holds, per symbol, the funding times of a perpetual in the run's range (empty
+    for every other listing, or without the settlement module)."""
 
     timeframe: str
     times: np.ndarray  # datetime64[ns], sorted, unique
@@ -188,6 +203,11 @@ class MarketData:
     close: np.ndarray
     volume: np.ndarray
     fee_rates: np.ndarray
+    funding: list[list[Funding]] = field(default_factory=list)
+
+    @property
+    def has_funding(self) -> bool:
+        return any(self.funding)
 
     @property
     def n_bars(self) -> int:
@@ -384,6 +404,9 @@ class SimResult:
     seconds: float
     # (t, s, action) of every bar where the strategy signalled, for strategy_executions.
     signal_events_: list[tuple[int, int, str]] | Deferred = field(default_factory=list)
+    # Funding of perpetuals booked into cash (event path): the sum and the payment count.
+    funding_paid: Decimal = Decimal(0)
+    funding_payments: int = 0
 
     @property
     def rejections(self) -> list[Rejection]:

@@ -211,7 +211,8 @@ def simulate(
     """Signals, simulation and metrics of one strategy instance (no database)."""
     signals = compute_signals(strategy, prepared.data)
     if engine == "auto":
-        engine = "event" if strategy.event_only else "fast"
+        # Funded perpetuals run on the event path: the fast path pays no funding.
+        engine = "event" if strategy.event_only or prepared.data.has_funding else "fast"
     if engine == "fast":
         if strategy.event_only:
             raise ValidationError("engine", "the fast path runs signal strategies only", engine)

@@ -407,6 +407,7 @@ def result_columns(
                 "metrics": details,
                 "rejections": rejections,
                 "simulation_seconds": result.seconds,
+                "funding": {"paid": result.funding_paid, "payments": result.funding_payments},
                 **(extra or {}),
             }
         ),
