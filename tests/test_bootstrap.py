@@ -1,9 +1,10 @@
 """run.py: `up` installs the core, `test` the extras too, each stamped on its own, and the
-test command lints and checks formatting before the suite."""
+test command lints, checks formatting and type-checks (mypy, strict) before the suite."""
 
 from __future__ import annotations
 
 import importlib.util
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -52,5 +53,9 @@ def test_a_changed_pyproject_installs_again(run_py: ModuleType) -> None:
 
 
 def test_the_test_command_checks_lint_and_format(run_py: ModuleType) -> None:
-    commands = [command[1:3] for _, command in run_py.static_checks()]
-    assert commands == [["check", "src"], ["format", "--check"]]
+    checks = run_py.static_checks()
+    tools = [(Path(command[0]).name, command[1:3]) for _, command in checks]
+    # ruff lint and format over the code, then mypy with pyproject's settings (no arguments)
+    assert tools == [("ruff", ["check", "src"]), ("ruff", ["format", "--check"]), ("mypy", [])]
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["strict"] is True and mypy["files"] == ["src/tradestore"]

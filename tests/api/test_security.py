@@ -391,6 +391,12 @@ def test_hostile_text_in_every_parameter_never_500s_or_leaks(
     client: TestClient, world: World, conn: psycopg.Connection[Any]
 ) -> None:
     h = bearer(login(client, "alice"))
+    # Hostile text that is valid as an idempotency key or client order id is accepted, and
+    # each such order holds funds: fund all of them (and the final one) so every body
+    # reaches the insert rather than stopping at the funds check.
+    conn.execute(
+        "SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 10000)", (world.alice.account_id,)
+    )
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM trade.orders), (SELECT count(*) FROM account.users)"
     ).fetchone()
@@ -435,7 +441,7 @@ def test_hostile_text_in_every_parameter_never_500s_or_leaks(
         json={"account_id": world.alice.account_id, "symbol": SYMBOL, "side": "BUY",
               "order_type": "LIMIT", "quantity": "0.01", "price": "30000", "notes": note},
     )  # fmt: skip
-    assert stored.status_code == 201
+    assert stored.status_code == 201, stored.text
     assert (
         conn.execute(
             "SELECT notes FROM trade.orders WHERE id = %s", (stored.json()["id"],)

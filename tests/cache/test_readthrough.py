@@ -21,7 +21,7 @@ SYM = "binance:BTCUSDT"
 
 @pytest.fixture
 def world(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Two users with an account each, a listing with bars, a ticker and a book."""
+    """Two users with a funded account each, a listing with bars, a ticker and a book."""
     bar = conn.execute("SELECT date_trunc('minute', now()) - interval '5 minutes'").fetchone()[0]
     conn.execute(
         """
@@ -52,6 +52,9 @@ def world(conn: psycopg.Connection[Any]) -> dict[str, Any]:
            VALUES (1, %(t)s, '[["106.2", "1.5"]]', '[["106.3", "0.25"]]')""",
         {"t": bar},
     )
+    # Orders hold funds on submit: both accounts get enough for the test's orders.
+    for account in (1, 2):
+        conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 1000)", (account,))
     return {"bar": bar}
 
 

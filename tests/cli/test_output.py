@@ -98,11 +98,14 @@ def test_readme_account_takes_orders_and_accounts_update_and_close(run, db: str)
     assert code == 1 and "must name an account with an exchange" in out
     code, out = run("accounts", "update", "1", "--exchange", "binance", "--name", "main")
     assert code == 0, out
+    # An order holds its funds when placed (and is held to the risk limits): deposit first.
+    assert run("ledger", "deposit", "USDT", "20000", "-a", "1")[0] == 0
     code, out = run(*order)
     assert code == 0 and "order 1" in out, out
-    # The README's example: an account made at an exchange takes orders.
+    # The README's example: an account made at an exchange, with a deposit, takes orders.
     code, out = run("accounts", "create", "alice", "--name", "second", "--exchange", "binance")
     assert code == 0 and "no exchange" not in out
+    assert run("ledger", "deposit", "USDT", "20000", "-a", "2")[0] == 0
     code, out = run(*order[:2], "-a", "2", *order[4:])
     assert code == 0, out
     # An account with an order cannot move exchange; one with open orders cannot close.

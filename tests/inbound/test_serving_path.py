@@ -21,6 +21,7 @@ from tradestore.identity.rls import as_user
 from tradestore.inbound import credentials
 from tradestore.inbound.config import load_webhook_settings
 from tradestore.inbound.sweep import sweep_unjudged
+from tradestore.ops import maintenance
 
 
 @pytest.fixture
@@ -44,11 +45,14 @@ def _pg_round_trips(client: TestClient, body: dict[str, Any]) -> tuple[int, int]
 
 
 def test_each_kind_of_request_takes_few_round_trips(
-    client: TestClient, token: str, conn: psycopg.Connection
+    client: TestClient, token: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The app trusts "no maintenance window" for RECHECK_SECONDS after a check; at 0 every
+    # write request makes the check, so the counts below do not depend on the clock.
+    monkeypatch.setattr(maintenance, "RECHECK_SECONDS", 0.0)
     post(client, alert(secret=token, idempotency_key="warm"))  # pool connections made
-    # the app's maintenance check (every write request), then the credential, the store,
-    # the resolve and the verdict; then the order in one statement
+    # the app's maintenance check, then the credential, the store, the resolve and the
+    # verdict; then the order in one statement
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (202, 6)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (200, 5)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1", comment="x")) == (
@@ -88,6 +92,10 @@ def test_each_kind_of_request_takes_few_round_trips(
     ]
     used = conn.execute("SELECT last_used_at FROM system.webhook_credentials").fetchone()
     assert used is not None and used[0] is not None
+    # a write within RECHECK_SECONDS of a check that found no window skips the check
+    monkeypatch.setattr(maintenance, "RECHECK_SECONDS", 3600.0)
+    assert _pg_round_trips(client, alert(secret="nothing like a token")) == (401, 3)
+    assert _pg_round_trips(client, alert(secret="nothing like a token")) == (401, 2)
 
 
 def test_a_rotation_under_way_decides_before_the_alert_is_stored(

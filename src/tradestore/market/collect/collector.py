@@ -31,6 +31,7 @@ import psycopg
 
 from tradestore.cache.client import Cache
 from tradestore.cache.keys import market_symbol
+from tradestore.db.errors import TradestoreError
 from tradestore.market.collect import backfill
 from tradestore.market.collect.feed import FeedSpec, MarketSource
 from tradestore.market.collect.sink import FlushReport, Sink
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 STALE_FACTOR = 2.0
 
 
-class FeedBusy(RuntimeError):
+class FeedBusy(TradestoreError, RuntimeError):
     """Another collector holds this feed."""
 
 
