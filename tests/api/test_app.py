@@ -143,3 +143,51 @@ def test_serve_runs_uvicorn_until_stopped(db: str, tmp_path: Path) -> None:
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_health_lists_the_up_services_with_state_message_and_lag(
+    db: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The heartbeats `up`'s fleet writes (Fleet.beat) reach /health: each service's state,
+    last message, lag, restarts and last error; a runner's message and lag are its row's."""
+    from tests.strategy.live.test_runner import _runner
+    from tests.trading.desk import build_desk
+    from tradestore.ops import fleet
+
+    desk = build_desk(conn, cash=10_000)
+    runner_id = _runner(conn, desk)
+    conn.execute(
+        "UPDATE analytics.strategy_runners SET state = 'RUNNING', last_lag_ms = 125.5, "
+        "last_message = 'bar 2024-01-01 00:05 handled' WHERE id = %s",
+        (runner_id,),
+    )
+    settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path)
+    f = fleet.Fleet(lambda: db, settings, holder="test:1")
+    statuses = [
+        fleet.ServiceStatus(f"runner:{runner_id}", "runner", state="running"),
+        fleet.ServiceStatus("collector:1", "collector", state="backoff", restarts=2,
+                            last_message="feed failed", lag_ms=30000.0,
+                            last_error="ConnectionError: exchange down"),
+    ]  # fmt: skip
+    for status in statuses:  # children as reconcile makes them, without their threads
+        f.children[status.name] = fleet._Child(
+            threading.Thread(target=lambda: None), threading.Event(), status
+        )
+    f.beat(conn)
+
+    with _client(db, tmp_path) as client:
+        workers = client.get("/health").json()["workers"]["workers"]
+    services = {w["service"]: w for w in workers if w.get("service")}
+    runner = services[f"runner:{runner_id}"]
+    assert runner["worker_id"] == f"runner:{runner_id}@test:1"
+    assert (runner["kind"], runner["state"], runner["alive"]) == ("runner", "running", True)
+    assert runner["service_state"] == "running"
+    assert runner["last_message"] == "bar 2024-01-01 00:05 handled"
+    assert runner["lag_ms"] == 125.5
+    collector = services["collector:1"]
+    assert (collector["kind"], collector["state"], collector["alive"]) == (
+        "collector", "stopped", False,
+    )  # fmt: skip
+    assert collector["service_state"] == "backoff"
+    assert (collector["last_message"], collector["lag_ms"]) == ("feed failed", 30000.0)
+    assert (collector["restarts"], collector["last_error"]) == (2, "ConnectionError: exchange down")

@@ -171,8 +171,12 @@ def market(conn: psycopg.Connection[Any], world: World, tmp_path: Path) -> Marke
     )
     account = world.alice.account_id
     conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'ETH', 0.5)", (account,))
+    # Recorded as a fill from the exchange (EXTERNAL): with ETH unpriced in USDT, the risk
+    # limits of an order placed here could not be checked, and it would be refused.
     order = conn.execute(
-        "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 100, 0.00141)", (account, xrp)
+        "SELECT place_order(%s, %s, 'BUY', 'LIMIT', 100, 0.00141, p_source => 'EXTERNAL', "
+        "p_exchange_order_id => 'X-xrp-1')",
+        (account, xrp),
     ).fetchone()[0]
     conn.execute("SELECT apply_fill(%s, 'T-xrp-1', 100, 0.00141, 0, 'ETH')", (order,))
     first, last = conn.execute(
@@ -442,9 +446,36 @@ def test_dashboard_every_view_with_real_data(
     shoot("strategies-1280")
     assert view.is_visible()
 
+    # --- runners: hers (not bob's), state, last message and lag; Halt then Resume
+    runner = _runner(conn, world, "alice", "RUNNING")
+    bobs = _runner(conn, world, "bob", "RUNNING")
+    _view(page, "runners")
+    runners = page.get_by_test_id("runners")
+    row = page.get_by_test_id(f"runner-{runner}")
+    sync_api.expect(row).to_contain_text("alice-sma")
+    sync_api.expect(row).to_contain_text("BTCUSDT")
+    sync_api.expect(row).to_contain_text("RUNNING")
+    sync_api.expect(row).to_contain_text("bar handled")
+    sync_api.expect(row).to_contain_text("1,250 ms")
+    sync_api.expect(page.get_by_test_id(f"runner-{bobs}")).to_have_count(0)
+    sync_api.expect(page.get_by_test_id("trading-halt")).to_have_text("Trading is on.")
+    assert page.get_by_test_id("trading-toggle").is_hidden()  # the global halt is an admin's
+    page.get_by_test_id(f"runner-halt-{runner}").click()
+    sync_api.expect(row).to_contain_text("HALTED (manual)")
+    sync_api.expect(row).to_contain_text("halted by alice")
+    assert _runner_state(conn, runner) == "HALTED"
+    page.get_by_test_id(f"runner-resume-{runner}").click()
+    sync_api.expect(row).to_contain_text("RUNNING")
+    assert _runner_state(conn, runner) == "RUNNING"
+    sync_api.expect(runners).not_to_contain_text("bob-sma")
+    _fits(page)
+    shoot("runners-1280")
+
     # --- 800 px: every view reflows without a horizontal scroll
     page.set_viewport_size({"width": 800, "height": 900})
-    for name in ("overview", "positions", "orders", "ledger", "backtests", "alerts", "strategies"):
+    views = ("overview", "positions", "orders", "ledger", "backtests", "alerts", "strategies",
+             "runners")  # fmt: skip
+    for name in views:
         _view(page, name)
         page.wait_for_load_state("networkidle")
         _fits(page)
@@ -467,7 +498,29 @@ def test_dashboard_every_view_with_real_data(
     _clean(page, server)
 
 
-def test_dashboard_kpis_view_for_admins(page: Any, server: str, world: World) -> None:
+def _runner(conn: psycopg.Connection[Any], world: World, who: str, state: str) -> int:
+    trader = getattr(world, who)
+    return int(
+        conn.execute(
+            """INSERT INTO analytics.strategy_runners (strategy_id, account_id, listing_ids,
+                   timeframe, mode, state, last_message, last_bar_at, last_lag_ms)
+               VALUES (%s, %s, ARRAY[%s]::bigint[], '1m', 'simulated', %s,
+                       'bar handled: a long message that wraps rather than widening the table',
+                       %s, 1250)
+            RETURNING id""",
+            (trader.strategy_id, trader.account_id, world.listing_id, state, world.last_bar),
+        ).fetchone()[0]
+    )
+
+
+def _runner_state(conn: psycopg.Connection[Any], runner: int) -> str:
+    row = conn.execute("SELECT state FROM analytics.strategy_runners WHERE id = %s", (runner,))
+    return str(row.fetchone()[0])
+
+
+def test_dashboard_kpis_view_for_admins(
+    page: Any, server: str, world: World, conn: psycopg.Connection[Any]
+) -> None:
     _login(page, server, "adam")
     sync_api.expect(page.get_by_test_id("who")).to_have_text("adam (admin)")
     # the system alert reaches admins, who may acknowledge it
@@ -477,6 +530,22 @@ def test_dashboard_kpis_view_for_admins(page: Any, server: str, world: World) ->
     _view(page, "kpis")
     # the kpi module is off in the test database: the view says so instead of failing
     sync_api.expect(page.get_by_test_id("kpis-note")).not_to_have_text("")
+    assert page.get_by_test_id("banner").is_hidden()
+    # runners: every user's, and the global halt (after a confirmation) and resume
+    runner = _runner(conn, world, "bob", "RUNNING")
+    _view(page, "runners")
+    sync_api.expect(page.get_by_test_id(f"runner-{runner}")).to_contain_text("bob-sma")
+    toggle = page.get_by_test_id("trading-toggle")
+    sync_api.expect(toggle).to_have_text("Halt all trading")
+    page.once("dialog", lambda dialog: dialog.accept())
+    toggle.click()
+    sync_api.expect(page.get_by_test_id("trading-halt")).to_contain_text("Trading halted")
+    sync_api.expect(page.get_by_test_id(f"runner-{runner}")).to_contain_text("HALTED (halt)")
+    assert conn.execute("SELECT halted FROM trade.trading_halt").fetchone() == (True,)
+    sync_api.expect(toggle).to_have_text("Resume trading")
+    toggle.click()
+    sync_api.expect(page.get_by_test_id("trading-halt")).to_have_text("Trading is on.")
+    sync_api.expect(page.get_by_test_id(f"runner-{runner}")).to_contain_text("RUNNING")
     assert page.get_by_test_id("banner").is_hidden()
     # (GET /kpis/latest answers 404 before the first snapshot: Chromium logs that load)
     _clean(page, server, expected=("401", "404"))

@@ -418,3 +418,42 @@ class KpiOut(Out):
     outbox_backlog: int | None = None
     reconciliation_drift_count: int | None = None
     data_lag_seconds: int | None = None
+
+
+# -------------------------------------------------------------------------- runners
+class RunnerOut(Out):
+    id: int
+    strategy_id: int
+    strategy: str
+    account_id: int
+    symbols: list[str]
+    timeframe: str
+    mode: str
+    enabled: bool
+    state: str = Field(description="RUNNING, HALTED or STOPPED")
+    halted_by: str | None = Field(
+        None, description="why HALTED: 'halt' (the global halt), 'manual' or a limit's name"
+    )
+    last_message: str | None = None
+    last_bar_at: dt.datetime | None = None
+    last_lag_ms: Decimal | None = Field(None, description="bar close to its handling, in ms")
+    lease_holder: str | None = None
+    lease_expires_at: dt.datetime | None = None
+
+
+class RunnerActionOut(Out):
+    runner: RunnerOut
+    changed: bool
+    canceled_orders: int = 0
+
+
+class HaltRequest(Request):
+    reason: str | None = Field(None, min_length=1, max_length=500, pattern=_TEXT)
+
+
+class TradingHaltOut(Out):
+    halted: bool
+    reason: str | None = None
+    changed_at: dt.datetime
+    canceled_orders: int | None = None
+    resumed_runners: int | None = None

@@ -14,7 +14,7 @@
     { key: "vwap", label: "VWAP", color: "#2bb673" },
   ];
   const VIEWS = ["overview", "positions", "orders", "ledger", "backtests", "alerts",
-                 "strategies", "kpis"];
+                 "strategies", "runners", "kpis"];
   const LIVE_REFRESH_MS = 10000; // positions and the overview re-read while shown
   // Currencies whose amounts read in cents; anything else (BTC, ETH, ...) gets 8 places.
   const CENTS = new Set(["USD", "USDT", "USDC", "BUSD", "EUR", "GBP", "KRW", "JPY", "TUSD", "DAI"]);
@@ -229,6 +229,7 @@
     backtests: () => loadBacktests(),
     alerts: () => loadAlerts(),
     strategies: () => loadStrategies(),
+    runners: () => loadRunners(),
     kpis: () => loadKpis(),
   };
 
@@ -252,10 +253,11 @@
   function stopTimer() { if (state.timer) clearInterval(state.timer); state.timer = null; }
   function startTimer() {
     stopTimer();
-    if (state.view !== "positions" && state.view !== "overview") return;
+    if (!["positions", "overview", "runners"].includes(state.view)) return;
     state.timer = setInterval(() => {
       if (document.hidden || $("app-view").hidden) return;
       if (state.view === "positions") loadPositions();
+      else if (state.view === "runners") loadRunners();
       else if (state.view === "overview") loadPortfolio();
     }, LIVE_REFRESH_MS);
   }
@@ -906,6 +908,64 @@
     if (!items.length) $("strategy-signals").appendChild(el("li", "No signals yet.", "muted"));
   }
 
+  // ------------------------------------------------------------------ runners
+  // Owners (traders) and admins may halt and resume; the API decides again.
+  const canOperate = () => ["trader", "admin"].includes(user().role);
+
+  function runnerAction(r, action, label) {
+    const button = el("button", label, "small");
+    button.type = "button";
+    button.dataset.testid = "runner-" + action + "-" + r.id;
+    button.addEventListener("click", guarded(async () => {
+      button.disabled = true;
+      try {
+        await api("/runners/" + r.id + "/" + action, { method: "POST" });
+      } finally {
+        await loadRunners();
+      }
+    }));
+    return button;
+  }
+
+  const loadRunners = guarded(async () => {
+    const [list, halt] = await Promise.all([api("/runners"), api("/trading/halt")]);
+    $("trading-halt").textContent = halt.halted
+      ? "Trading halted" + (halt.reason ? ": " + halt.reason : "") + " (since " + time(halt.changed_at) + " UTC)"
+      : "Trading is on.";
+    $("trading-halt").classList.toggle("down", halt.halted);
+    const toggle = $("trading-toggle");
+    toggle.textContent = halt.halted ? "Resume trading" : "Halt all trading";
+    toggle.dataset.action = halt.halted ? "resume" : "halt";
+    fill("runners", list.map((r) => {
+      const stateCell = el("td", r.state + (r.halted_by ? " (" + r.halted_by + ")" : ""));
+      stateCell.classList.add(r.state === "RUNNING" ? "up" : r.state === "HALTED" ? "down" : "muted");
+      const lag = r.last_lag_ms === null ? "—" : fixed(r.last_lag_ms, 0) + " ms";
+      const actions = el("td");
+      if (canOperate()) {
+        if (r.state === "HALTED") actions.appendChild(runnerAction(r, "resume", "Resume"));
+        else actions.appendChild(runnerAction(r, "halt", "Halt"));
+      }
+      const tr = row(["#" + r.id, r.strategy, accountName(r.account_id), r.symbols.join(", "),
+        r.timeframe, r.mode, stateCell, el("td", r.last_message || "—", "wrap"), time(r.last_bar_at),
+        numCell(lag), r.enabled ? "yes" : "no", actions]);
+      tr.dataset.testid = "runner-" + r.id;
+      return tr;
+    }), "No runners. Add one with `tradestore runners add`.");
+  });
+
+  async function toggleTrading() {
+    const action = $("trading-toggle").dataset.action;
+    if (action === "halt" &&
+        !window.confirm("Halt all trading? Every runner stops and every open order is canceled.")) return;
+    $("trading-toggle").disabled = true;
+    try {
+      await api("/trading/" + action, { method: "POST" });
+    } finally {
+      $("trading-toggle").disabled = false;
+      await loadRunners();
+    }
+  }
+
   // ------------------------------------------------------------------ KPIs (admins)
   const loadKpis = guarded(async () => {
     $("kpis-note").textContent = "";
@@ -993,6 +1053,7 @@
   $("ledger-verify").addEventListener("click", () => verifyLedger());
   $("alerts-status").addEventListener("change", () => loadAlerts());
   $("run-on-chart").addEventListener("click", () => runOnChart());
+  $("trading-toggle").addEventListener("click", guarded(toggleTrading));
 
   buildControls();
   if (tokens.access) showApp(); else showLogin();
