@@ -118,6 +118,11 @@ def test_live_stats_follow_the_runner(conn: psycopg.Connection[Any]) -> None:
     assert pnl == equity - 10_000
     row = store.get_runner(conn, runner.runner_id)
     assert row.state == "RUNNING" and row.last_bar_at is not None and row.last_message
+    # Each fill is announced to the account's owner (and so to the owner's chats only).
+    owners = conn.execute(
+        "SELECT DISTINCT user_id FROM system.alerts WHERE alert_type = 'TRADE_SIGNAL'"
+    ).fetchall()
+    assert owners == [(desk.user_id,)]
 
 
 def _order(conn: psycopg.Connection[Any], desk: Desk, strategy_id: int | None, qty: str,
@@ -187,9 +192,10 @@ def test_daily_loss_halts_the_runner_and_cancels_its_orders(
         == "HALTED"  # fmt: skip
     assert orders.get_order(conn, open_id).status == "CANCELED"
     alert = conn.execute(
-        "SELECT severity FROM system.alerts WHERE dedupe_key = %s", (f"runner-halted:{runner_id}",)
+        "SELECT severity, user_id FROM system.alerts WHERE dedupe_key = %s",
+        (f"runner-halted:{runner_id}",),
     ).fetchone()
-    assert alert == ("HIGH",)
+    assert alert == ("HIGH", desk.user_id)  # the owner's alert, sent to the owner's chats
 
 
 def test_halt_refuses_new_exposure_and_resume_undoes_it(conn: psycopg.Connection[Any]) -> None:

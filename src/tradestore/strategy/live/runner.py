@@ -366,15 +366,18 @@ class LiveRunner:
         if self.row.mode == "simulated":
             self._sync_book()
         self.conn.execute(
-            "SELECT raise_alert('MEDIUM', %s, 'strategy', NULL, 'WARNING')",
-            (f"runner {self.runner_id}: order refused: {exc}",),
+            "SELECT raise_alert('MEDIUM', %s, 'strategy', NULL, 'WARNING', p_user_id => "
+            "(SELECT user_id FROM account.accounts WHERE id = %s))",
+            (f"runner {self.runner_id}: order refused: {exc}", self.row.account_id),
         )
 
     def _notify_fill(self, order_id: int, side: str, qty: Decimal, price: Decimal, s: int) -> None:
+        # The owner's alert: it goes to the owner's chats only.
         self.conn.execute(
-            "SELECT raise_alert('LOW', %s, 'strategy', %s::jsonb, 'TRADE_SIGNAL')",
+            "SELECT raise_alert('LOW', %s, 'strategy', %s::jsonb, 'TRADE_SIGNAL', p_user_id => "
+            "(SELECT user_id FROM account.accounts WHERE id = %s))",
             (f"runner {self.runner_id}: {side} {qty} {self.instruments[s].symbol} at {price}",
-             dumps({"order_id": order_id, "runner_id": self.runner_id})),
+             dumps({"order_id": order_id, "runner_id": self.runner_id}), self.row.account_id),
         )  # fmt: skip
 
     def _count(self, fill: Any) -> None:

@@ -120,7 +120,8 @@ BEGIN
             'strategy',
             jsonb_build_object('runner_id', p_runner_id, 'account_id', r.account_id,
                                'strategy_id', r.strategy_id, 'limit', p_by),
-            'ERROR', 'runner-halted:' || p_runner_id);
+            'ERROR', 'runner-halted:' || p_runner_id,
+            (SELECT a.user_id FROM account.accounts a WHERE a.id = r.account_id));
     END IF;
     PERFORM pg_notify('tradestore_runners', json_build_object('runner_id', p_runner_id, 'state', 'HALTED')::text);
     RETURN v_count;
