@@ -8,6 +8,7 @@ from tradestore import __version__
 from tradestore.cli import notify, webhooks
 from tradestore.cli.backtest import app as backtest_app
 from tradestore.cli.backtest import strategies_app
+from tradestore.cli.brain import brain_app
 from tradestore.cli.common import console, handles_errors, settings
 from tradestore.cli.db import db_app, modules_app
 from tradestore.cli.exchange import route_app
@@ -57,6 +58,7 @@ app.add_typer(notify.worker_app, name="worker")
 app.command("serve")(notify.serve_command)
 app.add_typer(backup_app, name="backup")
 app.add_typer(ops_app, name="ops")
+app.add_typer(brain_app, name="brain")
 
 
 @app.command()
