@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tradestore.brain.embed import E5Embedder, Embedder, get_embedder
+from tradestore.brain.embed import Embedder, UseEmbedder, get_embedder
 
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    model = get_embedder("e5-small")
-    assert isinstance(model, E5Embedder)
+    model = get_embedder("use-multilingual")  # the default model
+    assert isinstance(model, UseEmbedder)
     return model

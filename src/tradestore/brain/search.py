@@ -6,7 +6,7 @@ results fused by reciprocal rank fusion (docs/rag.md).
   while the index is scanned, with `hnsw.iterative_scan = relaxed_order` so a selective
   filter still yields the requested number of rows.
 - Text leg: brain.fts_query (words and Hangul bigrams, OR) against brain.documents.tsv,
-  ranked by ts_rank.
+  scored by the idf of the query terms a chunk holds (text_candidates).
 - Fusion: score = sum over legs of 1 / (RRF_K + rank), RRF_K = 60.
 
 Every result also carries Weaviate's certainty, 1 - cosine distance / 2, so seed 002's
@@ -28,6 +28,11 @@ from tradestore.brain.embed import Embedder, get_embedder, vector_literal
 from tradestore.db.errors import ValidationError
 
 RRF_K = 60
+# "Minimum should match": a chunk is a full-text result when it holds this share of the
+# query terms' idf mass. Chunks sharing only some of the query's words would otherwise
+# rank in both legs and crowd out what only the vector leg finds (chosen on the labeled
+# set of tests/brain/test_rag_retrieval.py: docs/rag.md).
+TEXT_MIN_MATCH = 0.8
 NEAR_TEXT_CERTAINTY = 0.7  # seed 002's nearText default
 NEAR_TEXT_LIMIT = 5
 MAX_LIMIT = 100
@@ -144,18 +149,37 @@ def vector_candidates(
 def text_candidates(
     conn: psycopg.Connection[Any], text: str, filters: Filters, n: int
 ) -> list[tuple[int, float]]:
-    """(document id, ts_rank) of the n best full-text matches passing the filters."""
+    """(document id, score) of the n best full-text matches passing the filters.
+
+    A chunk's score is the summed inverse document frequency (BM25's idf) of the query
+    terms (words and Hangul bigrams) it holds; it must hold at least TEXT_MIN_MATCH of
+    the idf mass of the query's terms that occur at all. A ticker code or a rare name
+    then outweighs common words, and chunks sharing only common words with the query
+    are left to the vector leg."""
     where, params = filters.where()
     query = sql.SQL(
         """
-        SELECT d.id, ts_rank(d.tsv, q) AS rank
-          FROM brain.documents d, brain.fts_query(%(text)s) AS q
-         WHERE d.tsv @@ q AND {where}
-         ORDER BY rank DESC, d.id
+        WITH visible AS (SELECT count(*) AS n FROM brain.documents d WHERE {where}),
+        terms AS (
+            SELECT t.term, ln(1 + (v.n - c.df + 0.5) / (c.df + 0.5)) AS idf
+              FROM (SELECT DISTINCT quote_literal(replace(x, '\\', ''))::tsquery AS term
+                      FROM unnest(tsvector_to_array(brain.fts_document(%(text)s))) AS x) AS t
+             CROSS JOIN visible v
+             CROSS JOIN LATERAL (SELECT count(*) AS df FROM brain.documents d
+                                  WHERE d.tsv @@ t.term AND {where}) AS c
+             WHERE c.df > 0),
+        scored AS (
+            SELECT d.id, sum(t.idf) AS score
+              FROM brain.documents d JOIN terms t ON d.tsv @@ t.term
+             WHERE d.tsv @@ brain.fts_query(%(text)s) AND {where}
+             GROUP BY d.id)
+        SELECT id, score FROM scored
+         WHERE score >= %(share)s * (SELECT sum(idf) FROM terms)
+         ORDER BY score DESC, id
          LIMIT %(n)s
         """
     ).format(where=where)
-    rows = conn.execute(query, {**params, "text": text, "n": n}).fetchall()
+    rows = conn.execute(query, {**params, "text": text, "n": n, "share": TEXT_MIN_MATCH}).fetchall()
     return [(r[0], float(r[1])) for r in rows]
 
 
@@ -266,11 +290,20 @@ def _chunks(
         r = by_id[i]
         out.append(
             Chunk(
-                id=r[0], content=r[1], file_path=r[2], section=r[3], chunk_id=r[4], source=r[5],
-                symbols=list(r[6]), published_at=r[7], user_id=r[8], score=scores[i],
+                id=r[0],
+                content=r[1],
+                file_path=r[2],
+                section=r[3],
+                chunk_id=r[4],
+                source=r[5],
+                symbols=list(r[6]),
+                published_at=r[7],
+                user_id=r[8],
+                score=scores[i],
                 certainty=None if i not in dist else 1 - dist[i] / 2,
-                vector_rank=vrank.get(i), text_rank=trank.get(i),
-            )  # fmt: skip
+                vector_rank=vrank.get(i),
+                text_rank=trank.get(i),
+            )
         )
     return out
 

@@ -61,8 +61,12 @@ def add(
     paths: list[Path] = typer.Argument(..., help="files or directories (.txt .md .html .pdf)"),
     source: str = typer.Option("note", "--source", help="news, research, filing, note or report"),
     symbol: list[str] | None = _SYMBOL,
-    published: str | None = typer.Option(None, "--published", help="publication time (default: file time)"),
-    user: str | None = typer.Option(None, "--user", help="owner (username); default: shared with all users"),
+    published: str | None = typer.Option(
+        None, "--published", help="publication time (default: file time)"
+    ),
+    user: str | None = typer.Option(
+        None, "--user", help="owner (username); default: shared with all users"
+    ),
 ) -> None:
     """Add documents: chunk, deduplicate, embed (with a progress bar)."""
     files = _files(paths)
@@ -94,11 +98,15 @@ def search_command(
     symbol: list[str] | None = _SYMBOL,
     since: str | None = _SINCE,
     until: str | None = typer.Option(None, "--until", help="published before"),
-    source: list[str] | None = typer.Option(None, "--source", help="only these sources (repeatable)"),
+    source: list[str] | None = typer.Option(
+        None, "--source", help="only these sources (repeatable)"
+    ),
     user: str | None = typer.Option(None, "--user", help="only this owner's documents"),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, vector or text"),
     limit: int = typer.Option(NEAR_TEXT_LIMIT, "--limit", "-n"),
-    certainty: float | None = typer.Option(None, "--certainty", help="minimum vector certainty (0-1)"),
+    certainty: float | None = typer.Option(
+        None, "--certainty", help="minimum vector certainty (0-1)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Hybrid (full-text + vector) search of the documents."""

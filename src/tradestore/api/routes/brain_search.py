@@ -57,10 +57,19 @@ def brain_search(
         )  # fmt: skip
     return [
         SearchHitOut(
-            id=h.id, score=h.score, certainty=h.certainty, vector_rank=h.vector_rank,
-            text_rank=h.text_rank, content=h.content, file_path=h.file_path, section=h.section,
-            chunk_id=h.chunk_id, source=h.source, symbols=h.symbols,
-            published_at=h.published_at, shared=h.user_id is None,
-        )  # fmt: skip
+            id=h.id,
+            score=h.score,
+            certainty=h.certainty,
+            vector_rank=h.vector_rank,
+            text_rank=h.text_rank,
+            content=h.content,
+            file_path=h.file_path,
+            section=h.section,
+            chunk_id=h.chunk_id,
+            source=h.source,
+            symbols=h.symbols,
+            published_at=h.published_at,
+            shared=h.user_id is None,
+        )
         for h in hits
     ]

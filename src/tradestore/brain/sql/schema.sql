@@ -190,5 +190,6 @@ BEGIN
 END;
 $$;
 
--- The default local model (docs/rag.md): multilingual-e5-small, 384 dimensions.
-SELECT brain.register_embedding_model('multilingual-e5-small-q4', 384);
+-- The default local model (docs/rag.md): Universal Sentence Encoder multilingual v3, 512
+-- dimensions. Other models register (and get their index) when first used.
+SELECT brain.register_embedding_model('use-multilingual-v3', 512);
