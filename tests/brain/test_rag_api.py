@@ -29,7 +29,11 @@ def test_search_api_filters_and_owner(
 ) -> None:
     files = {
         "shared.md": ("SK하이닉스(000660)는 HBM 공급을 늘린다.", None, ["000660"]),
-        "alice.md": ("SK하이닉스(000660) HBM 매수 의견: 앨리스의 메모.", world.alice.user_id, ["000660"]),
+        "alice.md": (
+            "SK하이닉스(000660) HBM 매수 의견: 앨리스의 메모.",
+            world.alice.user_id,
+            ["000660"],
+        ),
         "bob.md": ("SK하이닉스(000660) HBM 매도 의견: 밥의 메모.", world.bob.user_id, ["000660"]),
         "btc.md": ("Bitcoin ETF inflows rose.", None, ["BTC"]),
     }
@@ -41,7 +45,9 @@ def test_search_api_filters_and_owner(
     got = client.get(API, params={"q": "SK하이닉스 HBM", "limit": 10}, headers=h)
     assert got.status_code == 200, got.text
     names = [Path(r["file_path"]).name for r in got.json()]
-    assert set(names) <= {"shared.md", "alice.md", "btc.md"} and {"shared.md", "alice.md"} <= set(names)
+    assert set(names) <= {"shared.md", "alice.md", "btc.md"} and {"shared.md", "alice.md"} <= set(
+        names
+    )
     assert all(0 < r["certainty"] <= 1 for r in got.json())
 
     mine = client.get(API, params={"q": "HBM", "owner": "mine"}, headers=h).json()
