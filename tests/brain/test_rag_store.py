@@ -286,3 +286,18 @@ def test_row_level_security_owner_and_shared(
         assert seen == {str(tmp_path / "shared.txt"), str(tmp_path / "ann.txt")}
         mine = search(acting, "semiconductors", embedder=embedder, owner=ann, limit=5)
         assert [h.user_id for h in mine] == [ann]
+
+
+def test_the_scheduler_job_embeds_with_a_newly_configured_model(
+    db: str, conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    (tmp_path / "a.txt").write_text("코스피 지수가 상승했다.")
+    documents.add_file(conn, tmp_path / "a.txt", embedder)
+    assert documents.reembed_job(db) == {"model": "use-multilingual-v3", "embedded": 0}
+    monkeypatch.setenv("BRAIN_EMBED_MODEL", "e5-small")
+    assert documents.reembed_job(db) == {"model": "multilingual-e5-small-q4", "embedded": 1}
+    dims = conn.execute(
+        "SELECT vector_dims(embedding) FROM brain.embeddings WHERE model = 'multilingual-e5-small-q4'"
+    ).fetchall()
+    assert dims == [(384,)]

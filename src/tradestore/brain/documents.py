@@ -16,7 +16,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from tradestore.brain.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, chunk_text
-from tradestore.brain.embed import Embedder, vector_literal
+from tradestore.brain.embed import Embedder, get_embedder, model_name, vector_literal
 from tradestore.db.errors import ValidationError
 
 SOURCES = ("news", "research", "filing", "note", "report")
@@ -25,6 +25,7 @@ HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 EMBED_BATCH = 32
+REEMBED_PER_RUN = 512  # chunks per scheduler run: a minute's job stays short
 
 Progress = Callable[[int], None]  # called with the number of chunks just embedded
 
@@ -238,3 +239,15 @@ def reembed_pending(
         with conn.transaction():
             total += embed_documents(conn, embedder, ids, batch=batch, progress=progress)
     return total
+
+
+def reembed_job(conninfo: str) -> dict[str, object]:
+    """The scheduler's background re-embedding after a model change: a bounded share of
+    the chunks without a vector of the configured model per run. The model is loaded only
+    when there is work."""
+    name = model_name()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if not pending(conn, name, 1):
+            return {"model": name, "embedded": 0}
+        done = reembed_pending(conn, get_embedder(), max_chunks=REEMBED_PER_RUN)
+        return {"model": name, "embedded": done}

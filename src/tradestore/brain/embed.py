@@ -122,13 +122,33 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+# The name each configured model's vectors are stored under (brain.embeddings.model).
+_NAMES = {"e5-small": "multilingual-e5-small-q4", "use-multilingual": "use-multilingual-v3"}
+
+
+def configured_spec() -> str:
+    return (os.environ.get("BRAIN_EMBED_MODEL") or DEFAULT_MODEL).strip()
+
+
+def model_name(spec: str | None = None) -> str:
+    """The stored name of the configured model's vectors, without loading the model."""
+    spec = spec or configured_spec()
+    if spec in _NAMES:
+        return _NAMES[spec]
+    if spec.startswith("openai:") and len(spec) > len("openai:"):
+        return spec
+    raise ValidationError(
+        "BRAIN_EMBED_MODEL", "must be e5-small, use-multilingual or openai:<model>", spec
+    )
+
+
 _cache: dict[str, Embedder] = {}
 _cache_lock = threading.Lock()
 
 
 def get_embedder(spec: str | None = None) -> Embedder:
     """The configured embedder (loaded once per process)."""
-    spec = (spec or os.environ.get("BRAIN_EMBED_MODEL") or DEFAULT_MODEL).strip()
+    spec = spec or configured_spec()
     with _cache_lock:
         if spec not in _cache:
             _cache[spec] = _make(spec)
