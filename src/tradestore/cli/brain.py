@@ -1,5 +1,6 @@
-"""`tradestore brain ...`: the LLM half (report, picks, traces, costs). The RAG half
-(add, search, ask) registers its commands on the same `brain_app` below its own section."""
+"""`tradestore brain ...`: the LLM half (report, picks, traces, costs; docs/brain.md) and the
+RAG half (add, search, ask, reembed; docs/rag.md), which cli/brain_rag.py registers on the same
+`brain_app` at the end of this module."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import psycopg
 import typer
 from rich.table import Table
 
+from tradestore.cli import brain_rag
 from tradestore.cli.common import console, database, handles_errors, parse_decimal, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import NotFound
 
 brain_app = typer.Typer(
-    help="AI reports, daily picks, LLM traces and costs (docs/brain.md).", no_args_is_help=True
+    help="AI research: reports, daily picks, LLM traces and costs, documents, search, questions.",
+    no_args_is_help=True,
 )
 
 # ============================================================ LLM: reports, picks, traces, costs
@@ -358,4 +361,5 @@ def costs_show(day: str = typer.Option(None, "--date")) -> None:
     )
 
 
-# ============================================================ RAG: add, search, ask (other half)
+# ============================================================ RAG: add, search, ask, reembed
+brain_rag.register(brain_app)

@@ -72,6 +72,12 @@ class Job:
     run: Callable[[str, Settings], object]
 
 
+def _reembed_documents(conninfo: str, settings: Settings) -> object:
+    from tradestore.brain.documents import reembed_job
+
+    return reembed_job(conninfo)
+
+
 def _premake(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         made = scalar(conn, "SELECT market.premake_partitions()")
@@ -170,6 +176,8 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
         Job("refresh_rollups", Cadence("minute"), _refresh_rollups),  # continuous aggregates
         Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
         Job("monitor", Cadence("minute"), _monitor),  # disk space, connections
+        # Chunks without a vector of the configured embedding model (after a model change).
+        Job("reembed_documents", Cadence("minute"), _reembed_documents),
         Job("apply_retention", Cadence("day", dt.timedelta(minutes=30)), _apply_retention),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),
