@@ -1,5 +1,6 @@
-"""`brain ask` and the CLI end to end: a loopback fake of an OpenAI-compatible chat
-endpoint answers; the answer cites the retrieved chunks and the call is traced."""
+"""`brain ask` and the CLI end to end: the loopback fake of an OpenAI-compatible chat
+endpoint answers; the answer cites the retrieved chunks, and the call goes through the one
+traced LLM client (a brain.llm_calls row, the user's budget)."""
 
 from __future__ import annotations
 
@@ -7,61 +8,33 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tradestore.brain import documents
+from tests.brain.fake_llm import FakeLLM, Reply
+from tradestore.brain import costs, documents
 from tradestore.brain.ask import ask
 from tradestore.brain.embed import Embedder
+from tradestore.brain.llm import BudgetExceeded, Snapshot, prompt_sha256
 
 ANSWER = "삼성전자는 배당을 늘리고 자사주를 매입한다 [1]. 근거 없는 번호 [9]는 무시된다."
-
-
-class FakeChat(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []  # noqa: RUF012  (shared by the test on purpose)
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeChat.requests.append(
-            {"path": self.path, "auth": self.headers.get("Authorization"), **body}
-        )
-        reply = {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": ANSWER}}],
-            "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
-        }  # fmt: skip
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+KEY = "sk-test-0123456789"
 
 
 @pytest.fixture
-def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    FakeChat.requests.clear()
-    monkeypatch.setenv("LLM_BASE_URL", base)
-    monkeypatch.setenv("LLM_API_KEY", "sk-test")
+def llm(llm_server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
+    """The shared fake endpoint, configured through the LLM_* settings as a user would."""
+    monkeypatch.setenv("LLM_BASE_URL", llm_server.url)
+    monkeypatch.setenv("LLM_API_KEY", KEY)
     monkeypatch.setenv("LLM_MODEL", "fake-model")
-    yield base
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    monkeypatch.setenv("LLM_PROVIDER", "local")
+    llm_server.script(Reply(text=ANSWER, input_tokens=120, output_tokens=30))
+    return llm_server
 
 
 def _seed(conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path) -> None:
@@ -73,32 +46,77 @@ def _seed(conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path) -> 
     documents.add_file(conn, tmp_path / "oil.md", embedder, source="news")
 
 
-def test_ask_cites_chunks_and_keeps_a_trace(
-    conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path, llm: str
+def _user(conn: psycopg.Connection[Any], name: str = "ann") -> int:
+    return int(
+        conn.execute(
+            "INSERT INTO account.users (username, email, password_hash) VALUES (%s, %s, 'x') RETURNING id",
+            (name, f"{name}@example.com"),
+        ).fetchone()[0]
+    )
+
+
+def test_ask_cites_chunks_and_is_traced_by_the_llm_client(
+    conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path, llm: FakeLLM
 ) -> None:
     _seed(conn, embedder, tmp_path)
-    answer = ask(conn, "삼성전자 배당 정책은?", embedder=embedder, symbols=["005930"], limit=3)
+    user = _user(conn)
+    costs.set_price(
+        conn, "local", "fake-model", Decimal("1"), Decimal("2"), datetime(2020, 1, 1, tzinfo=UTC)
+    )
+    answer = ask(
+        conn, "삼성전자 배당 정책은?", embedder=embedder, symbols=["005930"], limit=3, user_id=user
+    )
     assert answer.text == ANSWER
     assert [c.file_path for c in answer.chunks] == [str(tmp_path / "div.md")]
     assert answer.cited == [1]  # [9] names no passage
-    (sent,) = FakeChat.requests
-    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
-    assert sent["model"] == "fake-model"
-    assert (
-        "[1] (news, " in sent["messages"][1]["content"]
-        and "자사주" in sent["messages"][1]["content"]
+    (sent,) = llm.requests
+    assert llm.headers[0]["authorization"] == f"Bearer {KEY}"
+    assert sent["model"] == "fake-model" and sent["stream"] is True
+    prompt = sent["messages"][1]["content"]
+    assert "[1] (news, " in prompt and "자사주" in prompt and "삼성전자 배당 정책은?" in prompt
+    cur = conn.execute("SELECT * FROM brain.llm_calls WHERE id = %s", (answer.call_id,))
+    cols = [d.name for d in cur.description]
+    t = dict(zip(cols, cur.fetchone(), strict=True))
+    assert (t["status"], t["prompt_name"], t["prompt_version"], t["user_id"]) == (
+        "ok", "brain.ask", 1, user,
+    )  # fmt: skip
+    assert (t["gen_ai_provider_name"], t["gen_ai_request_model"]) == ("local", "fake-model")
+    assert t["gen_ai_response_model"] == "fake-model-served"
+    assert (t["gen_ai_usage_input_tokens"], t["gen_ai_usage_output_tokens"]) == (120, 30)
+    assert t["response_text"] == ANSWER and t["prompt_sha256"] == prompt_sha256(sent["messages"])
+    assert t["cost"] == Decimal("0.00018")  # (120 * 1 + 30 * 2) / 1M
+    # The snapshot names the chunks the prompt was built from.
+    (chunk,) = answer.chunks
+    expected = Snapshot.of_rows(["005930"], None, None, [(chunk.id, chunk.content)])
+    assert t["snapshot_sha256"] == expected.rows_sha256
+    assert t["snapshot_instruments"] == ["005930"]
+
+
+def test_ask_over_budget_is_refused_and_not_sent(
+    conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path, llm: FakeLLM
+) -> None:
+    _seed(conn, embedder, tmp_path)
+    user = _user(conn)
+    costs.set_price(
+        conn,
+        "local",
+        "fake-model",
+        Decimal("1000"),
+        Decimal("1000"),
+        datetime(2020, 1, 1, tzinfo=UTC),
     )
+    costs.set_budget(conn, user, Decimal("0.01"))
+    with pytest.raises(BudgetExceeded) as err:
+        ask(conn, "삼성전자 배당 정책은?", embedder=embedder, user_id=user)
+    assert llm.requests == []  # the refused call never left
     row = conn.execute(
-        "SELECT p.name, r.model_name, r.response_text, r.prompt_tokens, r.completion_tokens, "
-        "r.rendered_prompt FROM brain.llm_responses r JOIN brain.llm_prompts p ON p.id = r.prompt_id "
-        "WHERE r.id = %s",
-        (answer.response_id,),
+        "SELECT status, error_type, prompt_name FROM brain.llm_calls WHERE id = %s",
+        (err.value.call_id,),
     ).fetchone()
-    assert row is not None and row[:5] == ("brain.ask", "fake-model", ANSWER, 120, 30)
-    assert row[5] == sent["messages"][1]["content"]
+    assert row == ("refused_budget", "budget_exceeded", "brain.ask")
 
 
-def test_cli_add_search_ask(db: str, tmp_path: Path, llm: str) -> None:
+def test_cli_add_search_ask(db: str, tmp_path: Path, llm: FakeLLM) -> None:
     env = {**os.environ, "DATABASE_URL": db, "TRADESTORE_HOME": str(tmp_path / "home"),
            "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
     notes = tmp_path / "notes"
@@ -122,7 +140,12 @@ def test_cli_add_search_ask(db: str, tmp_path: Path, llm: str) -> None:
     assert (
         ANSWER in asked.stdout
         and "*[1]" in asked.stdout
-        and "trace: brain.llm_responses id" in asked.stdout
+        and "trace: brain.llm_calls id" in asked.stdout
     )
+    with psycopg.connect(db) as conn:
+        traced = conn.execute(
+            "SELECT prompt_name, status, response_text FROM brain.llm_calls"
+        ).fetchall()
+    assert traced == [("brain.ask", "ok", ANSWER)]
     bad = run("search", "x", "--mode", "fuzzy")
     assert bad.returncode == 1 and "mode: must be one of hybrid, vector, text" in bad.stderr

@@ -86,7 +86,7 @@ class UseEmbedder:
         )
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+        return self.embed_documents([text]).reshape(self.dims)
 
 
 class OpenAIEmbedder:
@@ -114,7 +114,7 @@ class OpenAIEmbedder:
         return normalise(out)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+        return self.embed_documents([text]).reshape(self.dims)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

@@ -314,6 +314,9 @@ def retrieve(
     symbols: Sequence[str] | None = None,
     since: dt.datetime | None = None,
     limit: int = NEAR_TEXT_LIMIT,
+    *,
+    until: dt.datetime | None = None,
 ) -> list[Chunk]:
-    """Hybrid search with the configured embedder: the context for daily reports."""
-    return search(conn, query, symbols=symbols, since=since, limit=limit)
+    """Hybrid search with the configured embedder: the context for daily reports
+    (brain/reports.py default_retriever) and questions."""
+    return search(conn, query, symbols=symbols, since=since, until=until, limit=limit)

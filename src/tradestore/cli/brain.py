@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -77,18 +77,21 @@ def report_daily(
     from tradestore.brain import picks, reports
     from tradestore.brain.llm import LLMClient
 
+    report_day = _day(day)
+    # Documents published up to the end of the report's day (UTC), none from after it.
+    day_end = datetime.combine(report_day + timedelta(days=1), datetime.min.time(), UTC)
     with _conn() as conn:
         client = LLMClient(conn)
         ids = reports.daily_report(
             conn,
             client,
             market,
-            _day(day),
+            report_day,
             user_id=_user_id(conn, user),
-            retriever=reports.default_retriever(),
+            retriever=reports.default_retriever(until=day_end),
             symbols=symbol or None,
         )
-        made = picks.picks_from_reports(conn, _day(day), market) if with_picks else []
+        made = picks.picks_from_reports(conn, report_day, market) if with_picks else []
     console.print(f"{len(ids)} report(s) written, {len(made)} pick(s)")
 
 

@@ -8,12 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tradestore.brain import documents
@@ -57,6 +65,10 @@ def _files(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _advance(bar: Progress, task: TaskID, n: int) -> None:
+    bar.update(task, advance=n)
+
+
 def add(
     paths: list[Path] = typer.Argument(..., help="files or directories (.txt .md .html .pdf)"),
     source: str = typer.Option("note", "--source", help="news, research, filing, note or report"),
@@ -83,7 +95,7 @@ def add(
                 result = documents.add_file(
                     conn, f, embedder, user_id=owner, source=source, symbols=symbol,
                     published_at=when,
-                    progress=lambda n, task=task: bar.update(task, advance=n),
+                    progress=partial(_advance, bar, task),
                 )  # fmt: skip
                 bar.remove_task(task)
                 console.print(
@@ -143,18 +155,26 @@ def ask_command(
     symbol: list[str] | None = _SYMBOL,
     since: str | None = _SINCE,
     limit: int = typer.Option(5, "--limit", "-n", help="passages given to the model"),
+    user: str | None = typer.Option(
+        None, "--user", help="charge the call to this user's daily LLM budget"
+    ),
 ) -> None:
-    """Answer from the documents, with citations (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL)."""
+    """Answer from the documents, with citations: one traced LLM call (LLM_* settings)."""
     with _conn() as conn:
         answer = ask(
-            conn, question, symbols=symbol, since=parse_optional_time(since, "since"), limit=limit
+            conn,
+            question,
+            user_id=_owner(conn, user),
+            symbols=symbol,
+            since=parse_optional_time(since, "since"),
+            limit=limit,
         )
     console.print(answer.text, highlight=False)
     console.print()
     for n, c in enumerate(answer.chunks, start=1):
         mark = "*" if n in answer.cited else " "
         console.print(f"{mark}[{n}] {c.file_path}#{c.chunk_id} ({c.source})", highlight=False)
-    console.print(f"trace: brain.llm_responses id {answer.response_id}", highlight=False)
+    console.print(f"trace: brain.llm_calls id {answer.call_id}", highlight=False)
 
 
 def reembed(
