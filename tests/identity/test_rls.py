@@ -104,6 +104,13 @@ def _trader_rows(conn: psycopg.Connection[Any], user_id: int) -> dict[str, int]:
         "VALUES (%s, %s, %s, 'BUY')",
         (acct, strategy, filled),
     )
+    conn.execute("INSERT INTO trade.account_limits (account_id, max_open_orders) VALUES (%s, 5)",
+                 (acct,))  # fmt: skip
+    conn.execute(
+        "INSERT INTO analytics.strategy_runners (strategy_id, account_id, listing_ids, timeframe, "
+        "mode) VALUES (%s, %s, ARRAY[1]::bigint[], '1m', 'simulated')",
+        (strategy, acct),
+    )
     return {"account": acct, "filled": filled, "open": open_order, "strategy": strategy}
 
 
@@ -137,6 +144,8 @@ OWNERSHIP = {
     "trade.orders": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
     "trade.executions": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
     "trade.positions": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
+    "trade.account_limits": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
+    "analytics.strategy_runners": "account_id IN (SELECT id FROM account.accounts WHERE user_id = %(u)s)",
     "analytics.strategies": "user_id = %(u)s",
     "analytics.strategy_executions": "user_id = %(u)s",
     "analytics.backtest_sweeps": "user_id = %(u)s",
@@ -149,7 +158,7 @@ OWNERSHIP = {
 
 # Column(s) naming a row (users may not read ctid or every column of every table).
 ROW_KEY = {"account.user_profiles": "user_id", "account.equity_snapshots": "account_id, ts",
-           "system.alerts": "alert_id"}  # fmt: skip
+           "system.alerts": "alert_id", "trade.account_limits": "account_id"}  # fmt: skip
 
 
 def _rows(
@@ -552,3 +561,27 @@ def test_pg_stat_statements_is_for_admins_only(
         assert isinstance(rows, list)
     finally:
         conn.execute(f"DROP ROLE {name}")
+
+
+def test_runners_and_limits_are_the_owners_and_feeds_are_shared_read_only(
+    conn: psycopg.Connection[Any], world: dict[str, Any]
+) -> None:
+    """A trader reads their own runners and limits (the parametrized test above) but
+    changes none, theirs or another's: the engine and admins do. Everyone reads the
+    collectors' feeds; only admins change them."""
+    conn.execute("INSERT INTO market.collector_feeds (exchange, symbols, kinds) "
+                 "VALUES ('binance', ARRAY['BTC/USDT'], ARRAY['trades'])")  # fmt: skip
+    bob = world[BOB]
+    with as_user(conn, ALICE) as c:
+        assert c.execute("SELECT count(*) FROM market.collector_feeds").fetchone()[0] >= 1
+    for statement, params in (
+        ("UPDATE trade.account_limits SET max_open_orders = NULL", ()),
+        ("UPDATE analytics.strategy_runners SET state = 'RUNNING'", ()),
+        ("DELETE FROM analytics.strategy_runners WHERE account_id = %s", (bob["account"],)),
+        ("INSERT INTO trade.account_limits (account_id) VALUES (%s)", (bob["account"],)),
+        ("DELETE FROM market.collector_feeds", ()),
+    ):
+        with pytest.raises(Forbidden), as_user(conn, ALICE) as c:
+            c.execute(statement, params)
+    with as_user(conn, ADAM) as c:
+        assert c.execute("UPDATE market.collector_feeds SET enabled = false").rowcount >= 1

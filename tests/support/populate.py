@@ -95,6 +95,7 @@ VALUES (1, 1, 1, 0.01, 40000, 0.0001, -0.04, 'USDT');
 INSERT INTO market.symbol_event_applications (event_kind, event_id, event_type) VALUES ('SYMBOL_EVENT', 1, 'LOT_SIZE_CHANGE');
 INSERT INTO system.ops_kpi_snapshots (order_latency_p50_ms) VALUES (12);
 INSERT INTO trade.account_limits (account_id, max_open_orders) VALUES (1, 100);
+INSERT INTO market.collector_feeds (exchange, symbols, kinds, timeframe) VALUES ('binance', ARRAY['BTC/USDT'], ARRAY['candles'], '1m');
 INSERT INTO analytics.strategy_runners (strategy_id, account_id, listing_ids, timeframe, mode, enabled)
 VALUES (1, 1, ARRAY[2]::bigint[], '1m', 'simulated', false);
 SELECT system.set_kpi_threshold('outbox_backlog', 50, 10);

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -41,10 +42,18 @@ def _until_stopped(step: Callable[[], None], interval: float, what: str) -> None
         stop.set()
 
 
+collect_app = typer.Typer(
+    help="Collect live market data now (options), or manage the collectors `up` runs "
+    "(add, list, remove).",
+)
+
+
+@collect_app.callback(invoke_without_command=True)
 @handles_errors
 def collect_command(
-    exchange: str = typer.Option(..., "--exchange", "-x", help="exchange code (binance, upbit ...)"),
-    symbols: list[str] = typer.Option(..., "--symbol", "-s", help="CCXT symbol, e.g. BTC/USDT; repeat"),
+    ctx: typer.Context,
+    exchange: str | None = typer.Option(None, "--exchange", "-x", help="exchange code (binance, upbit ...)"),
+    symbols: list[str] | None = typer.Option(None, "--symbol", "-s", help="CCXT symbol, e.g. BTC/USDT; repeat"),
     candles: str | None = typer.Option(None, "--candles", help="collect closed bars at this timeframe"),
     tickers: bool = typer.Option(False, "--tickers", help="collect 24h tickers"),
     orderbook: int | None = typer.Option(None, "--orderbook", help="collect book snapshots of DEPTH levels"),
@@ -55,6 +64,10 @@ def collect_command(
                                        help="send the exchange's REST calls here (a local fake)"),
 ) -> None:  # fmt: skip
     """Collect live market data into the database (gaps backfilled first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not exchange or not symbols:
+        raise fail("collect needs --exchange and at least one --symbol (or: add, list, remove)")
     from tradestore.cache.client import existing_cache
     from tradestore.market.collect.collector import Collector
     from tradestore.market.collect.feed import FeedSpec, MarketSource
@@ -127,6 +140,68 @@ def paper_run(
             _until_stopped(step, interval, "paper exchange running")
 
 
+@collect_app.command("add")
+@handles_errors
+def collect_add(
+    exchange: str = typer.Option(..., "--exchange", "-x", help="exchange code"),
+    symbols: list[str] = typer.Option(..., "--symbol", "-s", help="CCXT symbol; repeat"),
+    candles: str | None = typer.Option(None, "--candles", help="closed bars at this timeframe"),
+    tickers: bool = typer.Option(False, "--tickers"),
+    orderbook: int | None = typer.Option(None, "--orderbook", help="book snapshots of DEPTH levels"),
+    trades: bool = typer.Option(False, "--trades"),
+    interval: str = typer.Option("1", "--interval", help="seconds between polls"),
+    disabled: bool = typer.Option(False, "--disabled", help="store it, do not run it yet"),
+) -> None:  # fmt: skip
+    """Store a collector for `up` to run (and restart) from now on."""
+    from tradestore.cli.common import parse_decimal
+    from tradestore.market.collect.feeds import add_collector
+
+    kinds = [k for k, on in (("candles", candles), ("trades", trades),
+                             ("orderbook", orderbook is not None), ("ticker", tickers)) if on]  # fmt: skip
+    if not kinds:
+        raise fail(
+            "nothing to collect: pass --candles TF, --trades, --orderbook DEPTH or --tickers"
+        )
+    with _conn() as conn:
+        collector_id = add_collector(
+            conn, exchange, symbols, kinds, timeframe=candles, depth=orderbook,
+            interval_s=parse_decimal("interval", interval) or Decimal(1), enabled=not disabled,
+        )  # fmt: skip
+    console.print(
+        f"collector {collector_id} added: {exchange} {', '.join(symbols)} ({', '.join(kinds)})"
+    )
+
+
+@collect_app.command("list")
+@handles_errors
+def collect_list() -> None:
+    """The collectors `up` runs."""
+    from tradestore.cli.common import make_table
+    from tradestore.market.collect.feeds import list_collectors
+
+    with _conn() as conn:
+        found = list_collectors(conn)
+    table = make_table(
+        ["id", "exchange", "symbols", "kinds", "tf", "depth", "interval s", "enabled"]
+    )
+    for r in found:
+        table.add_row(str(r.id), r.exchange, ",".join(r.symbols), ",".join(r.kinds),
+                      r.timeframe or "", str(r.depth or ""), str(r.interval_s),
+                      "yes" if r.enabled else "no")  # fmt: skip
+    console.print(table)
+
+
+@collect_app.command("remove")
+@handles_errors
+def collect_remove(collector_id: int = typer.Argument(...)) -> None:
+    """Delete a collector (`up` stops it within its next check)."""
+    from tradestore.market.collect.feeds import remove_collector
+
+    with _conn() as conn:
+        remove_collector(conn, collector_id)
+    console.print(f"collector {collector_id} removed")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("collect")(collect_command)
+    app.add_typer(collect_app, name="collect")
     app.add_typer(paper_app, name="paper")

@@ -135,10 +135,12 @@ def up(
 
 def services(embedded: bool) -> dict[str, Any]:
     """What `up` runs beside the database: the API server (webhooks, health), the cache
-    invalidation listener, the notification worker and the operational schedule."""
+    invalidation listener, the notification worker, the operational schedule and the
+    fleet (configured runners and collectors, the router, the paper exchange)."""
     from tradestore.api.server import service as api_service
     from tradestore.cache.invalidation import service as cache_service
     from tradestore.notify.worker import service as notify_service
+    from tradestore.ops.fleet import fleet_service
 
     config = settings()
     return {
@@ -146,6 +148,9 @@ def services(embedded: bool) -> dict[str, Any]:
         "cache-invalidation": cache_service,
         "notify-worker": notify_service,
         "scheduler": make_service(default_jobs(config, embedded=embedded)),
+        # The runners and collectors configured in the database, the router and the
+        # paper exchange when accounts need them (tradestore.ops.fleet).
+        "fleet": fleet_service,
     }
 
 

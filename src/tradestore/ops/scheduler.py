@@ -84,6 +84,13 @@ def _premake(conninfo: str, settings: Settings) -> object:
         return {"partitions_made": made}
 
 
+def _equity_snapshots(conninfo: str, settings: Settings) -> object:
+    from tradestore.trading.valuation import snapshot_equity
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return {"accounts": snapshot_equity(conn)}
+
+
 def _expire_orders(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         return {"expired": scalar(conn, "SELECT trade.expire_orders(now())")}
@@ -178,6 +185,9 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
         Job("monitor", Cadence("minute"), _monitor),  # disk space, connections
         # Chunks without a vector of the configured embedding model (after a model change).
         Job("reembed_documents", Cadence("minute"), _reembed_documents),
+        # Every account's value at the UTC day's start: the daily-loss limit's base and the
+        # daily series of seed 003's portfolio returns.
+        Job("equity_snapshots", Cadence("day"), _equity_snapshots),
         Job("apply_retention", Cadence("day", dt.timedelta(minutes=30)), _apply_retention),
         Job("full_backup", Cadence("day"), _full_backup),  # seed 004: daily full at 00:00
         Job("prune_backups", Cadence("day", dt.timedelta(minutes=45)), _prune),

@@ -61,3 +61,35 @@ def test_collect_then_paper_run(
     result = runner.invoke(app, ["accounts", "list"])
     assert result.exit_code == 0 and "PAPER (sim)" in result.output
     get_settings.cache_clear()
+
+
+def test_collectors_for_up_are_added_listed_and_removed(
+    conn: psycopg.Connection[Any], db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", db)
+    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    args = ["collect", "add", "-x", "Binance", "-s", "BTC/USDT", "-s", "ETH/USDT",
+            "--candles", "1m", "--orderbook", "10", "--interval", "2"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert conn.execute(
+        "SELECT exchange, symbols, kinds, timeframe, depth, interval_s, enabled "
+        "FROM market.collector_feeds"
+    ).fetchone() == ("binance", ["BTC/USDT", "ETH/USDT"], ["candles", "orderbook"], "1m", 10,
+                     2, True)  # fmt: skip
+    result = runner.invoke(app, ["collect", "add", "-x", "binance", "-s", "BTC/USDT"])
+    assert result.exit_code == 1 and "nothing to collect" in result.output
+    result = runner.invoke(app, ["collect", "add", "-x", "binance", "-s", "X/Y", "--candles", "7q"])
+    assert result.exit_code == 1 and "timeframe" in result.output
+    result = runner.invoke(app, ["collect", "list"])
+    assert result.exit_code == 0 and "BTC/USDT,ETH/USDT" in result.output
+    assert "candles,orderbook" in result.output
+    result = runner.invoke(app, ["collect", "remove", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["collect", "remove", "1"])
+    assert result.exit_code == 1 and "collector 1 not found" in result.output
+    assert conn.execute("SELECT count(*) FROM market.collector_feeds").fetchone() == (0,)
+    get_settings.cache_clear()

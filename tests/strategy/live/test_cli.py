@@ -62,3 +62,8 @@ def test_live_mode_needs_a_terminal_confirmation(run: Any, conn: psycopg.Connect
     code, out = run("runners", "add", "golden", "-a", desk.account_id, "-s", "BTCUSDT", "--live")
     assert code != 0 and "terminal" in out
     assert conn.execute("SELECT count(*) FROM analytics.strategy_runners").fetchone() == (0,)
+
+
+def test_removing_an_unknown_runner_names_it(run: Any, conn: psycopg.Connection[Any]) -> None:
+    code, out = run("runners", "remove", "999")
+    assert code != 0 and "runner 999 not found" in out

@@ -14,7 +14,7 @@ import pytest
 
 from tests.strategy.market import insert_candles
 from tests.trading.desk import Desk, build_desk
-from tradestore.db.errors import ValidationError
+from tradestore.db.errors import NotFound, ValidationError
 from tradestore.db.query import translated
 from tradestore.strategy.live import store
 from tradestore.strategy.live.runner import LiveRunner
@@ -240,3 +240,9 @@ def test_a_stored_bar_notifies_the_runners_of_its_series(
     payload = json.loads(notes[0].payload)
     assert (payload["listing"], payload["timeframe"]) == (desk.btc, "1m")
     assert payload["time"].startswith("2024-03-01T00:02:00")
+
+
+def test_an_unknown_runner_is_not_found(conn: psycopg.Connection[Any]) -> None:
+    with pytest.raises(NotFound) as err:
+        store.get_runner(conn, 999)
+    assert (err.value.what, err.value.key) == ("runner", 999)

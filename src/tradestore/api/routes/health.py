@@ -20,6 +20,8 @@ CHECK_TIMEOUT = 3.0
 # A worker is alive when its last heartbeat is at most this many heartbeat intervals old.
 MISSED_BEATS = 3
 DEFAULT_HEARTBEAT_SECONDS = 15.0
+# What the services `up` runs from the configuration (tradestore.ops.fleet) report.
+SERVICE_FIELDS = ("service", "service_state", "last_message", "lag_ms", "restarts", "last_error")
 
 
 async def check_database(request: Request) -> dict[str, Any]:
@@ -125,6 +127,8 @@ async def check_workers(request: Request) -> dict[str, Any]:
                 "failed": (info or {}).get("failed"),
             }
         )
+        if (info or {}).get("service"):  # a runner, collector, router or paper exchange of `up`
+            workers[-1].update({k: info.get(k) for k in SERVICE_FIELDS})
     notify_alive = any(w["alive"] for w in workers if w["kind"] == "notify")
     notify: dict[str, Any] = {}
     if not notify_alive and not _token_set(request.app.state.settings):

@@ -171,11 +171,18 @@ SELECT p.id, a.user_id, p.strategy_id, ei.exchange_symbol AS symbol,
   JOIN market.exchange_instruments ei ON ei.id = p.exchange_instrument_id;
 
 CREATE VIEW bithumb.portfolios WITH (security_invoker = true) AS
-WITH snap AS (
+WITH daily AS (
+    -- One value per UTC day, its first snapshot (the scheduler's start-of-day one); later
+    -- snapshots of the day (a runner's start) do not make extra returns.
+    SELECT DISTINCT ON (s.account_id, date_trunc('day', s.ts AT TIME ZONE 'UTC'))
+           s.account_id, s.ts, s.total_value
+      FROM account.equity_snapshots s
+     ORDER BY s.account_id, date_trunc('day', s.ts AT TIME ZONE 'UTC'), s.ts
+), snap AS (
     SELECT s.account_id, s.ts, s.total_value,
            s.total_value / nullif(lag(s.total_value) OVER w, 0) - 1 AS ret,
            1 - s.total_value / nullif(max(s.total_value) OVER (w ROWS UNBOUNDED PRECEDING), 0) AS drawdown
-      FROM account.equity_snapshots s
+      FROM daily s
     WINDOW w AS (PARTITION BY s.account_id ORDER BY s.ts)
 ), perf AS (
     SELECT account_id,

@@ -223,8 +223,11 @@ GRANT SELECT ON account.user_profiles, account.user_sessions, account.accounts,
                 trade.orders, trade.executions, trade.positions,
                 analytics.strategies, analytics.strategy_executions,
                 analytics.backtest_sweeps, analytics.backtest_runs,
+                analytics.strategy_runners, trade.account_limits,
                 system.alerts, system.telegram_chats
     TO tradestore_readonly;
+-- The global halt flag is no one's row: every order insert reads it (tr_orders_runner_limits).
+GRANT SELECT ON trade.trading_halt TO tradestore_readonly;
 
 -- Views over account, trade and analytics data (portfolio, holdings, valuations,
 -- balances, backtest_results): readable, and made security_invoker below so the policies
@@ -403,6 +406,8 @@ BEGIN
             ('trade.orders',                 my_accounts),
             ('trade.executions',             my_accounts),
             ('trade.positions',              my_accounts),
+            ('trade.account_limits',         my_accounts),
+            ('analytics.strategy_runners',   my_accounts),
             ('analytics.strategies',         'user_id = ' || me),
             ('analytics.strategy_executions', 'user_id = ' || me),
             ('analytics.backtest_sweeps',    'user_id = ' || me),

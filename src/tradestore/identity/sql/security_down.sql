@@ -19,7 +19,8 @@ BEGIN
         SELECT x.tbl FROM unnest(ARRAY[
             'account.users', 'account.user_profiles', 'account.user_sessions', 'account.api_keys',
             'account.accounts', 'account.transactions', 'account.equity_snapshots', 'trade.orders',
-            'trade.executions', 'trade.positions', 'analytics.strategies',
+            'trade.executions', 'trade.positions', 'trade.account_limits',
+            'analytics.strategy_runners', 'analytics.strategies',
             'analytics.strategy_executions', 'analytics.backtest_sweeps', 'analytics.backtest_runs',
             'system.alerts', 'system.telegram_chats', 'brain.decision_logs', 'brain.documents',
             'brain.embeddings']) AS x(tbl)

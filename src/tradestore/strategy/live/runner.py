@@ -6,9 +6,11 @@ database's limits, executions logged, the strategy's live statistics kept.
 Modes (analytics.strategy_runners.mode):
   simulated  orders fill in process at the next bar's open with the engine's fill model
              (the same fills a backtest makes), through public.apply_fill;
-  paper/live orders go out through the account's routing (trading_mode paper = testnet,
-             live = the exchange); fills come back by fill sync. The model's book is set
-             from the account before every bar, so sizing follows what the account holds.
+  paper/live orders go out as the account's trading_mode says (paper: the exchange's
+             testnet through the router, fills back by fill sync; sim: tradestore's paper
+             exchange fills them from collected data; live: the exchange). The model's
+             book is set from the account before every bar, so sizing follows what the
+             account holds.
 """
 
 from __future__ import annotations
@@ -25,19 +27,23 @@ from typing import Any
 import psycopg
 
 from tradestore.db.errors import ValidationError
-from tradestore.db.query import translated
+from tradestore.db.query import scalar, translated
 from tradestore.strategy.jsonout import dumps
 from tradestore.strategy.live import store
 from tradestore.strategy.live.stepper import Bar, Step, Stepper
 from tradestore.strategy.model import REASONS, REJECTIONS, BacktestConfig, Instrument
 from tradestore.strategy.registry import get_strategy
 
-__all__ = ["CHANNEL", "LiveRunner", "RunnerStats"]
+__all__ = ["ACCOUNT_MODES", "CHANNEL", "LiveRunner", "RunnerStats"]
 
 log = logging.getLogger(__name__)
 CHANNEL = "tradestore_bars"
 CONTROL = "tradestore_runners"
 HISTORY_BARS = 1000  # bars loaded before the start, for the indicators
+# The account trading modes each routed runner mode accepts: a paper runner trades on the
+# exchange's testnet ('paper') or on tradestore's own paper exchange ('sim', filled by the
+# `paper run` worker from collected data); a live runner only on the exchange.
+ACCOUNT_MODES = {"paper": ("paper", "sim"), "live": ("live",)}
 
 
 @dataclass
@@ -79,20 +85,24 @@ class LiveRunner:
         conn, row = self.conn, self.row
         if not store.acquire_lease(conn, row.id, self.holder):
             raise ValidationError("runner", "is running elsewhere (its lease is held)", row.id)
-        mode = conn.execute(
-            "SELECT trading_mode FROM account.accounts WHERE id = %s", (row.account_id,)
-        ).fetchone()[0]
-        if row.mode in ("paper", "live") and mode != row.mode:
+        mode = scalar(
+            conn, "SELECT trading_mode FROM account.accounts WHERE id = %s", (row.account_id,)
+        )
+        if row.mode in ACCOUNT_MODES and mode not in ACCOUNT_MODES[row.mode]:
             raise ValidationError(
-                "mode", f"the account's trading_mode is {mode}, not {row.mode}", row.mode
+                "mode",
+                f"the account's trading_mode is {mode}; a {row.mode} runner needs "
+                + " or ".join(ACCOUNT_MODES[row.mode]),
+                row.mode,
             )
         record = get_strategy(conn, row.strategy_id)
         strategy = record.implementation_class()(**record.parameters)
-        exchange = conn.execute(
+        exchange = scalar(
+            conn,
             "SELECT x.code FROM market.exchange_instruments ei "
             "JOIN market.exchanges x ON x.id = ei.exchange_id WHERE ei.id = %s",
             (row.listing_ids[0],),
-        ).fetchone()[0]
+        )
         from tradestore.strategy.data import resolve_instruments
 
         instruments: list[Instrument] = resolve_instruments(conn, row.symbols, exchange=exchange)
@@ -183,9 +193,11 @@ class LiveRunner:
 
     def state(self) -> str:
         return str(
-            self.conn.execute(
-                "SELECT state FROM analytics.strategy_runners WHERE id = %s", (self.runner_id,)
-            ).fetchone()[0]
+            scalar(
+                self.conn,
+                "SELECT state FROM analytics.strategy_runners WHERE id = %s",
+                (self.runner_id,),
+            )
         )
 
     def on_bar(self, t: dt.datetime, bars: dict[int, Bar]) -> None:
@@ -212,12 +224,12 @@ class LiveRunner:
                                    "field": field_name, "rule": rule},
                                   f"{field_name}: {rule}", False))  # fmt: skip
         self._write(rows)
-        state = self.conn.execute(
-            "SELECT analytics.enforce_runner_limits(%s)", (self.runner_id,)
-        ).fetchone()[0]
-        interval = self.conn.execute(
-            "SELECT extract(epoch FROM market.timeframe_interval(%s))", (self.row.timeframe,)
-        ).fetchone()[0]
+        state = scalar(self.conn, "SELECT analytics.enforce_runner_limits(%s)", (self.runner_id,))
+        interval = scalar(
+            self.conn,
+            "SELECT extract(epoch FROM market.timeframe_interval(%s))",
+            (self.row.timeframe,),
+        )
         lag_ms = (
             dt.datetime.now(dt.UTC) - (t + dt.timedelta(seconds=float(interval)))
         ).total_seconds() * 1000
@@ -226,12 +238,13 @@ class LiveRunner:
     def _sync_book(self) -> None:
         """The model's book from the account: quote cash and positions."""
         assert self.stepper is not None
-        cash = self.conn.execute(
+        cash = scalar(
+            self.conn,
             """SELECT coalesce(sum(b.balance), 0) FROM account.balances b
                  JOIN account.accounts a ON a.id = b.account_id
                 WHERE b.account_id = %s AND b.currency = a.base_currency""",
             (self.row.account_id,),
-        ).fetchone()[0]
+        )
         positions = {}
         for s, lid in enumerate(self.row.listing_ids):
             p = self.conn.execute(
@@ -255,12 +268,13 @@ class LiveRunner:
     def _submit(self, t: dt.datetime, s: int, side: str, qty: Decimal, key: str) -> int:
         with translated():
             order_id = int(
-                self.conn.execute(
+                scalar(
+                    self.conn,
                     """SELECT trade.place_order(%s, %s, %s, 'MARKET', %s, NULL, %s, NULL, NULL,
                                                 NULL, %s, NULL, 'STRATEGY', %s)""",
                     (self.row.account_id, self.row.listing_ids[s], side, qty, key,
                      self.row.strategy_id, f"runner {self.runner_id} bar {t.isoformat()}"),
-                ).fetchone()[0]
+                )
             )  # fmt: skip
         if self.on_order is not None:
             self.on_order(order_id)
@@ -277,13 +291,14 @@ class LiveRunner:
         try:
             with self.conn.transaction():
                 order_id = self._submit(t, fill.s, side, fill.quantity, key)
-                quote = self.conn.execute(
+                quote = scalar(
+                    self.conn,
                     """SELECT coalesce(i.quote_currency, a.base_currency)
                          FROM market.exchange_instruments ei
                          JOIN market.instruments i ON i.id = ei.instrument_id
                          JOIN account.accounts a ON a.id = %s WHERE ei.id = %s""",
                     (self.row.account_id, self.row.listing_ids[fill.s]),
-                ).fetchone()[0]
+                )
                 with translated():
                     self.conn.execute(
                         "SELECT apply_fill(%s, %s, %s, %s, %s, %s, %s)",
@@ -449,15 +464,23 @@ class LiveRunner:
     def run(self, stop: threading.Event, *, heartbeat: float = 10.0) -> None:
         """LISTEN for stored bars and handle them until `stop` is set (no polling: the
         wait ends on a notification, or at the heartbeat to renew the lease)."""
+        # A notification that arrives while a statement runs (start, a bar being handled)
+        # reaches the handler, not notifies(): the flag keeps it from being lost.
+        woken = threading.Event()
+        self.conn.add_notify_handler(lambda n: woken.set() if n.channel == CHANNEL else None)
         self.conn.execute(f"LISTEN {CHANNEL}")
         self.conn.execute(f"LISTEN {CONTROL}")
         self.start()
         try:
-            self.process()
+            woken.set()
             while not stop.is_set():
-                for note in self.conn.notifies(timeout=heartbeat, stop_after=1):
-                    if note.channel == CHANNEL:
-                        self.process()
+                if not woken.is_set():
+                    for note in self.conn.notifies(timeout=heartbeat, stop_after=1):
+                        if note.channel == CHANNEL:
+                            woken.set()
+                if woken.is_set():
+                    woken.clear()
+                    self.process()
                 if not store.acquire_lease(self.conn, self.runner_id, self.holder):
                     raise RuntimeError(f"runner {self.runner_id}: lost its lease")
         finally:

@@ -16,7 +16,13 @@ import numpy as np
 
 from tradestore.strategy.accounting import Position
 from tradestore.strategy.engine import _EventSim, decide
-from tradestore.strategy.model import BacktestConfig, Instrument, MarketData, to_decimal
+from tradestore.strategy.model import (
+    BacktestConfig,
+    Instrument,
+    MarketData,
+    Rejection,
+    to_decimal,
+)
 from tradestore.strategy.rules import EXACT
 from tradestore.strategy.signals import compute_signals
 from tradestore.strategy.strategies import Strategy
@@ -51,7 +57,7 @@ class Intent:
 class Step:
     t: int
     fills: list[Fill] = field(default_factory=list)
-    rejections: list = field(default_factory=list)  # model.Rejection
+    rejections: list[Rejection] = field(default_factory=list)
     intents: list[Intent] = field(default_factory=list)
     flags: dict[int, dict[str, bool]] = field(default_factory=dict)
     indicators: dict[int, dict[str, float]] = field(default_factory=dict)

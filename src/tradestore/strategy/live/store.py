@@ -15,7 +15,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from tradestore.db.errors import NotFound, ValidationError
-from tradestore.db.query import translated
+from tradestore.db.query import scalar, translated
 from tradestore.strategy.data import resolve_instruments
 
 __all__ = [
@@ -114,16 +114,17 @@ def add_runner(
     if not row[0][1]:
         raise ValidationError("strategy", "names no Python implementation", strategy)
     if exchange is None:
-        found = conn.execute(
+        exchange = scalar(
+            conn,
             "SELECT x.code FROM account.accounts a JOIN market.exchanges x ON x.id = a.exchange_id "
             "WHERE a.id = %s",
             (account_id,),
-        ).fetchone()
-        exchange = found[0] if found else None
+        )
     listings = [i.listing_id for i in resolve_instruments(conn, symbols, exchange=exchange)]
     lim = limits or {}
     return int(
-        conn.execute(
+        scalar(
+            conn,
             """INSERT INTO analytics.strategy_runners
                    (strategy_id, account_id, listing_ids, timeframe, mode, enabled,
                     max_position_notional, max_order_notional, max_open_orders, daily_loss_limit,
@@ -133,7 +134,7 @@ def add_runner(
              lim.get("max_position_notional"), lim.get("max_order_notional"),
              lim.get("max_open_orders"), lim.get("daily_loss_limit"), position_size_pct,
              fee_rate, slippage),
-        ).fetchone()[0]
+        )
     )  # fmt: skip
 
 
@@ -149,7 +150,7 @@ def get_runner(conn: psycopg.Connection[Any], runner_id: int) -> RunnerRow:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_SELECT + " WHERE r.id = %s", (runner_id,)).fetchone()
     if row is None:
-        raise NotFound(f"runner {runner_id}")
+        raise NotFound("runner", runner_id)
     return RunnerRow(**row)
 
 
@@ -195,10 +196,10 @@ def release_lease(conn: psycopg.Connection[Any], runner_id: int, holder: str) ->
 @translated()
 def halt(conn: psycopg.Connection[Any], reason: str | None = None) -> int:
     """Stop every runner and cancel every open order; returns the orders canceled."""
-    return int(conn.execute("SELECT trade.halt_trading(%s)", (reason,)).fetchone()[0])
+    return int(scalar(conn, "SELECT trade.halt_trading(%s)", (reason,)))
 
 
 @translated()
 def resume(conn: psycopg.Connection[Any], runner_id: int | None = None) -> int:
     """Undo the halt (or resume one halted runner); returns the runners resumed."""
-    return int(conn.execute("SELECT trade.resume_trading(%s)", (runner_id,)).fetchone()[0])
+    return int(scalar(conn, "SELECT trade.resume_trading(%s)", (runner_id,)))

@@ -1,5 +1,5 @@
 """Partitioned candles, tickers, order books, trade prints, daily prices, indicators,
-rollups, the cache notification that a candle write sends, and the live runners' limits
+rollups, the collectors' feeds, the cache notification that a candle write sends, and the live runners' limits
 and bar notification (strategy/sql/live.sql: it needs trade.orders and market.candles).
 
 Revision ID: 0008_market_data
@@ -20,6 +20,7 @@ FILES = (
     "cache/sql/notify.sql",
     "market/sql/ingest.sql",
     "market/sql/retention.sql",
+    "market/sql/collect.sql",
     "trading/sql/valuation.sql",
     "strategy/sql/live.sql",
 )
