@@ -23,7 +23,8 @@ BEGIN
             'analytics.strategy_runners', 'analytics.strategies',
             'analytics.strategy_executions', 'analytics.backtest_sweeps', 'analytics.backtest_runs',
             'system.alerts', 'system.telegram_chats', 'brain.decision_logs', 'brain.documents',
-            'brain.embeddings']) AS x(tbl)
+            'brain.embeddings', 'brain.llm_calls', 'brain.llm_budgets',
+            'brain.account_pick_settings', 'brain.pick_orders']) AS x(tbl)
          WHERE to_regclass(x.tbl) IS NOT NULL
     LOOP
         EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
