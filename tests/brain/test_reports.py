@@ -4,16 +4,18 @@ day, and the OTLP export of traces to a loopback collector."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.brain.fake_llm import FakeLLM, Reply, fake_llm
-from tradestore.brain import outcomes, picks, reports, traces
+from tradestore.brain import documents, outcomes, picks, reports, traces
 from tradestore.brain.config import load_llm_settings
+from tradestore.brain.embed import Embedder
 from tradestore.brain.llm import LLMCallFailed, LLMClient
 from tradestore.market import reference
 
@@ -100,6 +102,33 @@ def test_daily_report_makes_traced_reports_and_picks(
         Decimal("68000"),
         Decimal("7.50"),
     )
+
+
+def test_default_retriever_gives_the_report_rag_chunks_known_on_the_day(
+    conn: psycopg.Connection[Any], llm_server: FakeLLM, embedder: Embedder, tmp_path: Path
+) -> None:
+    sid = _samsung(conn)
+    _price(conn, sid, DAY, "71000", "71500", "70000")
+    for name, text, published in (
+        ("before.md", "삼성전자 HBM 메모리 수요가 강하다.", datetime(2024, 3, 4, 6, tzinfo=UTC)),
+        ("after.md", "삼성전자 HBM 공급 계약이 취소되었다.", datetime(2024, 3, 5, 1, tzinfo=UTC)),
+        ("other.md", "SK하이닉스 HBM 메모리 수요가 강하다.", datetime(2024, 3, 1, tzinfo=UTC)),
+    ):
+        (tmp_path / name).write_text(text)
+        symbols = ["000660"] if name == "other.md" else ["005930"]
+        documents.add_file(
+            conn, tmp_path / name, embedder, symbols=symbols, source="news", published_at=published
+        )
+    llm_server.script(Reply(text='{"action": "HOLD", "sentiment_score": 0}'))
+    client = LLMClient(conn, load_llm_settings(LLM_BASE_URL=llm_server.url, LLM_MODEL="fake-1"))
+    day_end = datetime(2024, 3, 5, tzinfo=UTC)
+    reports.daily_report(
+        conn, client, "KRX", DAY, retriever=reports.default_retriever(until=day_end)
+    )
+    sent = llm_server.requests[0]["messages"][1]["content"]
+    # The instrument's chunk of the day, not one published after it nor another ticker's.
+    assert "(news, 2024-03-04) 삼성전자 HBM 메모리 수요가 강하다." in sent
+    assert "취소" not in sent and "SK하이닉스" not in sent
 
 
 def test_outcomes_count_krx_trading_days(conn: psycopg.Connection[Any]) -> None:

@@ -144,9 +144,10 @@ def test_module_without_data_disables_without_force(empty_db: str) -> None:
     with psycopg.connect(empty_db) as conn:
         triggers = conn.execute(
             "SELECT tgname FROM pg_trigger WHERE tgrelid = 'trade.executions'::regclass "
-            "AND NOT tgisinternal"
+            "AND NOT tgisinternal ORDER BY tgname"
         ).fetchall()
-    assert triggers == [("tr_executions_unreported_fee",)]
+    # what the core itself puts there stays: the KRX sell tax and the unreported-fee default
+    assert triggers == [("tr_executions_sell_tax",), ("tr_executions_unreported_fee",)]
 
 
 def test_timeseries_module_refuses_clearly_without_timescaledb(empty_db: str) -> None:

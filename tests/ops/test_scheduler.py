@@ -68,7 +68,8 @@ def test_default_schedule_runs_real_backups_and_maintenance(db: str, tmp_path: P
     settings = load_settings(None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path)
     ran = run_due(db, settings, default_jobs(settings, embedded=False))
     assert ran == ["expire_orders", "premake_partitions", "refresh_rollups", "kpi_snapshot", "monitor",
-                   "equity_snapshots", "apply_retention", "full_backup", "prune_backups", "analyze",
+                   "reembed_documents", "equity_snapshots", "apply_retention", "full_backup",
+                   "prune_backups", "analyze",
                    "weekly_maintenance", "reset_statement_stats"]  # fmt: skip
     with psycopg.connect(db) as conn:
         statuses = dict(conn.execute("SELECT job, status FROM system.job_runs").fetchall())

@@ -43,6 +43,8 @@ INSERT INTO brain.account_pick_settings (account_id, auto_approve) VALUES (1, fa
 INSERT INTO brain.pick_orders (pick_id, account_id) VALUES (1, 1);
 INSERT INTO brain.pick_outcomes (pick_id, horizon_days, base_date, base_close, exit_date, exit_close, return_pct, hit_target, hit_stop)
 VALUES (1, 1, '2024-01-02', 100, '2024-01-03', 101, 0.01, false, false);
+INSERT INTO brain.embeddings (document_id, model, embedding)
+VALUES (1, 'use-multilingual-v3', array_fill(0.1, ARRAY[512])::vector);
 INSERT INTO trade.positions (account_id, exchange_instrument_id, quantity, avg_entry_price) VALUES (1, 2, 0.01, 40000);
 INSERT INTO account.transactions (account_id, transaction_type, currency, amount) VALUES (1, 'DEPOSIT', 'USDT', 1000);
 INSERT INTO trade.orders (account_id, exchange_instrument_id, side, order_type, quantity, price, idempotency_key)

@@ -40,6 +40,7 @@ from tradestore.api.routes import (
     alerts,
     auth,
     brain,
+    brain_search,
     dashboard,
     health,
     kpis,
@@ -71,7 +72,19 @@ POOL_TIMEOUT = 5.0
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(limit_ip)])
-    for module in (auth, portfolio, orders, market, alerts, strategies, kpis, brain, runners):
+    routes = (
+        auth,
+        portfolio,
+        orders,
+        market,
+        alerts,
+        strategies,
+        kpis,
+        brain,
+        brain_search,
+        runners,
+    )
+    for module in routes:
         api.include_router(module.router)
     api.include_router(webhooks.api_router)
     return api

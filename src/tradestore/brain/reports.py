@@ -2,9 +2,9 @@
 LLM call from stored daily prices, the latest daily indicators and retrieved documents.
 
 Retrieved documents come from a retriever: a function
-`(conn, query: str, symbols: Sequence[str]) -> list[str]` returning text chunks. The RAG
-half of the brain provides `tradestore.brain.rag.retrieve_chunks` with that signature;
-while it is absent, reports are written without documents.
+`(conn, query: str, symbols: Sequence[str]) -> list[str]` returning text chunks.
+`default_retriever()` is the RAG store's hybrid search (brain/search.py `retrieve`,
+docs/rag.md) over the chunks tagged with the instrument's symbol.
 """
 
 from __future__ import annotations
@@ -63,12 +63,21 @@ def market_filter(market: str) -> str:
     raise ValidationError("market", "must be one of KRX, US, CRYPTO", market)
 
 
-def default_retriever() -> Retriever | None:
-    try:
-        from tradestore.brain.rag import retrieve_chunks  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return retrieve_chunks  # type: ignore[no-any-return]
+def default_retriever(until: datetime | None = None) -> Retriever:
+    """The RAG store's hybrid search: the best chunks about the instrument, each as
+    "(source, publication date) text". `until` leaves out documents published after it, so
+    a report written for a past day sees only what was known that day."""
+    from tradestore.brain.search import retrieve
+
+    def retrieve_texts(
+        conn: psycopg.Connection[Any], query: str, symbols: Sequence[str]
+    ) -> list[str]:
+        return [
+            f"({c.source}, {c.published_at:%Y-%m-%d}) {c.content}"
+            for c in retrieve(conn, query, symbols, until=until)
+        ]
+
+    return retrieve_texts
 
 
 def daily_report(

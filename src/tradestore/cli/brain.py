@@ -1,23 +1,26 @@
-"""`tradestore brain ...`: the LLM half (report, picks, traces, costs). The RAG half
-(add, search, ask) registers its commands on the same `brain_app` below its own section."""
+"""`tradestore brain ...`: the LLM half (report, picks, traces, costs; docs/brain.md) and the
+RAG half (add, search, ask, reembed; docs/rag.md), which cli/brain_rag.py registers on the same
+`brain_app` at the end of this module."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 import typer
 from rich.table import Table
 
+from tradestore.cli import brain_rag
 from tradestore.cli.common import console, database, handles_errors, parse_decimal, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import NotFound
 
 brain_app = typer.Typer(
-    help="AI reports, daily picks, LLM traces and costs (docs/brain.md).", no_args_is_help=True
+    help="AI research: reports, daily picks, LLM traces and costs, documents, search, questions.",
+    no_args_is_help=True,
 )
 
 # ============================================================ LLM: reports, picks, traces, costs
@@ -74,18 +77,21 @@ def report_daily(
     from tradestore.brain import picks, reports
     from tradestore.brain.llm import LLMClient
 
+    report_day = _day(day)
+    # Documents published up to the end of the report's day (UTC), none from after it.
+    day_end = datetime.combine(report_day + timedelta(days=1), datetime.min.time(), UTC)
     with _conn() as conn:
         client = LLMClient(conn)
         ids = reports.daily_report(
             conn,
             client,
             market,
-            _day(day),
+            report_day,
             user_id=_user_id(conn, user),
-            retriever=reports.default_retriever(),
+            retriever=reports.default_retriever(until=day_end),
             symbols=symbol or None,
         )
-        made = picks.picks_from_reports(conn, _day(day), market) if with_picks else []
+        made = picks.picks_from_reports(conn, report_day, market) if with_picks else []
     console.print(f"{len(ids)} report(s) written, {len(made)} pick(s)")
 
 
@@ -358,4 +364,5 @@ def costs_show(day: str = typer.Option(None, "--date")) -> None:
     )
 
 
-# ============================================================ RAG: add, search, ask (other half)
+# ============================================================ RAG: add, search, ask, reembed
+brain_rag.register(brain_app)

@@ -72,6 +72,12 @@ class Job:
     run: Callable[[str, Settings], object]
 
 
+def _reembed_documents(conninfo: str, settings: Settings) -> object:
+    from tradestore.brain.documents import reembed_job
+
+    return reembed_job(conninfo)
+
+
 def _premake(conninfo: str, settings: Settings) -> object:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         made = scalar(conn, "SELECT market.premake_partitions()")
@@ -177,6 +183,8 @@ def default_jobs(settings: Settings, *, embedded: bool) -> list[Job]:
         Job("refresh_rollups", Cadence("minute"), _refresh_rollups),  # continuous aggregates
         Job("kpi_snapshot", Cadence("hour"), _kpi_snapshot),  # seed 001 §5.4 (kpi module)
         Job("monitor", Cadence("minute"), _monitor),  # disk space, connections
+        # Chunks without a vector of the configured embedding model (after a model change).
+        Job("reembed_documents", Cadence("minute"), _reembed_documents),
         # Every account's value at the UTC day's start: the daily-loss limit's base and the
         # daily series of seed 003's portfolio returns.
         Job("equity_snapshots", Cadence("day"), _equity_snapshots),

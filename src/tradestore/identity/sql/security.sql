@@ -292,6 +292,12 @@ GRANT INSERT (pick_id, account_id, status, auto_approved, quantity, decided_at),
     ON brain.pick_orders TO tradestore_trader;
 GRANT INSERT (account_id, auto_approve), UPDATE (auto_approve) ON brain.account_pick_settings
     TO tradestore_trader;
+-- An analyst replaces the chunks of a document added again (row-level security keeps it
+-- to their own); registering an embedding model creates its index, so it is not PUBLIC's.
+GRANT DELETE ON brain.documents, brain.embeddings TO tradestore_analyst;
+REVOKE EXECUTE ON FUNCTION brain.register_embedding_model(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION brain.register_embedding_model(text, integer)
+    TO tradestore_analyst, tradestore_app, tradestore_admin;
 
 -- admin: every table of every schema; the ledger stays append-only and its chain heads
 -- are moved only by the chain trigger.
@@ -412,6 +418,9 @@ BEGIN
             ('brain.llm_budgets',            'user_id = ' || me),
             ('brain.account_pick_settings',  my_accounts),
             ('brain.pick_orders',            my_accounts),
+            ('brain.documents',              'user_id = ' || me),
+            -- A vector is as private as its chunk: the documents policies decide.
+            ('brain.embeddings',             'document_id IN (SELECT d.id FROM brain.documents d)'),
             ('brain.decision_logs',
              format('(account_id IS NULL OR %s) AND (strategy_id IS NULL OR strategy_id IN '
                     '(SELECT s.id FROM analytics.strategies s WHERE s.user_id = %s))', my_accounts, me))
@@ -435,6 +444,11 @@ $$;
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_sweeps;
 DROP POLICY IF EXISTS rls_shared_read ON analytics.backtest_runs;
 DROP POLICY IF EXISTS rls_shared_read ON system.alerts;
+-- RAG documents that belong to nobody (news, filings added from the CLI) are shared:
+-- every user may search them, only admins and the engine change them.
+DROP POLICY IF EXISTS rls_shared_read ON brain.documents;
+CREATE POLICY rls_shared_read ON brain.documents FOR SELECT TO tradestore_readonly
+    USING (user_id IS NULL);
 
 -- A user's order is created the way submit_order creates it: now, by the user, not yet
 -- on the exchange, and not an EXTERNAL or BACKTEST record (those are the engine's).

@@ -22,7 +22,9 @@ BEGIN
             'trade.executions', 'trade.positions', 'trade.account_limits',
             'analytics.strategy_runners', 'analytics.strategies',
             'analytics.strategy_executions', 'analytics.backtest_sweeps', 'analytics.backtest_runs',
-            'system.alerts', 'system.telegram_chats', 'brain.decision_logs']) AS x(tbl)
+            'system.alerts', 'system.telegram_chats', 'brain.decision_logs', 'brain.documents',
+            'brain.embeddings', 'brain.llm_calls', 'brain.llm_budgets',
+            'brain.account_pick_settings', 'brain.pick_orders']) AS x(tbl)
          WHERE to_regclass(x.tbl) IS NOT NULL
     LOOP
         EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
@@ -68,6 +70,9 @@ BEGIN
     IF to_regprocedure('account.lock_ledger(bigint)') IS NOT NULL THEN
         REVOKE EXECUTE ON FUNCTION account.lock_ledger(bigint) FROM tradestore_admin;
         GRANT EXECUTE ON FUNCTION account.lock_ledger(bigint) TO PUBLIC;
+    END IF;
+    IF to_regprocedure('brain.register_embedding_model(text, integer)') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION brain.register_embedding_model(text, integer) TO PUBLIC;
     END IF;
 END;
 $$;

@@ -108,10 +108,10 @@ class Sink:
             self._write_through(key[0], key[1], key[2], deduped[key])
         series = [key for key in deduped if key[0] == "candles"]
         for done, (kind, listing_id, timeframe) in enumerate(series):
-            rows = deduped[(kind, listing_id, timeframe)]
+            bars = deduped[(kind, listing_id, timeframe)]
             try:
                 result = ingest(
-                    self.conn, "candles", rows, listing_id=listing_id, timeframe=timeframe,
+                    self.conn, "candles", bars, listing_id=listing_id, timeframe=timeframe,
                     imported=False,
                 )  # fmt: skip
             except BaseException:
@@ -120,7 +120,7 @@ class Sink:
             self._stored(report, kind, result)
             if result.written:
                 report.indicator_rows += self._after_bars(listing_id, timeframe or "")
-            self._write_through(kind, listing_id, timeframe, rows)
+            self._write_through(kind, listing_id, timeframe, bars)
         return report
 
     def _stored(self, report: FlushReport, kind: str, result: IngestReport) -> None:
