@@ -32,8 +32,11 @@ router = APIRouter(tags=["runners"])
 
 # Who may halt and resume: the owners of accounts (traders) and admins.
 _OPERATORS = (Role.TRADER, Role.ADMIN)
-_ONE = {403: {"description": "your role may not halt or resume runners"}, 404: {}}
-_ADMIN = {403: {"description": "not an admin"}}
+_ONE: dict[int | str, dict[str, Any]] = {
+    403: {"description": "your role may not halt or resume runners"},
+    404: {},
+}
+_ADMIN: dict[int | str, dict[str, Any]] = {403: {"description": "not an admin"}}
 
 
 def _runner(conn: psycopg.Connection[Any], runner_id: int) -> RunnerOut:
