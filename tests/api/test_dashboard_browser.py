@@ -171,14 +171,16 @@ def market(conn: psycopg.Connection[Any], world: World, tmp_path: Path) -> Marke
     )
     account = world.alice.account_id
     conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'ETH', 0.5)", (account,))
-    # Recorded as a fill from the exchange (EXTERNAL): with ETH unpriced in USDT, the risk
-    # limits of an order placed here could not be checked, and it would be refused.
-    order = conn.execute(
-        "SELECT place_order(%s, %s, 'BUY', 'LIMIT', 100, 0.00141, p_source => 'EXTERNAL', "
-        "p_exchange_order_id => 'X-xrp-1')",
+    # Her XRP was bought on the exchange and booked as reconciliation books such a trade
+    # (an EXTERNAL order): an order placed here would be refused, since the risk limits need
+    # a price converting ETH to her account's USDT, and this dashboard shows ETH unvalued.
+    execution = conn.execute(
+        "SELECT trade.record_external_fill(%s, %s, 'BUY', 'T-xrp-1', 100, 0.00141, 0, 'ETH')",
         (account, xrp),
     ).fetchone()[0]
-    conn.execute("SELECT apply_fill(%s, 'T-xrp-1', 100, 0.00141, 0, 'ETH')", (order,))
+    order = conn.execute(
+        "SELECT order_id FROM trade.executions WHERE id = %s", (execution,)
+    ).fetchone()[0]
     first, last = conn.execute(
         'SELECT min("time"), max("time") FROM market.candles WHERE exchange_instrument_id = %s',
         (xrp,),

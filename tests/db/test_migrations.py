@@ -135,19 +135,27 @@ def test_module_disable_refuses_with_data_and_keeps_a_backup_when_forced(empty_d
         assert conn.execute("SELECT prompt_hash FROM brain.llm_prompts").fetchone()[0] == "h1"
 
 
+def _execution_triggers(conninfo: str) -> list[str]:
+    with psycopg.connect(conninfo) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'trade.executions'::regclass "
+                "AND NOT tgisinternal ORDER BY tgname"
+            )
+        ]
+
+
 def test_module_without_data_disables_without_force(empty_db: str) -> None:
     migrate.upgrade(empty_db)
+    core = _execution_triggers(empty_db)
+    assert "tr_executions_fee_from_schedule" not in core
     migrate.enable_modules(empty_db, ["settlement"])
+    assert "tr_executions_fee_from_schedule" in _execution_triggers(empty_db)
     assert migrate.disable_modules(empty_db, ["settlement"]) == ["settlement"]
     assert migrate.enabled_modules(empty_db) == []
-    # The trigger the module put on the core executions table went with it.
-    with psycopg.connect(empty_db) as conn:
-        triggers = conn.execute(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'trade.executions'::regclass "
-            "AND NOT tgisinternal ORDER BY tgname"
-        ).fetchall()
-    # what the core itself puts there stays: the KRX sell tax and the unreported-fee default
-    assert triggers == [("tr_executions_sell_tax",), ("tr_executions_unreported_fee",)]
+    # The trigger the module put on the core executions table went with it; the core's stay.
+    assert _execution_triggers(empty_db) == core
 
 
 def test_timeseries_module_refuses_clearly_without_timescaledb(empty_db: str) -> None:

@@ -61,6 +61,7 @@ def test_christmas_order_below_min_notional_is_refused(conn, desk) -> None:
 
 
 def test_bithumb_orders_insert_maps_buy_sell_and_price(conn, desk) -> None:
+    desk.hold(desk.account_id, "ETH", 1)  # a spot SELL is funded from held base
     _seed(conn, "bithumb")
     row = conn.execute(
         "INSERT INTO orders (user_id, symbol, order_type, order_side, quantity, price, remaining_quantity, notes) "

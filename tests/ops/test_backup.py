@@ -13,6 +13,7 @@ import pytest
 from tests.support.fixtures import create_database, drop_database
 from tests.support.populate import populate
 from tests.support.schema import ALL_AVAILABLE_MODULES
+from tests.support.wal import wait_archived
 from tradestore.config import load_settings
 from tradestore.db import migrate
 from tradestore.db.server import EmbeddedPostgres
@@ -98,14 +99,7 @@ def test_point_in_time_recovery_stops_at_the_target(tmp_path: Path) -> None:
             target = conn.execute("SELECT now()").fetchone()[0]
             time.sleep(1.1)
             conn.execute("INSERT INTO market.exchanges (code, name) VALUES ('after', 'After T')")
-            conn.execute("SELECT pg_switch_wal()")  # close the segment so it is archived
-        deadline = time.monotonic() + 30
-        with psycopg.connect(conninfo) as conn:
-            while conn.execute(
-                "SELECT last_archived_wal IS NULL OR failed_count > 0 FROM pg_stat_archiver"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "WAL was not archived"
-                time.sleep(0.2)
+        wait_archived(conninfo)
         recovered = backup.pitr_restore(base.path, archive, target, tmp_path / "recovered")
         with psycopg.connect(recovered.conninfo()) as conn:
             codes = {r[0] for r in conn.execute("SELECT code FROM market.exchanges")}
@@ -169,18 +163,6 @@ def test_partial_restore_reports_references_that_do_not_hold(
         drop_database(pg_conninfo, target)
 
 
-def _wait_archived(conninfo: str) -> None:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT pg_switch_wal()")  # close the segment so it is archived
-        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a timing
-        while conn.execute(
-            "SELECT last_archived_wal IS NULL OR last_archived_wal < pg_walfile_name("
-            "pg_current_wal_lsn() - 1) FROM pg_stat_archiver"
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline, "WAL was not archived"
-            time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_recovery_from_a_base_and_incremental_chain(tmp_path: Path) -> None:
     """base -> incremental -> incremental, as the schedule takes them; recovering from the
@@ -217,7 +199,7 @@ def test_recovery_from_a_base_and_incremental_chain(tmp_path: Path) -> None:
             target = conn.execute("SELECT now()").fetchone()[0]
             time.sleep(1.1)
             conn.execute("INSERT INTO market.exchanges (code, name) VALUES ('late', 'late')")
-        _wait_archived(conninfo)
+        wait_archived(conninfo)
         recovered = backup.pitr_restore(links[-1], archive, target, tmp_path / "recovered")
         with psycopg.connect(recovered.conninfo()) as conn:
             found = {r[0] for r in conn.execute("SELECT code FROM market.exchanges")}
@@ -234,7 +216,7 @@ def test_pitr_to_a_moment_not_yet_archived_says_so(tmp_path: Path) -> None:
     conninfo = server.start()
     try:
         base = backup.base_backup(conninfo, tmp_path / "backups")
-        _wait_archived(conninfo)
+        wait_archived(conninfo)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute("CREATE TABLE written_later (x int)")  # in the open segment only
             target = conn.execute("SELECT now()").fetchone()[0]

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.support.schema import ALL_AVAILABLE_MODULES
+from tests.support.wal import wait_archived
 from tradestore.config import load_settings
 from tradestore.db import migrate
 from tradestore.db.server import EmbeddedPostgres
@@ -51,18 +52,6 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.stop()
 
 
-def _wait_archived(conninfo: str) -> None:
-    """Close the current WAL segment and wait until the archiver has it."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        closed = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        deadline = time.monotonic() + 30
-        while conn.execute(
-            "SELECT coalesce(last_archived_wal < %s, true) FROM pg_stat_archiver", (closed,)
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline, "WAL was not archived"
-            time.sleep(0.2)
-
-
 def test_push_lose_everything_and_recover_from_the_store(s3: str, tmp_path: Path) -> None:
     settings = load_settings(
         None,
@@ -88,7 +77,7 @@ def test_push_lose_everything_and_recover_from_the_store(s3: str, tmp_path: Path
             target = conn.execute("SELECT now()").fetchone()[0]
             time.sleep(1.1)
             conn.execute("INSERT INTO market.exchanges (code, name) VALUES ('late', 'Late')")
-        _wait_archived(conninfo)
+        wait_archived(conninfo)
 
         job = {j.name: j for j in default_jobs(settings, embedded=True)}["offsite_push"]
         first = job.run(conninfo, settings)

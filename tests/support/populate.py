@@ -90,7 +90,7 @@ INSERT INTO market.fx_rate_snapshots (ts, base_ccy, quote_ccy, rate) VALUES (now
 INSERT INTO market.corporate_actions (instrument_id, event_time, action_type, details) VALUES (1, now(), 'SPLIT', '{"ratio": 50}');
 INSERT INTO market.symbol_events (exchange_id, instrument_id, event_time, event_type, details) VALUES (2, 2, now(), 'LOT_SIZE_CHANGE', '{}');
 INSERT INTO market.mark_prices (exchange_instrument_id, "time", open) VALUES (2, '2024-01-01', 40000);
-INSERT INTO market.funding_payments (funding_rate_id, position_id, account_id, quantity, mark_price, funding_rate, amount, currency)
+INSERT INTO trade.funding_payments (funding_rate_id, position_id, account_id, quantity, mark_price, funding_rate, amount, currency)
 VALUES (1, 1, 1, 0.01, 40000, 0.0001, -0.04, 'USDT');
 INSERT INTO market.symbol_event_applications (event_kind, event_id, event_type) VALUES ('SYMBOL_EVENT', 1, 'LOT_SIZE_CHANGE');
 INSERT INTO system.ops_kpi_snapshots (order_latency_p50_ms) VALUES (12);

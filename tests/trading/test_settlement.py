@@ -94,7 +94,7 @@ def test_funding_books_each_open_position_once_with_sign_by_side(
     ] == [0, 0]
     assert settlement.settle_due_funding(desk.conn, T0 + dt.timedelta(days=1)) == []
     assert len(funding_rows(desk, short_acct)) == 2
-    assert desk.count("market.funding_payments") == 3
+    assert desk.count("trade.funding_payments") == 3
     assert settlement.ingest_funding_rates(desk.conn, desk.perp, rates).duplicates == 2
     assert desk.conn.execute("SELECT count(*) FROM account.verify_ledger()").fetchone()[0] == 0
 
@@ -348,3 +348,24 @@ def test_fill_reported_without_a_fee_is_charged_the_schedule_fee(desk: Desk) -> 
     assert import_fills(conn, [line]).applied == 1
     assert execution("S6") == (Decimal("0.077"), "USDT", Decimal("109.923"))
     assert verify(conn).ok
+
+
+def test_funding_payments_are_account_data(desk: Desk) -> None:
+    """A funding payment names an account's position and amount: it lives with the books
+    (trade), under their grants, not in the market schema every user may read."""
+    conn = desk.conn
+    assert conn.execute("SELECT to_regclass('trade.funding_payments') IS NOT NULL").fetchone()[0]
+    assert not conn.execute(
+        "SELECT has_table_privilege('tradestore_readonly', 'trade.funding_payments', 'SELECT')"
+    ).fetchone()[0]
+    # Public market data references nothing of an account's books.
+    outward = conn.execute(
+        """SELECT c.conrelid::regclass::text || ' -> ' || c.confrelid::regclass::text
+             FROM pg_constraint c
+             JOIN pg_class child ON child.oid = c.conrelid
+             JOIN pg_namespace cn ON cn.oid = child.relnamespace
+             JOIN pg_class parent ON parent.oid = c.confrelid
+             JOIN pg_namespace pn ON pn.oid = parent.relnamespace
+            WHERE c.contype = 'f' AND cn.nspname = 'market' AND pn.nspname <> 'market'"""
+    ).fetchall()
+    assert outward == []

@@ -119,6 +119,8 @@ def test_market_order_walks_the_book_and_cancels_what_it_lacks(
             json.dumps({"maker": 0.001, "taker": 0.002, "symbols": {"BTCUSDT": {"taker": 0.003}}}),
         ),
     )
+    # A spot BUY at market reserves its funds at the latest price (a close, not the book).
+    desk.set_price(desk.btc, "101")
     order = submit_order(conn, desk.account_id, desk.btc, "BUY", "MARKET", "1")
     t = created(conn, order)
     book(conn, desk.btc, t - dt.timedelta(seconds=2), [[100, 1]], [[101, 0.2], [102, 0.5]])
@@ -138,6 +140,7 @@ def test_market_order_walks_the_book_and_cancels_what_it_lacks(
 
 
 def test_market_order_without_a_book_waits(conn: psycopg.Connection[Any], desk: Desk) -> None:
+    desk.hold(desk.account_id, "BTC", "0.1")  # a spot SELL sells held base
     order = submit_order(conn, desk.account_id, desk.btc, "SELL", "MARKET", "0.1")
     paper = PaperExchange(conn)
     assert paper.run_once().fills == 0

@@ -3,31 +3,26 @@
 -- The tradestore_* roles and their memberships are cluster-wide and stay: other databases
 -- of the cluster may use them. `DROP ROLE` them by hand once no database does.
 
--- Policies and row-level security.
+-- Policies and row-level security. Every table the upgrade put under row-level security
+-- carries its rls_admin policy, so the catalog names them: no second list to keep in step
+-- with security.sql.
 DO $$
 DECLARE
     p record;
 BEGIN
+    FOR p IN
+        SELECT DISTINCT format('%I.%I', schemaname, tablename) AS tbl
+          FROM pg_policies
+         WHERE policyname = 'rls_admin'
+    LOOP
+        EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
+    END LOOP;
     FOR p IN
         SELECT format('%I.%I', schemaname, tablename) AS tbl, policyname
           FROM pg_policies
          WHERE policyname IN ('rls_admin', 'rls_service', 'rls_owner', 'rls_shared_read', 'rls_order_insert')
     LOOP
         EXECUTE format('DROP POLICY %I ON %s', p.policyname, p.tbl);
-    END LOOP;
-    FOR p IN
-        SELECT x.tbl FROM unnest(ARRAY[
-            'account.users', 'account.user_profiles', 'account.user_sessions', 'account.api_keys',
-            'account.accounts', 'account.transactions', 'account.equity_snapshots', 'trade.orders',
-            'trade.executions', 'trade.positions', 'trade.account_limits',
-            'analytics.strategy_runners', 'analytics.strategies',
-            'analytics.strategy_executions', 'analytics.backtest_sweeps', 'analytics.backtest_runs',
-            'system.alerts', 'system.telegram_chats', 'brain.decision_logs', 'brain.documents',
-            'brain.embeddings', 'brain.llm_calls', 'brain.llm_budgets',
-            'brain.account_pick_settings', 'brain.pick_orders']) AS x(tbl)
-         WHERE to_regclass(x.tbl) IS NOT NULL
-    LOOP
-        EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
     END LOOP;
 END;
 $$;

@@ -96,10 +96,10 @@ class Sink:
         try:
             with self.conn.transaction():
                 for kind in ("trades", "orderbook", "ticker"):
-                    rows = {key[1]: deduped[key] for key in batched if key[0] == kind}
-                    if rows:
+                    by_listing = {key[1]: deduped[key] for key in batched if key[0] == kind}
+                    if by_listing:
                         self._stored(
-                            report, kind, ingest_listings(self.conn, INGEST_KIND[kind], rows)
+                            report, kind, ingest_listings(self.conn, INGEST_KIND[kind], by_listing)
                         )
         except BaseException:
             self._requeue(buffers)
