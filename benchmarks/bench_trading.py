@@ -176,7 +176,16 @@ def _setup(db: str, clients: int) -> int:
             "INSERT INTO account.accounts (user_id, exchange_id, name) VALUES (%s, %s, %s) RETURNING id",
             (user, exchange, f"bench-{clients}-{time.time_ns()}"),
         ).fetchone()[0]
-        conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 1000000000)", (account,))
+        # Spot orders hold their funds (a BUY the quote, a SELL the base) and are held to the
+        # owner's risk limits: fund both sides of every resting order, and let one order be
+        # the whole account (the benchmark measures fills, not the limits).
+        conn.execute(
+            "UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, "
+            "max_positions = 1000 WHERE id = %s",
+            (user,),
+        )
+        conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 1e14)", (account,))
+        conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'BASE', 1e11)", (account,))
         first_order = None
         for client in range(clients):
             symbol = f"B{client}-{time.time_ns() % 10**9}/USDT"
