@@ -96,3 +96,9 @@ def test_orders_and_ledger_entries_drop_the_cached_portfolio(
     conn.execute("SELECT post_ledger_entry(%s, 'DEPOSIT', 'USDT', 1000)", (world.alice.account_id,))
     assert not redis_cache.redis.exists(key)
     assert cash() == before + 1000
+    # A fill's ledger rows are linked to its order: the order's change drops the key.
+    assert redis_cache.redis.exists(key)
+    placed = conn.execute("SELECT max(id) FROM trade.orders").fetchone()[0]
+    conn.execute("SELECT apply_fill(%s, 'T-cache-1', 0.01, 35000, 0.35, 'USDT')", (placed,))
+    assert not redis_cache.redis.exists(key)
+    assert cash() == before + 1000 - Decimal("350.35")
