@@ -43,7 +43,7 @@ from tradestore.cache import keys
 from tradestore.cache import market as market_cache
 from tradestore.cache.keys import CacheValue, MarketLatest, Ticker
 from tradestore.db.errors import NotFound, ValidationError
-from tradestore.db.query import dicts
+from tradestore.db.query import dicts, scalar
 from tradestore.market import query
 from tradestore.market.indicators import INDICATOR_COLUMNS, compute_indicators, session_ids
 from tradestore.market.listings import listing_label
@@ -208,16 +208,15 @@ def daily_prices(
     if start is not None and end is not None and end <= start:
         raise ValidationError("end", "must be after start", end.isoformat())
     with ctx.db() as conn:
-        stock = conn.execute(
+        stock = scalar(
+            conn,
             "SELECT instrument_id FROM market.exchange_instruments WHERE id = %s",
             (_listing(conn, symbol),),
-        ).fetchone()[0]
-        if adjusted:
-            row = conn.execute("SELECT to_regclass(%s)", (_DAILY_SPLIT_VIEW,)).fetchone()
-            if row is None or row[0] is None:
-                raise ValidationError(
-                    "adjusted", "needs the symbol_events module (split-adjusted prices)", "true"
-                )
+        )
+        if adjusted and scalar(conn, "SELECT to_regclass(%s)", (_DAILY_SPLIT_VIEW,)) is None:
+            raise ValidationError(
+                "adjusted", "needs the symbol_events module (split-adjusted prices)", "true"
+            )
         sql = _DAILY.format(
             factor="split_factor" if adjusted else "NULL::numeric",
             source=_DAILY_SPLIT_VIEW if adjusted else "market.daily_prices",
