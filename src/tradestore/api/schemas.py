@@ -276,6 +276,28 @@ class CandlesOut(Out):
     candles: list[CandleOut]
 
 
+class DailyPriceOut(Out):
+    trade_date: dt.date
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    close: Decimal
+    volume: Decimal
+    amount: Decimal | None = Field(default=None, description="traded value (KRX 거래대금)")
+    changes: Decimal | None = Field(
+        default=None, description="percent change from the previous close (5.23 = +5.23 %)"
+    )
+    split_factor: Decimal | None = Field(
+        default=None, description="adjusted=true: what prices were divided by"
+    )
+
+
+class DailyPricesOut(Out):
+    symbol: str
+    adjusted: bool
+    prices: list[DailyPriceOut] = Field(description="oldest first")
+
+
 class IndicatorsOut(Out):
     symbol: str
     timeframe: str

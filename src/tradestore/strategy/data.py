@@ -6,6 +6,11 @@ without a Python object per bar. Numeric prices become the nearest double (a pri
 to 15 significant digits comes back as itself through `to_decimal`). Bars of several
 symbols are aligned on the union of their times.
 
+A `1d` run on a listing with neither 1d candles nor bars a rollup can serve as 1d reads
+its instrument's daily prices (market.daily_prices, seed 004): each trade date becomes a
+bar at 00:00 of that date in the exchange's timezone (market.exchanges.timezone), the
+start of its day as a candle's time is the start of its bucket.
+
 Perpetual listings also get their funding times in the range (market.funding_rates, with
 the mark price market.settle_funding would use) when the settlement module is installed.
 """
@@ -60,6 +65,27 @@ SELECT %s::bigint, {_COLUMNS}
   FROM market.candles_between(%s, %s, %s, %s, false)
 HAVING count(*) > 0
 """
+# Daily prices as 1d bars: trade_date at 00:00 in the exchange's timezone; a day stored
+# with the close only (004 allows NULL open/high/low) is a flat bar at the close. The
+# trade_date range narrows the index scan, the time test is the exact [start, end].
+_DAILY = f"""
+SELECT b.listing, {_COLUMNS}
+  FROM (SELECT ei.id AS listing,
+               d.trade_date::timestamp AT TIME ZONE x.timezone AS "time",
+               coalesce(d.open_price, d.close_price) AS open,
+               coalesce(d.high_price, greatest(d.open_price, d.close_price)) AS high,
+               coalesce(d.low_price, least(d.open_price, d.close_price)) AS low,
+               d.close_price AS close, d.volume
+          FROM market.exchange_instruments ei
+          JOIN market.exchanges x ON x.id = ei.exchange_id
+          JOIN market.daily_prices d ON d.stock_id = ei.instrument_id
+         WHERE ei.id = ANY(%(ids)s)
+           AND d.trade_date BETWEEN (%(start)s AT TIME ZONE x.timezone)::date
+                                AND (%(end)s AT TIME ZONE x.timezone)::date) b
+ WHERE b."time" >= %(start)s AND b."time" <= %(end)s
+ GROUP BY b.listing
+"""
+DAILY_TIMEFRAME = "1d"
 _NAMES = ("time", "open", "high", "low", "close", "volume")
 # Binary array: ndim, has-null flag, element type, (length, lower bound) per dimension,
 # then (length, value) per element; big-endian. timestamptz counts microseconds from
@@ -163,7 +189,7 @@ def _array(data: bytes, kind: str) -> np.ndarray:
 
 
 def _read(
-    conn: psycopg.Connection[Any], query: str, params: Sequence[Any]
+    conn: psycopg.Connection[Any], query: str, params: Sequence[Any] | dict[str, Any]
 ) -> dict[int, dict[str, np.ndarray]]:
     """{listing: {"time": epoch microseconds, "open": ..., ...}} of the query's rows."""
     out: dict[int, dict[str, np.ndarray]] = {}
@@ -186,8 +212,8 @@ def load_market_data(
     *,
     fee_rate: Any = None,
 ) -> tuple[MarketData, dict[str, str]]:
-    """Candles of the instruments in [start, end], aligned, with the fee of every bar.
-    Returns the data and where each symbol's fee came from."""
+    """Candles of the instruments in [start, end] (for 1d, else daily prices), aligned,
+    with the fee of every bar. Returns the data and where each symbol's fee came from."""
     timeframe_minutes(timeframe)
     if end <= start:
         raise ValidationError("end", "must be after start", end.isoformat())
@@ -197,11 +223,15 @@ def load_market_data(
         until = end + dt.timedelta(microseconds=1)  # candles_between's end is exclusive
         for lid in missing:
             found.update(_read(conn, _ROLLUP, (lid, lid, timeframe, start, until)))
+    missing = [i.listing_id for i in instruments if i.listing_id not in found]
+    if missing and timeframe == DAILY_TIMEFRAME:
+        found.update(_read(conn, _DAILY, {"ids": missing, "start": start, "end": end}))
     for inst in instruments:
         if inst.listing_id not in found:
+            what = "candles or daily prices" if timeframe == DAILY_TIMEFRAME else "candles"
             raise ValidationError(
                 "symbol",
-                f"has no {timeframe} candles between {start.isoformat()} and {end.isoformat()}",
+                f"has no {timeframe} {what} between {start.isoformat()} and {end.isoformat()}",
                 inst.symbol,
             )
     series = [found[i.listing_id] for i in instruments]

@@ -7,6 +7,10 @@ rollup, with the not-yet-materialized tail aggregated on the fly, so any timefra
 (market.technical_indicators) when the series has them, else computed with TA-Lib over
 the same bars (plus a warm-up before the window) for this request.
 
+Daily prices (seed 004 market.daily_prices, one row per instrument and trade date) are
+read for the listing's instrument, as stored or split-adjusted through the symbol_events
+module's market.daily_prices_split_adjusted view.
+
 The latest ticker and bar are read through Redis (ticker:{symbol} 1s, market:{symbol}:
 latest 5s) on the event loop, without a database transaction, and fall back to
 PostgreSQL, which puts the key back.
@@ -28,6 +32,8 @@ from tradestore.api.context import UserContext, current_user
 from tradestore.api.schemas import (
     CandleOut,
     CandlesOut,
+    DailyPriceOut,
+    DailyPricesOut,
     IndicatorsOut,
     LatestBarOut,
     ListingOut,
@@ -37,7 +43,7 @@ from tradestore.cache import keys
 from tradestore.cache import market as market_cache
 from tradestore.cache.keys import CacheValue, MarketLatest, Ticker
 from tradestore.db.errors import NotFound, ValidationError
-from tradestore.db.query import dicts
+from tradestore.db.query import dicts, scalar
 from tradestore.market import query
 from tradestore.market.indicators import INDICATOR_COLUMNS, compute_indicators, session_ids
 from tradestore.market.listings import listing_label
@@ -170,6 +176,57 @@ def candles(
     rows = frame.tail(limit).to_dicts()
     return CandlesOut(
         symbol=symbol, timeframe=timeframe, candles=[CandleOut.model_validate(r) for r in rows]
+    )
+
+
+_DAILY_SPLIT_VIEW = "market.daily_prices_split_adjusted"
+# One query for both sources: the view has the table's column names plus split_factor.
+_DAILY = """
+SELECT trade_date, open_price AS open, high_price AS high, low_price AS low,
+       close_price AS close, volume, amount, changes, {factor} AS split_factor
+  FROM {source}
+ WHERE stock_id = %(stock)s
+   AND (%(start)s::date IS NULL OR trade_date >= %(start)s::date)
+   AND (%(end)s::date IS NULL OR trade_date < %(end)s::date)
+ ORDER BY trade_date {order}
+ LIMIT %(limit)s
+"""
+
+
+@router.get("/daily-prices", summary="Daily prices (seed 004), as stored or split-adjusted",
+            responses={404: {}, 422: {}})  # fmt: skip
+def daily_prices(
+    symbol: str = SymbolParam,
+    start: dt.date | None = Query(None, description="first trade date (YYYY-MM-DD)"),
+    end: dt.date | None = Query(None, description="end of the window, exclusive (YYYY-MM-DD)"),
+    limit: int = BarsParam,
+    adjusted: bool = Query(
+        False, description="split-adjusted prices (needs the symbol_events module)"
+    ),
+    ctx: UserContext = Depends(current_user),
+) -> DailyPricesOut:
+    if start is not None and end is not None and end <= start:
+        raise ValidationError("end", "must be after start", end.isoformat())
+    with ctx.db() as conn:
+        stock = scalar(
+            conn,
+            "SELECT instrument_id FROM market.exchange_instruments WHERE id = %s",
+            (_listing(conn, symbol),),
+        )
+        if adjusted and scalar(conn, "SELECT to_regclass(%s)", (_DAILY_SPLIT_VIEW,)) is None:
+            raise ValidationError(
+                "adjusted", "needs the symbol_events module (split-adjusted prices)", "true"
+            )
+        sql = _DAILY.format(
+            factor="split_factor" if adjusted else "NULL::numeric",
+            source=_DAILY_SPLIT_VIEW if adjusted else "market.daily_prices",
+            # Only a start: the first `limit` days from it; else the newest before `end`.
+            order="ASC" if start is not None and end is None else "DESC",
+        )
+        rows = dicts(conn, sql, {"stock": stock, "start": start, "end": end, "limit": limit})
+    rows.sort(key=lambda r: r["trade_date"])
+    return DailyPricesOut(
+        symbol=symbol, adjusted=adjusted, prices=[DailyPriceOut.model_validate(r) for r in rows]
     )
 
 

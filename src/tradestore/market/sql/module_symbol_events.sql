@@ -79,7 +79,9 @@ CREATE OR REPLACE VIEW market.daily_prices_split_adjusted AS
 SELECT d.stock_id, d.trade_date,
        d.open_price / f.factor AS open_price, d.high_price / f.factor AS high_price,
        d.low_price / f.factor AS low_price, d.close_price / f.factor AS close_price,
-       d.volume * f.factor AS volume, f.factor AS split_factor
+       d.volume * f.factor AS volume, f.factor AS split_factor,
+       -- Traded value is the same before and after a split; amount and changes are as recorded.
+       d.amount, d.changes
   FROM market.daily_prices d
  CROSS JOIN LATERAL (SELECT market.split_factor(d.stock_id, (d.trade_date + 1)::timestamptz - interval '1 microsecond')
                       AS factor) f;
