@@ -9,29 +9,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
 from tests.strategy.market import SPOT_RULES, listing, user
-from tradestore.cli.common import OUTPUT, fmt_decimal
-from tradestore.cli.main import app
-from tradestore.config import get_settings
+from tests.support.cli import cli_session
+from tradestore.cli.common import fmt_decimal
 
 
 @pytest.fixture
 def run(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("DATABASE_URL", db)
-    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "80")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, [str(a) for a in args])
-        return result.exit_code, result.output
-
-    yield invoke
-    OUTPUT.exact = OUTPUT.wide = False
-    get_settings.cache_clear()
+    with cli_session(db, tmp_path / "home", monkeypatch, columns=80) as invoke:
+        yield invoke
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,7 @@ def test_cli_ingest_daily_prices(db, conn, stocks, tmp_path, monkeypatch) -> Non
 
     monkeypatch.setenv("DATABASE_URL", db)
     monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapped line, whatever the temp path's length
     get_settings.cache_clear()
     try:
         ok = CliRunner().invoke(

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from tests.support.cli import cli_session
 from tests.trading.desk import Desk
 from tradestore.cli import trading as cli
-from tradestore.config import get_settings
 
 app = typer.Typer()
 for name, sub in (
@@ -29,18 +28,8 @@ for name, sub in (
 
 @pytest.fixture
 def run(db: str, desk: Desk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    monkeypatch.setenv("DATABASE_URL", db)
-    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "250")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, [str(a) for a in args])
-        return result.exit_code, result.output
-
-    yield invoke
-    get_settings.cache_clear()
+    with cli_session(db, tmp_path / "home", monkeypatch) as invoke:
+        yield invoke
 
 
 def test_order_fill_position_ledger_flow(run, desk: Desk, tmp_path: Path) -> None:

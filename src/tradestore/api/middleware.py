@@ -95,17 +95,7 @@ class BodyLimitMiddleware:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replaying(b"".join(chunks), receive), send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -260,16 +250,7 @@ class MalformedInputMiddleware:
         if problem is not None:
             await self._refuse(problem, scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await more()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, _replaying(body, more), send)
 
     @staticmethod
     def _in_url(scope: Scope) -> tuple[str, str, str] | None:
@@ -331,6 +312,21 @@ def _path_patterns(app: Any) -> list[re.Pattern[str]]:
 
 def _declares_body(scope: Scope) -> bool:
     return any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives the already-read body once, as one message, then defers to
+    `receive` (for the disconnect the app may wait for)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

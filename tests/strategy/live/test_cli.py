@@ -8,28 +8,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
+from tests.support.cli import cli_session
 from tests.trading.desk import build_desk
-from tradestore.cli.main import app
-from tradestore.config import get_settings
 from tradestore.strategy.registry import create_strategy
 
 
 @pytest.fixture
 def run(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DATABASE_URL", db)
-    monkeypatch.setenv("TRADESTORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "250")
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, [str(a) for a in args])
-        return result.exit_code, result.output
-
-    yield invoke
-    get_settings.cache_clear()
+    with cli_session(db, tmp_path / "home", monkeypatch) as invoke:
+        yield invoke
 
 
 def test_runner_commands(run: Any, conn: psycopg.Connection[Any]) -> None:
