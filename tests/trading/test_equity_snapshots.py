@@ -58,7 +58,7 @@ def test_portfolio_performance_from_daily_snapshots(desk: Desk) -> None:
     assert math.isclose(float(sharpe), mean / sd * math.sqrt(365), rel_tol=1e-9)
 
 
-def test_the_day_starts_from_the_scheduled_snapshot(desk: Desk, tmp_path: Path) -> None:
+def test_the_day_starts_from_the_scheduled_snapshot(desk: Desk, db: str, tmp_path: Path) -> None:
     conn = desk.conn
     buy = submit_order(conn, desk.account_id, desk.btc, "BUY", "LIMIT", 1, 50000)
     apply_fill(conn, buy, "b1", 1, 50000)
@@ -67,7 +67,7 @@ def test_the_day_starts_from_the_scheduled_snapshot(desk: Desk, tmp_path: Path) 
     settings = load_settings(None, DATABASE_URL="postgresql://unused", TRADESTORE_HOME=tmp_path)
     job = {j.name: j for j in default_jobs(settings, embedded=False)}["equity_snapshots"]
     assert job.cadence.every == "day" and job.cadence.at == dt.timedelta(0)  # 00:00 UTC
-    conninfo = conn.info.dsn
-    assert job.run(conninfo, settings) == {"accounts": 1}
+    # db, not conn.info.dsn: the DSN psycopg reports carries no password
+    assert job.run(db, settings) == {"accounts": 1}
     desk.set_price(desk.btc, "49000")
     assert conn.execute("SELECT trade.daily_pnl(%s)", (desk.account_id,)).fetchone() == (-1000,)
