@@ -237,13 +237,18 @@ def test_fx_valuation_through_snapshots_and_unvalued_currencies(desk: Desk, tmp_
     assert abs(rate * Decimal("1348.65") - 1) < Decimal("1e-15")
 
 
-def test_schedule_fee_maker_or_taker_by_order_type_and_fill(desk: Desk) -> None:
-    conn = desk.conn
-    conn.execute(
+def _fee_schedule(desk: Desk) -> None:
+    """Maker 0.02 %, taker 0.05 %, and a taker override of 0.07 % for ETHUSDT, from 2020."""
+    desk.conn.execute(
         "INSERT INTO market.exchange_fee_schedules (exchange_id, effective_from, fee_schema) "
         'VALUES (%s, \'2020-01-01\', \'{"maker": 0.0002, "taker": 0.0005, "symbols": {"ETHUSDT": {"taker": 0.0007}}}\')',
         (desk.exchange_id,),
     )
+
+
+def test_schedule_fee_maker_or_taker_by_order_type_and_fill(desk: Desk) -> None:
+    conn = desk.conn
+    _fee_schedule(desk)
     limit_id = conn.execute(
         "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 1, 100)", (desk.account_id, desk.btc)
     ).fetchone()[0]
@@ -275,11 +280,7 @@ def test_schedule_fee_maker_or_taker_by_order_type_and_fill(desk: Desk) -> None:
 
 def test_fill_reported_without_a_fee_is_charged_the_schedule_fee(desk: Desk) -> None:
     conn = desk.conn
-    conn.execute(
-        "INSERT INTO market.exchange_fee_schedules (exchange_id, effective_from, fee_schema) "
-        'VALUES (%s, \'2020-01-01\', \'{"maker": 0.0002, "taker": 0.0005, "symbols": {"ETHUSDT": {"taker": 0.0007}}}\')',
-        (desk.exchange_id,),
-    )
+    _fee_schedule(desk)
     limit_id = conn.execute(
         "SELECT submit_order(%s, %s, 'BUY', 'LIMIT', 1, 100)", (desk.account_id, desk.btc)
     ).fetchone()[0]
