@@ -128,7 +128,7 @@ def run_tests(args: list[str]) -> int:
 
 
 def _pytest(args: list[str], env: dict[str, str], basetemp: Path) -> int:
-    command = [str(BIN / "python"), "-m", "pytest", f"--basetemp={basetemp}", *args]
+    command = [str(BIN / "python"), "-u", "-m", "pytest", f"--basetemp={basetemp}", *args]
     return subprocess.call(command, cwd=ROOT, env=env)
 
 
