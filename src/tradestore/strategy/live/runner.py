@@ -468,21 +468,18 @@ class LiveRunner:
         """LISTEN for stored bars and handle them until `stop` is set (no polling: the
         wait ends on a notification, or at the heartbeat to renew the lease)."""
         # A notification that arrives while a statement runs (start, a bar being handled)
-        # reaches the handler, not notifies(): the flag keeps it from being lost.
-        woken = threading.Event()
-        self.conn.add_notify_handler(lambda n: woken.set() if n.channel == CHANNEL else None)
+        # waits in psycopg's backlog, and notifies() yields it first: nothing is lost.
         self.conn.execute(f"LISTEN {CHANNEL}")
         self.conn.execute(f"LISTEN {CONTROL}")
         self.start()
         try:
-            woken.set()
+            woken = True
             while not stop.is_set():
-                if not woken.is_set():
+                if not woken:
                     for note in self.conn.notifies(timeout=heartbeat, stop_after=1):
-                        if note.channel == CHANNEL:
-                            woken.set()
-                if woken.is_set():
-                    woken.clear()
+                        woken = woken or note.channel == CHANNEL
+                if woken:
+                    woken = False
                     self.process()
                 if not store.acquire_lease(self.conn, self.runner_id, self.holder):
                     raise RuntimeError(f"runner {self.runner_id}: lost its lease")
