@@ -232,6 +232,11 @@ class Connector:
         self._ready()
         return self._retrying(lambda: self.exchange.cancel_order(exchange_order_id, symbol))
 
+    def fetch_order(self, exchange_order_id: str, symbol: str) -> dict[str, Any]:
+        """The exchange's order by its id (with its trades where the exchange lists them)."""
+        self._ready()
+        return self._retrying(lambda: self.exchange.fetch_order(exchange_order_id, symbol))
+
     def fetch_my_trades(
         self, symbol: str, since_ms: int | None, limit: int = 500
     ) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tradestore.db.errors import ValidationError
 from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.accounts import RoutingAccount
 from tradestore.trading.exchange.connector import Connector, to_decimal
@@ -39,6 +38,7 @@ class FillSyncReport:
     duplicates: list[str] = field(default_factory=list)  # already in the books
     deferred: list[str] = field(default_factory=list)  # their order's send is unresolved
     symbols: list[str] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)  # orders the exchange closed on its own
 
 
 def _fees(trade: dict[str, Any]) -> list[tuple[Decimal | None, str | None]]:
@@ -83,14 +83,12 @@ def _first_sent(conn: psycopg.Connection[Any], account_id: int, listing_id: int)
 def sync_fills(
     conn: psycopg.Connection[Any], account: RoutingAccount, connector: Connector
 ) -> FillSyncReport:
-    """One REST polling pass over the account's listings (see module)."""
+    """One REST polling pass over the account's listings (see module); on an exchange
+    without a trades endpoint, one pass over its routed orders (`ordersync`)."""
     if not connector.exchange.has.get("fetchMyTrades"):
-        raise ValidationError(
-            "exchange",
-            "fill sync polls the exchange's trades (CCXT fetchMyTrades), which this exchange "
-            "does not offer; its fills come through reconciliation for now",
-            connector.id,
-        )
+        from tradestore.trading.exchange.ordersync import sync_orders  # it builds on this module
+
+        return sync_orders(conn, account, connector)
     report = FillSyncReport(account.account_id)
     for listing in _listings(conn, account.account_id):
         report.symbols.append(listing["symbol"])
@@ -98,7 +96,7 @@ def sync_fills(
         while True:
             trades = connector.fetch_my_trades(listing["symbol"], int(since.timestamp() * 1000))
             trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
-            newest, stopped = _apply(conn, account, listing["id"], trades, report)
+            newest, stopped = apply_trades(conn, account, listing["id"], trades, report)
             if newest is not None and newest[0] > since:
                 with translated():
                     conn.execute(
@@ -116,7 +114,7 @@ def sync_fills(
     return report
 
 
-def _apply(
+def apply_trades(
     conn: psycopg.Connection[Any],
     account: RoutingAccount,
     listing_id: int,

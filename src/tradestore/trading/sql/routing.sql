@@ -209,6 +209,28 @@ BEGIN
 END;
 $$;
 
+-- The exchange closed a sent order on its own (canceled or expired it: self-trade
+-- prevention, a delisting, an operator): the books follow, and no cancel goes back. Its
+-- fills are recorded first by the caller. Returns false when there was nothing to do (the
+-- route is not SENT, e.g. the router is canceling it, or the order is no longer active).
+CREATE OR REPLACE FUNCTION trade.route_closed(p_order_id bigint, p_status text, p_note text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_status IS NULL OR p_status NOT IN ('CANCELED', 'EXPIRED') THEN
+        PERFORM system.raise_invalid('status', 'must be CANCELED or EXPIRED', coalesce(p_status, 'NULL'));
+    END IF;
+    -- The route first: the books' cancel trigger then finds no SENT route to cancel.
+    UPDATE trade.order_routes SET state = 'CANCELED', lease_until = NULL, last_error = p_note
+     WHERE order_id = p_order_id AND state = 'SENT';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE trade.orders SET status = p_status
+     WHERE id = p_order_id AND status IN ('NEW', 'PARTIALLY_FILLED');
+    RETURN FOUND;
+END;
+$$;
+
 -- Try again later (a network error, a rate limit): the claim is released. A send goes
 -- back to PENDING (its next claim resumes: it looks the order up first); a cancel goes
 -- back to SENT with the cancel still requested.
