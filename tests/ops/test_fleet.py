@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,14 @@ import pytest
 
 from tests.strategy.live.test_runner import _runner, _series
 from tests.strategy.market import insert_candles
+from tests.support.fake_exchange import API_KEY, API_SECRET, FakeBinance
 from tests.trading.desk import build_desk
 from tradestore.config import load_settings
+from tradestore.identity import apikeys
+from tradestore.identity.secretbox import SecretBox
 from tradestore.market.collect.feeds import add_collector
 from tradestore.ops import fleet
+from tradestore.trading import get_order, get_position, submit_order
 from tradestore.trading.exchange.accounts import set_routing
 
 
@@ -117,3 +122,33 @@ def test_a_failing_service_is_restarted_with_backoff(
     assert len(calls) == 4 and delays == [1.0, 2.0, 4.0]
     assert status.restarts == 3 and status.state == "stopped"
     assert status.last_error == "ConnectionError: exchange down #3"
+
+
+def test_the_fleet_routes_orders_and_syncs_their_fills_for_a_live_account(
+    conn: psycopg.Connection[Any], db: str, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        None, DATABASE_URL=db, TRADESTORE_HOME=tmp_path, TRADESTORE_SECRET_KEY="k" * 40
+    )
+    desk = build_desk(conn, cash=100_000)
+    key = apikeys.store(
+        conn, SecretBox.from_settings(settings), desk.user_id, "binance", API_KEY, API_SECRET,
+        permissions=("read", "trade"),
+    )  # fmt: skip
+    set_routing(conn, desk.account_id, "live", key.id)
+    fake = FakeBinance(balances={"USDT": Decimal(100_000)}).serve()
+    f = fleet.Fleet(lambda: db, settings, api_url=fake.url, holder="test:2")
+    try:
+        f.reconcile(conn)
+        assert {"router", "fillsync"} <= set(f.children)
+        order_id = submit_order(
+            conn, desk.account_id, desk.btc, "BUY", "LIMIT", Decimal("0.01"), Decimal(50_000)
+        )
+        _until(lambda: fake.orders, "the router sent the order")
+        fake.fill(fake.orders[0].client_order_id, "0.01", "50000", "0.5", "USDT")
+        _until(lambda: get_order(conn, order_id).status == "FILLED",
+               lambda: f"the fill was synced: {f.children['fillsync'].status}")  # fmt: skip
+        assert get_position(conn, desk.account_id, desk.btc).quantity == Decimal("0.01")
+    finally:
+        f.stop_all()
+        fake.close()

@@ -4,6 +4,8 @@ collector (CLI or API) needs no restart:
 - `runner:<id>`     each enabled row of analytics.strategy_runners (LiveRunner.run);
 - `collector:<id>`  each enabled row of market.collector_feeds (Collector passes);
 - `router`          the order router, while some account routes (trading_mode paper/live);
+- `fillsync`        fill sync for those accounts every `FILL_SYNC_SECONDS`, and the balance
+                    check (drift raises an alert) every `BALANCE_CHECK_SECONDS`;
 - `paper`           tradestore's paper exchange, while some account is in trading_mode sim.
 
 `fleet_service` (one `up` service) compares what runs with what is configured every
@@ -36,6 +38,8 @@ __all__ = ["RECONCILE_SECONDS", "Fleet", "ServiceStatus", "configured", "fleet_s
 log = logging.getLogger(__name__)
 
 RECONCILE_SECONDS = 15.0
+FILL_SYNC_SECONDS = 5.0
+BALANCE_CHECK_SECONDS = 300.0
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 
@@ -123,6 +127,46 @@ def _router_work(settings: Settings, api_url: str | None) -> Work:
     return work
 
 
+def _fillsync_work(settings: Settings, api_url: str | None) -> Work:
+    def work(conn: psycopg.Connection[Any], stop: threading.Event, status: ServiceStatus) -> None:
+        import ccxt
+
+        from tradestore.db.errors import TradestoreError
+        from tradestore.identity.secretbox import SecretBox
+        from tradestore.trading.exchange.accounts import ConnectorFactory, routing_accounts
+        from tradestore.trading.exchange.connector import scrub
+        from tradestore.trading.exchange.fillsync import check_balances, sync_fills
+
+        box = SecretBox.from_settings(settings)
+        factory = ConnectorFactory(box)
+        checked: dict[int, float] = {}
+        while not stop.is_set():
+            applied, problems = 0, []
+            accounts = routing_accounts(conn)
+            urls = {a.exchange: api_url for a in accounts} if api_url else {}
+            if urls != factory.base_urls:
+                factory = ConnectorFactory(box, base_urls=urls)
+            for account in accounts:
+                try:
+                    connector = factory.for_account(conn, account)
+                    applied += len(sync_fills(conn, account, connector).applied)
+                    due = checked.get(account.account_id, float("-inf")) + BALANCE_CHECK_SECONDS
+                    if time.monotonic() >= due:
+                        check_balances(conn, account, connector)
+                        checked[account.account_id] = time.monotonic()
+                except (ccxt.BaseError, TradestoreError) as exc:
+                    # One account's exchange or key trouble does not stop the others'; the
+                    # router raises the alert for an authentication error.
+                    problems.append(f"account {account.account_id}: {type(exc).__name__}")
+                    log.warning("fill sync of account %s: %s", account.account_id, scrub(exc))
+            status.last_message = f"{applied} new fill(s)" + (
+                f"; {', '.join(problems)}" if problems else ""
+            )
+            stop.wait(FILL_SYNC_SECONDS)
+
+    return work
+
+
 def _paper_work(interval: float = 1.0) -> Work:
     def work(conn: psycopg.Connection[Any], stop: threading.Event, status: ServiceStatus) -> None:
         from tradestore.trading.exchange.paper import PaperExchange
@@ -152,6 +196,7 @@ def configured(
     }
     if modes & {"paper", "live"}:
         want["router"] = ("router", _router_work(settings, api_url))
+        want["fillsync"] = ("fillsync", _fillsync_work(settings, api_url))
     if "sim" in modes:
         want["paper"] = ("paper", _paper_work())
     return want
