@@ -199,9 +199,10 @@ def _applier() -> ThreadPoolExecutor:
         return _applier_pool
 
 
-def drain_async() -> None:
-    """Wait until the changes handed to the worker thread so far are applied."""
-    _applier().submit(lambda: None).result()
+def drain_async(timeout: float = 30.0) -> None:
+    """Wait until the changes handed to the worker thread so far are applied (bounded: a
+    Redis that stopped answering must not hold up a shutdown)."""
+    _applier().submit(lambda: None).result(timeout=timeout)
 
 
 _installed: list[db_connect.ConnectHook] = []
