@@ -97,7 +97,12 @@ def test_verify_catches_an_altered_row(desk: Desk) -> None:
     _tamper(desk, f"UPDATE account.transactions SET amount = amount / 10 WHERE id = {row_id}")
     result = verify(desk.conn)
     assert not result.ok
-    assert [(p.transaction_id, "altered" in p.problem) for p in result.problems] == [(row_id, True)]
+    # The row, and the running balance its old amount went into.
+    assert [(p.transaction_id, "altered" in p.problem) for p in result.problems] == [
+        (row_id, True),
+        (None, True),
+    ]
+    assert "rows sum to" in result.problems[1].problem
 
 
 def test_verify_catches_an_altered_row_whose_hash_was_recomputed(desk: Desk) -> None:
@@ -114,7 +119,10 @@ def test_verify_catches_an_altered_row_whose_hash_was_recomputed(desk: Desk) -> 
         WHERE id = {row_id}""",
     )
     problems = verify(desk.conn).problems
-    assert problems and all("chain broken" in p.problem for p in problems)
+    rows = [p for p in problems if p.chain_seq is not None]
+    assert rows and all("chain broken" in p.problem for p in rows)
+    # ... and the running balance no longer matches the rows.
+    assert next(p.problem for p in problems if p.chain_seq is None).endswith("(balance altered)")
 
 
 def test_verify_catches_a_moved_chain_head(desk: Desk) -> None:
@@ -132,6 +140,37 @@ def test_verify_catches_deleted_rows(desk: Desk) -> None:
     assert any("sequence gap" in p.problem for p in verify(desk.conn).problems)
     _tamper(desk, f"DELETE FROM account.transactions WHERE id = {last}")
     assert any("head" in p.problem for p in verify(desk.conn).problems)
+
+
+def test_verify_catches_an_altered_running_balance(desk: Desk) -> None:
+    _some_activity(desk)
+    assert verify(desk.conn).ok
+    desk.conn.execute(
+        "UPDATE account.ledger_balances SET balance = balance + 1 WHERE currency = 'USDT'"
+    )
+    (problem,) = verify(desk.conn).problems
+    assert problem.account_id == desk.account_id and problem.chain_seq is None
+    assert problem.problem.startswith("USDT balance is") and "balance altered" in problem.problem
+
+
+def test_running_balances_are_the_sums_of_the_rows_and_only_the_trigger_writes_them(
+    desk: Desk,
+) -> None:
+    _some_activity(desk)
+    deposit(desk.conn, desk.account_id, "BTC", "0.5")
+    sums = desk.conn.execute(
+        'SELECT account_id, currency, sum(amount), count(*), max("timestamp") '
+        "FROM account.transactions GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    running = desk.conn.execute(
+        "SELECT account_id, currency, balance, entries, last_movement_at "
+        "FROM account.ledger_balances ORDER BY 1, 2"
+    ).fetchall()
+    assert running == sums
+    with desk.conn.transaction(), desk.conn.cursor() as cur:
+        cur.execute("SET LOCAL ROLE tradestore_app")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), desk.conn.transaction():
+            cur.execute("UPDATE account.ledger_balances SET balance = 0")
 
 
 def test_balances_and_ledger_entry_rules(desk: Desk) -> None:

@@ -174,7 +174,7 @@ class Valuation:
 @dataclass(frozen=True)
 class LedgerProblem:
     account_id: int
-    chain_seq: int
+    chain_seq: int | None  # None: a problem of the account's running balance, not a row
     transaction_id: int | None
     problem: str
 

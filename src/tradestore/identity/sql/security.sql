@@ -219,7 +219,7 @@ GRANT SELECT (id, user_id, exchange_id, label, key_hint, permissions, is_active,
               updated_at, last_used_at)
     ON account.api_keys TO tradestore_readonly;
 GRANT SELECT ON account.user_profiles, account.user_sessions, account.accounts,
-                account.transactions, account.equity_snapshots,
+                account.transactions, account.ledger_balances, account.equity_snapshots,
                 trade.orders, trade.executions, trade.positions,
                 analytics.strategies, analytics.strategy_executions,
                 analytics.backtest_sweeps, analytics.backtest_runs,
@@ -306,6 +306,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE
     TO tradestore_admin;
 REVOKE UPDATE, DELETE ON account.transactions FROM tradestore_admin;
 REVOKE INSERT, UPDATE, DELETE ON account.ledger_heads FROM tradestore_admin;
+REVOKE INSERT, UPDATE, DELETE ON account.ledger_balances FROM tradestore_admin;
 ALTER DEFAULT PRIVILEGES IN SCHEMA market, account, trade, brain, analytics, system, christmas, bithumb
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO tradestore_admin;
 
@@ -402,6 +403,7 @@ BEGIN
             ('account.api_keys',             'user_id = ' || me),
             ('account.accounts',             'user_id = ' || me),
             ('account.transactions',         my_accounts),
+            ('account.ledger_balances',      my_accounts),
             ('account.equity_snapshots',     my_accounts),
             ('trade.orders',                 my_accounts),
             ('trade.executions',             my_accounts),

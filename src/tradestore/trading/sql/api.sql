@@ -230,6 +230,26 @@ CREATE TRIGGER tr_transactions_chain
     BEFORE INSERT ON account.transactions
     FOR EACH ROW EXECUTE FUNCTION account.trg_transactions_chain();
 
+-- The running balance of the row's account and currency (account.ledger_balances). The
+-- chain trigger has locked the account's head, so appends to one account are serialized
+-- and the upsert never races.
+CREATE OR REPLACE FUNCTION account.trg_transactions_balance()
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO account.ledger_balances AS b (account_id, currency, balance, entries, last_movement_at)
+    VALUES (NEW.account_id, NEW.currency, NEW.amount, 1, NEW."timestamp")
+    ON CONFLICT (account_id, currency) DO UPDATE
+       SET balance = b.balance + excluded.balance,
+           entries = b.entries + 1,
+           last_movement_at = greatest(b.last_movement_at, excluded.last_movement_at);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER tr_transactions_balance
+    AFTER INSERT ON account.transactions
+    FOR EACH ROW EXECUTE FUNCTION account.trg_transactions_balance();
+
 -- Lock an account's ledger (its chain head) until the transaction ends: appends by
 -- others wait, so a balance read afterwards stays true while this transaction writes.
 CREATE OR REPLACE FUNCTION account.lock_ledger(p_account_id bigint)
@@ -282,6 +302,19 @@ LANGUAGE sql STABLE AS $$
     SELECT tail.account_id, tail.chain_seq, NULL::bigint, 'chain has no head row'
       FROM tail
      WHERE NOT EXISTS (SELECT 1 FROM account.ledger_heads h WHERE h.account_id = tail.account_id)
+    UNION ALL
+    SELECT coalesce(s.account_id, b.account_id), NULL::bigint, NULL::bigint,
+           format('%s balance is %s over %s rows, but its rows sum to %s over %s (balance altered)',
+                  coalesce(s.currency, b.currency), coalesce(b.balance, 0), coalesce(b.entries, 0),
+                  coalesce(s.total, 0), coalesce(s.entries, 0))
+      FROM (SELECT x.account_id, x.currency, sum(x.amount) AS total, count(*) AS entries
+              FROM account.transactions x
+             WHERE p_account_id IS NULL OR x.account_id = p_account_id
+             GROUP BY x.account_id, x.currency) s
+      FULL JOIN (SELECT * FROM account.ledger_balances lb
+                  WHERE p_account_id IS NULL OR lb.account_id = p_account_id) b
+        ON b.account_id = s.account_id AND b.currency = s.currency
+     WHERE s.total IS DISTINCT FROM b.balance OR s.entries IS DISTINCT FROM b.entries
     ORDER BY 1, 2, 3
 $$;
 
@@ -863,5 +896,6 @@ BEGIN
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %s GRANT USAGE, SELECT ON SEQUENCES TO tradestore_app', v_schemas);
     REVOKE UPDATE, DELETE, TRUNCATE ON account.transactions FROM tradestore_app;
     REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON account.ledger_heads FROM tradestore_app;
+    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON account.ledger_balances FROM tradestore_app;
 END;
 $$;

@@ -362,6 +362,20 @@ CREATE TABLE account.ledger_heads (
     prev_hash   bytea
 );
 
+-- Each account's balance per currency, kept by tr_transactions_balance as ledger rows are
+-- appended (the ledger is append-only, so the running sum is exact), so a balance read
+-- (every spot order's funds check) costs one row, not a scan of the account's history.
+-- Written only by that trigger; `ledger verify` (account.verify_ledger) checks it
+-- against the rows.
+CREATE TABLE account.ledger_balances (
+    account_id          bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,
+    currency            varchar(20) NOT NULL,
+    balance             numeric NOT NULL,
+    entries             bigint NOT NULL CHECK (entries > 0),
+    last_movement_at    timestamptz NOT NULL,
+    PRIMARY KEY (account_id, currency)
+);
+
 -- Daily account valuations, from which 003's portfolio performance columns are derived.
 CREATE TABLE account.equity_snapshots (
     account_id          bigint NOT NULL REFERENCES account.accounts (id) ON DELETE RESTRICT,

@@ -1,23 +1,24 @@
--- Balances and valuation, derived from the ledger and positions when read, never stored
--- twice: seed 003's portfolios and positions, seed 004's portfolio and holdings and the
--- Python API all read these, so they cannot drift apart.
+-- Balances and valuation, derived from the ledger and positions when read: seed 003's
+-- portfolios and positions, seed 004's portfolio and holdings and the Python API all read
+-- these, so they cannot drift apart. The one stored figure is the ledger's running sum
+-- per account and currency (account.ledger_balances, kept by the ledger's own trigger
+-- and checked by `ledger verify`), so a balance costs one row however long the ledger.
 
--- Cash of an account in one currency (its base currency by default): the ledger sum.
+-- Cash of an account in one currency (its base currency by default): the ledger's sum, as
+-- its running balance holds it.
 CREATE OR REPLACE FUNCTION account.cash_balance(p_account_id bigint, p_currency text DEFAULT NULL)
 RETURNS numeric LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(t.amount), 0)
-      FROM account.transactions t
-     WHERE t.account_id = p_account_id
-       AND t.currency = coalesce(upper(p_currency),
-                                 (SELECT a.base_currency FROM account.accounts a WHERE a.id = p_account_id))
+    SELECT coalesce((
+        SELECT b.balance FROM account.ledger_balances b
+         WHERE b.account_id = p_account_id
+           AND b.currency = coalesce(upper(p_currency),
+                                     (SELECT a.base_currency FROM account.accounts a WHERE a.id = p_account_id))), 0)
 $$;
 
--- Ledger balance per account and currency.
+-- Ledger balance per account and currency (the running sums of account.ledger_balances).
 CREATE OR REPLACE VIEW account.balances AS
-SELECT t.account_id, t.currency, sum(t.amount) AS balance, count(*) AS entries,
-       max(t."timestamp") AS last_movement_at
-  FROM account.transactions t
- GROUP BY t.account_id, t.currency;
+SELECT b.account_id, b.currency, b.balance, b.entries, b.last_movement_at
+  FROM account.ledger_balances b;
 
 -- Price of one unit of p_from in p_to: 1 for the same currency, else the latest price of
 -- a listing of p_from/p_to (or 1 / that of p_to/p_from), preferring p_exchange_id's
