@@ -82,13 +82,15 @@ def _collector_work(collector_id: int, settings: Settings, api_url: str | None) 
         from tradestore.market.collect.collector import Collector
         from tradestore.market.collect.feed import MarketSource
         from tradestore.market.collect.feeds import get_collector
+        from tradestore.market.collect.stream import stream_source
 
         row = get_collector(conn, collector_id)
         cache = existing_cache(settings)
         last_ok = time.monotonic()
         try:
             source = MarketSource(row.exchange, api_url)
-            with Collector(conn, source, row.specs(), cache=cache) as collector:
+            stream = stream_source(row.exchange, rest=row.transport == "rest", api_url=api_url)
+            with Collector(conn, source, row.specs(), cache=cache, stream=stream) as collector:
                 while not stop.is_set():
                     started = time.monotonic()
                     report = collector.run_once()

@@ -36,6 +36,21 @@ WATCH_TICKER_PARAMS: dict[str, dict[str, str]] = {
 }
 
 
+def stream_source(
+    exchange_code: str,
+    *,
+    rest: bool = False,
+    api_url: str | None = None,
+    ws_url: str | None = None,
+) -> StreamSource | None:
+    """The websocket source a collector uses, or None to poll everything over REST: when
+    asked (`rest`), or when REST goes to another address (`api_url`: a proxy or fake)
+    and no websocket address is given (the stream would bypass it)."""
+    if rest or (api_url is not None and ws_url is None):
+        return None
+    return StreamSource(exchange_code, ws_url=ws_url, base_url=api_url)
+
+
 class StreamSource:
     """Websocket market data of one exchange (no API key needed). `ws_url` sends its
     websockets elsewhere (a loopback fake in tests), `base_url` its REST calls (market
