@@ -286,11 +286,20 @@ class FillFollower:
         self._last_rest: float | None = None
         self._held: list[dict[str, Any]] = []
         self._listings: dict[str, int] = {}
+        # Without fetchMyTrades (upbit) there is no REST history: the stream alone.
+        self.can_poll = bool(connector.exchange.has.get("fetchMyTrades"))
         if stream_exchange is not None and stream_exchange.has.get("watchMyTrades"):
             self.loop = StreamLoop(
                 stream_exchange, backoff_s=backoff_s, max_backoff_s=max_backoff_s
             )
             self._watch(stream_exchange)
+        elif not self.can_poll:
+            raise ValidationError(
+                "exchange",
+                "following fills needs the exchange's user stream (CCXT watchMyTrades) or its "
+                "trade history (fetchMyTrades), and this exchange offers neither here",
+                connector.id,
+            )
 
     @property
     def streaming(self) -> bool:
@@ -330,7 +339,7 @@ class FillFollower:
                 self._held.extend(event.data)
         now = self.monotonic()
         periodic = self._last_rest is None or now - self._last_rest >= self.rest_every_s
-        if self.connected and (self.catch_up_due or periodic):
+        if self.connected and self.can_poll and (self.catch_up_due or periodic):
             caught = self._rest(report)
             if caught is None:
                 report.connected = self.connected
@@ -364,8 +373,12 @@ class FillFollower:
             trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
             newest, stopped = _apply(self.conn, self.account, listing_id, trades, out)
             if stopped:
-                # The rest of these trades come again from the cursor, over REST.
+                # The rest of these trades come again from the cursor, over REST; with no
+                # REST history they are held and tried again next pass.
                 self.catch_up_due = True
+                if not self.can_poll:
+                    done = set(out.applied) | set(out.duplicates)
+                    self._held.extend(t for t in trades if str(t["id"]) not in done)
             if newest is not None and not self.catch_up_due:
                 _advance_cursor(self.conn, self.account.account_id, listing_id, newest)
         return out
