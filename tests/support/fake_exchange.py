@@ -13,10 +13,21 @@ params) for assertions; `trade_feed` can rewrite the myTrades answer (duplicates
 Public market data for the collector: `klines` (per symbol, 1m bars as Binance sends them),
 `agg_trades` (aggTrades), `depth` and `ticker_24hr`, filled with `add_bar`, `add_print`,
 `set_book`, `set_ticker`; `kline_feed` rewrites a klines answer (duplicate bars).
+
+Websockets (`serve_ws()`, then `fake.ws`, a `FakeStreams`): the subset of Binance's stream
+protocol ccxt.pro's `binance` class speaks, on a second loopback port (aiohttp). Market
+streams at `/ws/<n>` (`SUBSCRIBE` / `UNSUBSCRIBE` of `<symbol>@kline_<tf>`, `@aggTrade`,
+`@trade`, `@depth@100ms`, `@ticker`, answered `{"result": null, "id": ...}`) and the spot
+user data stream of the WebSocket API at `/ws-api/v3` (`userDataStream.subscribe.signature`,
+its HMAC checked; events wrapped in `{"subscriptionId", "event"}`). Tests push messages
+(`push_kline`, `push_print`, `push_depth`, `push_ticker`, `push_execution`), wait for
+subscriptions (`wait_subscribed`), drop every connection (`drop`) and refuse new ones
+(`refuse`: the handshake answers 503), so reconnects run through CCXT's own client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -29,6 +40,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from aiohttp import WSMsgType, web
 
 API_KEY = "fake-binance-key-0123456789"
 API_SECRET = "fake-binance-secret-abcdefghij"
@@ -113,6 +126,7 @@ class FakeBinance:
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    ws: FakeStreams | None = None
 
     # ------------------------------------------------------------------ test controls
     @property
@@ -321,7 +335,14 @@ class FakeBinance:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
+    def serve_ws(self) -> FakeBinance:
+        """Start the websocket endpoints (`self.ws`) on a second loopback port."""
+        self.ws = FakeStreams(self).start()
+        return self
+
     def close(self) -> None:
+        if self.ws is not None:
+            self.ws.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -516,3 +537,283 @@ class FakeBinance:
             ],
             "permissions": ["SPOT"],
         }
+
+
+# ---------------------------------------------------------------------- websockets
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class _Conn:
+    socket: web.WebSocketResponse
+    path: str
+    streams: set[str] = field(default_factory=set)
+    user: bool = False
+
+
+class FakeStreams:
+    """Binance's market streams and spot user data stream over loopback websockets."""
+
+    def __init__(self, fake: FakeBinance) -> None:
+        self.fake = fake
+        self.conns: list[_Conn] = []
+        self.refusing = False
+        self.connects = 0  # handshakes accepted
+        self.received: list[dict[str, Any]] = []
+        self.changed = threading.Condition()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeStreams:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/ws/{stream}", self._market)
+        app.router.add_get("/ws-api/v3", self._api)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.drop()
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    # ------------------------------------------------------------------ test controls
+    def refuse(self, on: bool = True) -> None:
+        """While on, a new connection's handshake is answered 503 (the exchange is away)."""
+        self.refusing = on
+
+    def drop(self) -> None:
+        """Close every open connection (as a network failure would)."""
+
+        async def close_all() -> None:
+            for conn in list(self.conns):
+                await conn.socket.close(code=1006)
+
+        self._run(close_all())
+
+    def subscribed(self, stream: str) -> bool:
+        return any(stream in c.streams and not c.socket.closed for c in self.conns)
+
+    def user_connected(self) -> bool:
+        return any(c.user and not c.socket.closed for c in self.conns)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(condition, timeout):
+                raise AssertionError("fake websocket: condition not met in time")
+
+    def wait_subscribed(self, stream: str, timeout: float = 10.0) -> None:
+        self.wait_for(lambda: self.subscribed(stream), timeout)
+
+    def push(self, stream: str, payload: dict[str, Any]) -> int:
+        """Send a raw stream event to every connection subscribed to `stream`; returns how
+        many got it."""
+        text = json.dumps(payload)
+
+        async def send() -> int:
+            sent = 0
+            for conn in list(self.conns):
+                if stream in conn.streams and not conn.socket.closed:
+                    await conn.socket.send_str(text)
+                    sent += 1
+            return sent
+
+        return int(self._run(send()))
+
+    def push_kline(self, symbol: str, open_ms: int, closed: bool = True) -> int:
+        """The bar of the klines list opening at open_ms (add_bar first), as a kline event."""
+        bar = next(b for b in self.fake.klines[symbol] if b[0] == open_ms)
+        return self.push(
+            f"{symbol.lower()}@kline_1m",
+            {
+                "e": "kline",
+                "E": bar[6] + 1,
+                "s": symbol,
+                "k": {
+                    "t": bar[0], "T": bar[6], "s": symbol, "i": "1m", "f": 1, "L": 1,
+                    "o": bar[1], "h": bar[2], "l": bar[3], "c": bar[4], "v": bar[5],
+                    "n": bar[8], "x": closed, "q": bar[7], "V": "0", "Q": "0", "B": "0",
+                },
+            },
+        )  # fmt: skip
+
+    def push_print(self, symbol: str, trade_id: int) -> int:
+        """A print added with add_print, as an aggTrade event."""
+        t = next(p for p in self.fake.agg_trades[symbol] if p["a"] == trade_id)
+        return self.push(
+            f"{symbol.lower()}@aggTrade", {"e": "aggTrade", "E": t["T"], "s": symbol} | t
+        )
+
+    def push_depth(
+        self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], time_ms: int
+    ) -> int:
+        """A depth update (levels to set; quantity 0 removes one), also applied to the REST
+        book so a snapshot and the diffs agree (update ids follow Binance's U/u rule)."""
+        with self.fake.lock:
+            book = self.fake.books[symbol]
+            update = book["lastUpdateId"] + 1
+            for side, levels in (("bids", bids), ("asks", asks)):
+                merged = {p: q for p, q in book[side]}
+                for p, q in levels:
+                    merged[p] = q
+                kept = [[p, q] for p, q in merged.items() if Decimal(q) != 0]
+                kept.sort(key=lambda lv: Decimal(lv[0]), reverse=side == "bids")
+                book[side] = kept
+            book["lastUpdateId"] = update
+        return self.push(
+            f"{symbol.lower()}@depth@100ms",
+            {"e": "depthUpdate", "E": time_ms, "s": symbol, "U": update, "u": update,
+             "b": [list(b) for b in bids], "a": [list(a) for a in asks]},
+        )  # fmt: skip
+
+    def push_ticker(self, symbol: str) -> int:
+        """The ticker set with set_ticker, as a 24hrTicker event."""
+        t = self.fake.tickers[symbol]
+        return self.push(
+            f"{symbol.lower()}@ticker",
+            {"e": "24hrTicker", "E": t["closeTime"], "s": symbol, "p": t["priceChange"],
+             "P": t["priceChangePercent"], "w": t["weightedAvgPrice"], "x": t["prevClosePrice"],
+             "c": t["lastPrice"], "Q": t["lastQty"], "b": t["bidPrice"], "B": t["bidQty"],
+             "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"], "h": t["highPrice"],
+             "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
+             "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]},
+        )  # fmt: skip
+
+    def execution_report(self, trade: dict[str, Any]) -> dict[str, Any]:
+        """The executionReport event of a trade made by `fake.fill`."""
+        order = next(o for o in self.fake.orders if o.order_id == trade["orderId"])
+        return {
+            "e": "executionReport", "E": trade["time"], "s": trade["symbol"],
+            "c": order.client_order_id, "S": order.side, "o": order.type,
+            "f": "GTC" if order.type == "LIMIT" else "IOC", "q": str(order.quantity),
+            "p": str(order.price or 0), "P": "0", "F": "0", "g": -1, "C": "", "x": "TRADE",
+            "X": order.status, "r": "NONE", "i": order.order_id, "l": trade["qty"],
+            "z": str(order.executed), "L": trade["price"], "n": trade["commission"],
+            "N": trade["commissionAsset"], "T": trade["time"], "t": trade["id"], "I": 1,
+            "w": False, "m": trade["isMaker"], "M": True, "O": order.time_ms,
+            "Z": str(order.quote), "Y": trade["quoteQty"], "Q": "0",
+        }  # fmt: skip
+
+    def push_execution(self, trade: dict[str, Any]) -> int:
+        """A trade of `fake.fill` on the user data stream (send it twice for a duplicate)."""
+        text = json.dumps({"subscriptionId": 0, "event": self.execution_report(trade)})
+
+        async def send() -> int:
+            sent = 0
+            for conn in list(self.conns):
+                if conn.user and not conn.socket.closed:
+                    await conn.socket.send_str(text)
+                    sent += 1
+            return sent
+
+        return int(self._run(send()))
+
+    # ------------------------------------------------------------------ server side
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    async def _accept(self, request: web.Request) -> _Conn | web.Response:
+        if self.refusing:
+            return web.Response(status=503, text="fake: refusing websocket connections")
+        # A short close handshake: a dropped client does not hold the fake up.
+        socket = web.WebSocketResponse(timeout=0.5)
+        await socket.prepare(request)
+        conn = _Conn(socket, request.path)
+        self.conns.append(conn)
+        self.connects += 1
+        return conn
+
+    async def _serve(
+        self,
+        conn: _Conn,
+        handle: Callable[[_Conn, dict[str, Any]], tuple[dict[str, Any], Callable[[], None]]],
+    ) -> None:
+        self._notify()
+        try:
+            async for msg in conn.socket:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                self.received.append(data)
+                reply, then = handle(conn, data)
+                await conn.socket.send_str(json.dumps(reply))
+                # The subscription counts once its answer is out: what a test pushes
+                # after waiting for it comes after the answer, as on the exchange.
+                then()
+                self._notify()
+        finally:
+            self.conns.remove(conn)
+            self._notify()
+
+    async def _market(self, request: web.Request) -> web.StreamResponse:
+        conn = await self._accept(request)
+        if isinstance(conn, web.Response):
+            return conn
+
+        def handle(conn: _Conn, data: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+            streams = list(data.get("params", []))
+            if data.get("method") == "SUBSCRIBE":
+                then: Callable[[], None] = lambda: conn.streams.update(streams)  # noqa: E731
+            elif data.get("method") == "UNSUBSCRIBE":
+                then = lambda: conn.streams.difference_update(streams)  # noqa: E731
+            else:
+                return {
+                    "error": {"code": 2, "msg": "Invalid request"},
+                    "id": data.get("id"),
+                }, _nothing
+            return {"result": None, "id": data.get("id")}, then
+
+        await self._serve(conn, handle)
+        return conn.socket
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        conn = await self._accept(request)
+        if isinstance(conn, web.Response):
+            return conn
+
+        def handle(conn: _Conn, data: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+            reply = answer(conn, data)
+            ok = reply.get("status") == 200
+            return reply, (lambda: setattr(conn, "user", True)) if ok else _nothing
+
+        def answer(conn: _Conn, data: dict[str, Any]) -> dict[str, Any]:
+            rid = data.get("id")
+            if data.get("method") != "userDataStream.subscribe.signature":
+                return {"id": rid, "status": 400, "error": {"code": -1, "msg": "fake: no method"}}
+            params = dict(data.get("params") or {})
+            signature = str(params.pop("signature", ""))
+            payload = "&".join(f"{k}={params[k]}" for k in sorted(params))
+            expected = hmac.new(
+                self.fake.api_secret.encode(), payload.encode(), hashlib.sha256
+            ).hexdigest()
+            if params.get("apiKey") != self.fake.api_key:
+                return {"id": rid, "status": 401,
+                        "error": {"code": -2015, "msg": "Invalid API-key, IP, or permissions."}}  # fmt: skip
+            if not hmac.compare_digest(expected, signature):
+                return {"id": rid, "status": 400,
+                        "error": {"code": -1022, "msg": "Signature for this request is not valid."}}  # fmt: skip
+            return {"id": rid, "status": 200, "result": {"subscriptionId": 0}}
+
+        await self._serve(conn, handle)
+        return conn.socket

@@ -60,8 +60,12 @@ def collect_command(
     trades: bool = typer.Option(False, "--trades", help="collect public trades"),
     interval: float = typer.Option(1.0, "--interval", help="seconds between polls"),
     once: bool = typer.Option(False, "--once", help="one pass (backfill included), then exit"),
+    rest: bool = typer.Option(False, "--rest", help="poll over REST even what the exchange "
+                              "streams over its websocket"),
     api_url: str | None = typer.Option(None, "--api-url", hidden=True,
                                        help="send the exchange's REST calls here (a local fake)"),
+    ws_url: str | None = typer.Option(None, "--ws-url", hidden=True,
+                                      help="send the exchange's websockets here (a local fake)"),
 ) -> None:  # fmt: skip
     """Collect live market data into the database (gaps backfilled first)."""
     if ctx.invoked_subcommand is not None:
@@ -71,6 +75,7 @@ def collect_command(
     from tradestore.cache.client import existing_cache
     from tradestore.market.collect.collector import Collector
     from tradestore.market.collect.feed import FeedSpec, MarketSource
+    from tradestore.market.collect.stream import stream_source
 
     specs = []
     for symbol in symbols:
@@ -89,7 +94,13 @@ def collect_command(
     cache = existing_cache(settings())
     try:
         with _conn() as conn:
-            collector = Collector(conn, MarketSource(exchange, api_url), specs, cache=cache)
+            # One pass (--once) is a poll; REST redirected (--api-url) without a websocket
+            # address keeps the websocket off too.
+            stream = None if once else stream_source(exchange, rest=rest, api_url=api_url,
+                                                     ws_url=ws_url)  # fmt: skip
+            collector = Collector(
+                conn, MarketSource(exchange, api_url), specs, cache=cache, stream=stream
+            )
             with collector:
 
                 def step() -> None:
@@ -151,6 +162,7 @@ def collect_add(
     trades: bool = typer.Option(False, "--trades"),
     interval: str = typer.Option("1", "--interval", help="seconds between polls"),
     disabled: bool = typer.Option(False, "--disabled", help="store it, do not run it yet"),
+    rest: bool = typer.Option(False, "--rest", help="poll over REST even what the exchange streams"),
 ) -> None:  # fmt: skip
     """Store a collector for `up` to run (and restart) from now on."""
     from tradestore.cli.common import parse_decimal
@@ -166,6 +178,7 @@ def collect_add(
         collector_id = add_collector(
             conn, exchange, symbols, kinds, timeframe=candles, depth=orderbook,
             interval_s=parse_decimal("interval", interval) or Decimal(1), enabled=not disabled,
+            transport="rest" if rest else "auto",
         )  # fmt: skip
     console.print(
         f"collector {collector_id} added: {exchange} {', '.join(symbols)} ({', '.join(kinds)})"
@@ -182,11 +195,11 @@ def collect_list() -> None:
     with _conn() as conn:
         found = list_collectors(conn)
     table = make_table(
-        ["id", "exchange", "symbols", "kinds", "tf", "depth", "interval s", "enabled"]
+        ["id", "exchange", "symbols", "kinds", "tf", "depth", "interval s", "transport", "enabled"]
     )
     for r in found:
         table.add_row(str(r.id), r.exchange, ",".join(r.symbols), ",".join(r.kinds),
-                      r.timeframe or "", str(r.depth or ""), str(r.interval_s),
+                      r.timeframe or "", str(r.depth or ""), str(r.interval_s), r.transport,
                       "yes" if r.enabled else "no")  # fmt: skip
     console.print(table)
 

@@ -36,13 +36,23 @@ def _conn() -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def _factory(conn: psycopg.Connection[Any], api_url: str | None, account_id: int | None) -> Any:
+def _factory(
+    conn: psycopg.Connection[Any],
+    api_url: str | None,
+    account_id: int | None,
+    ws_url: str | None = None,
+) -> Any:
     from tradestore.trading.exchange.accounts import ConnectorFactory, routing_accounts
 
-    urls = {}
-    if api_url:
-        urls = {a.exchange: api_url for a in routing_accounts(conn, account_id)}
-    return ConnectorFactory(SecretBox.from_settings(settings()), base_urls=urls)
+    urls: dict[str, str] = {}
+    ws_urls: dict[str, str] = {}
+    if api_url or ws_url:
+        for a in routing_accounts(conn, account_id):
+            if api_url:
+                urls[a.exchange] = api_url
+            if ws_url:
+                ws_urls[a.exchange] = ws_url
+    return ConnectorFactory(SecretBox.from_settings(settings()), base_urls=urls, ws_urls=ws_urls)
 
 
 @route_app.command("set")
@@ -95,13 +105,54 @@ def route_run(
             stop.set()
 
 
+def _follow_fills(
+    conn: psycopg.Connection[Any],
+    account: Any,
+    factory: Any,
+    connector: Any,
+    rest: bool,
+    interval: float,
+) -> None:
+    import signal
+    import threading
+
+    from tradestore.trading.exchange.fillsync import FillFollower
+
+    stream = None if rest else factory.stream_for_account(conn, account)
+    follower = FillFollower(conn, account, connector, stream)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    how = "the user stream" if follower.streaming else "REST polling"
+    console.print(f"following the fills of account {account.account_id} ({how}); Ctrl-C to stop")
+    try:
+        while not stop.is_set():
+            report = follower.run_once()
+            for done in (report.caught_up, report.streamed):
+                if done is not None and done.applied:
+                    console.print(f"{len(done.applied)} new fill(s)")
+            for failure in report.failed:
+                console.print(f"[yellow]{failure}[/]")
+            stop.wait(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        follower.close()
+
+
 @fills_app.command("sync")
 @handles_errors
 def fills_sync(
     account: int = typer.Option(..., "--account", "-a", help="account id"),
     check: bool = typer.Option(True, "--check/--no-check", help="compare balances afterwards"),
+    follow: bool = typer.Option(False, "--follow", help="keep following: the exchange's user "
+                                "stream where it has one (REST catch-up on every reconnect), "
+                                "REST polling otherwise; until Ctrl-C"),
+    rest: bool = typer.Option(False, "--rest", help="with --follow: poll over REST only"),
+    interval: float = typer.Option(1.0, "--interval", help="with --follow: seconds between passes"),
     api_url: str | None = API_URL,
-) -> None:
+    ws_url: str | None = typer.Option(None, "--ws-url", hidden=True,
+                                      help="send the exchange's websockets here (a local fake)"),
+) -> None:  # fmt: skip
     """One fill sync pass for a routing account: the exchange's trades into the books."""
     from tradestore.trading.exchange.accounts import routing_accounts
     from tradestore.trading.exchange.fillsync import check_balances, sync_fills
@@ -110,7 +161,12 @@ def fills_sync(
         found = routing_accounts(conn, account)
         if not found:
             raise fail(f"account {account} does not route to an exchange (tradestore route set)")
-        connector = _factory(conn, api_url, account).for_account(conn, found[0])
+        factory = _factory(conn, api_url, account, ws_url)
+        connector = factory.for_account(conn, found[0])
+        if follow:
+            _follow_fills(conn, found[0], factory, connector, rest or bool(api_url and not ws_url),
+                          interval)  # fmt: skip
+            return
         report = sync_fills(conn, found[0], connector)
         console.print(
             f"{len(report.applied)} new fill(s), {len(report.duplicates)} already recorded, "

@@ -4,8 +4,10 @@ collector (CLI or API) needs no restart:
 - `runner:<id>`     each enabled row of analytics.strategy_runners (LiveRunner.run);
 - `collector:<id>`  each enabled row of market.collector_feeds (Collector passes);
 - `router`          the order router, while some account routes (trading_mode paper/live);
-- `fillsync`        fill sync for those accounts every `FILL_SYNC_SECONDS`, and the balance
-                    check (drift raises an alert) every `BALANCE_CHECK_SECONDS`;
+- `fillsync`        fills of those accounts: from the exchange's user stream where it has
+                    one (REST catch-up on every reconnect), else polled every
+                    `FILL_SYNC_SECONDS`; the balance check (drift raises an alert) every
+                    `BALANCE_CHECK_SECONDS`;
 - `paper`           tradestore's paper exchange, while some account is in trading_mode sim.
 
 `fleet_service` (one `up` service) compares what runs with what is configured every
@@ -86,13 +88,15 @@ def _collector_work(collector_id: int, settings: Settings, api_url: str | None) 
         from tradestore.market.collect.collector import Collector
         from tradestore.market.collect.feed import MarketSource
         from tradestore.market.collect.feeds import get_collector
+        from tradestore.market.collect.stream import stream_source
 
         row = get_collector(conn, collector_id)
         cache = existing_cache(settings)
         last_ok = time.monotonic()
         try:
             source = MarketSource(row.exchange, api_url)
-            with Collector(conn, source, row.specs(), cache=cache) as collector:
+            stream = stream_source(row.exchange, rest=row.transport == "rest", api_url=api_url)
+            with Collector(conn, source, row.specs(), cache=cache, stream=stream) as collector:
                 while not stop.is_set():
                     started = time.monotonic()
                     report = collector.run_once()
@@ -135,34 +139,59 @@ def _fillsync_work(settings: Settings, api_url: str | None) -> Work:
         from tradestore.identity.secretbox import SecretBox
         from tradestore.trading.exchange.accounts import ConnectorFactory, routing_accounts
         from tradestore.trading.exchange.connector import scrub
-        from tradestore.trading.exchange.fillsync import check_balances, sync_fills
+        from tradestore.trading.exchange.fillsync import FillFollower, check_balances
 
         box = SecretBox.from_settings(settings)
         factory = ConnectorFactory(box)
+        followers: dict[int, FillFollower] = {}
+        polled: dict[int, float] = {}
         checked: dict[int, float] = {}
-        while not stop.is_set():
-            applied, problems = 0, []
-            accounts = routing_accounts(conn)
-            urls = {a.exchange: api_url for a in accounts} if api_url else {}
-            if urls != factory.base_urls:
-                factory = ConnectorFactory(box, base_urls=urls)
-            for account in accounts:
-                try:
-                    connector = factory.for_account(conn, account)
-                    applied += len(sync_fills(conn, account, connector).applied)
-                    due = checked.get(account.account_id, float("-inf")) + BALANCE_CHECK_SECONDS
-                    if time.monotonic() >= due:
-                        check_balances(conn, account, connector)
-                        checked[account.account_id] = time.monotonic()
-                except (ccxt.BaseError, TradestoreError) as exc:
-                    # One account's exchange or key trouble does not stop the others'; the
-                    # router raises the alert for an authentication error.
-                    problems.append(f"account {account.account_id}: {type(exc).__name__}")
-                    log.warning("fill sync of account %s: %s", account.account_id, scrub(exc))
-            status.last_message = f"{applied} new fill(s)" + (
-                f"; {', '.join(problems)}" if problems else ""
-            )
-            stop.wait(FILL_SYNC_SECONDS)
+        try:
+            while not stop.is_set():
+                applied, problems = 0, []
+                accounts = routing_accounts(conn)
+                urls = {a.exchange: api_url for a in accounts} if api_url else {}
+                if urls != factory.base_urls:
+                    factory = ConnectorFactory(box, base_urls=urls)
+                for gone in set(followers) - {a.account_id for a in accounts}:
+                    followers.pop(gone).close()
+                for account in accounts:
+                    now = time.monotonic()
+                    try:
+                        follower = followers.get(account.account_id)
+                        if follower is None:
+                            connector = factory.for_account(conn, account)
+                            # A REST override (a fake exchange) has no websocket: poll.
+                            stream = None if api_url else factory.stream_for_account(conn, account)
+                            follower = FillFollower(conn, account, connector, stream)
+                            followers[account.account_id] = follower
+                        # A streaming follower is cheap to ask every second; polling goes
+                        # to the exchange, so every FILL_SYNC_SECONDS.
+                        due = polled.get(account.account_id, float("-inf")) + FILL_SYNC_SECONDS
+                        if follower.streaming or now >= due:
+                            polled[account.account_id] = now
+                            report = follower.run_once()
+                            applied += sum(
+                                len(r.applied) for r in (report.caught_up, report.streamed) if r
+                            )
+                            problems += report.failed
+                        if now >= checked.get(account.account_id, float("-inf")) + (
+                            BALANCE_CHECK_SECONDS
+                        ):
+                            check_balances(conn, account, follower.connector)
+                            checked[account.account_id] = now
+                    except (ccxt.BaseError, TradestoreError) as exc:
+                        # One account's exchange or key trouble does not stop the others';
+                        # the router raises the alert for an authentication error.
+                        problems.append(f"account {account.account_id}: {type(exc).__name__}")
+                        log.warning("fill sync of account %s: %s", account.account_id, scrub(exc))
+                status.last_message = f"{applied} new fill(s)" + (
+                    f"; {', '.join(problems)}" if problems else ""
+                )
+                stop.wait(1.0)
+        finally:
+            for follower in followers.values():
+                follower.close()
 
     return work
 

@@ -80,6 +80,15 @@ def test_collectors_for_up_are_added_listed_and_removed(
         "FROM market.collector_feeds"
     ).fetchone() == ("binance", ["BTC/USDT", "ETH/USDT"], ["candles", "orderbook"], "1m", 10,
                      2, True)  # fmt: skip
+    # --rest: poll even what the exchange streams (its websocket is the default).
+    result = runner.invoke(app, ["collect", "add", "-x", "binance", "-s", "SOL/USDT", "--trades",
+                                 "--rest"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert conn.execute(
+        "SELECT array_agg(transport ORDER BY id) FROM market.collector_feeds"
+    ).fetchone() == (["auto", "rest"],)
+    result = runner.invoke(app, ["collect", "remove", "2"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["collect", "add", "-x", "binance", "-s", "BTC/USDT"])
     assert result.exit_code == 1 and "nothing to collect" in result.output
     result = runner.invoke(app, ["collect", "add", "-x", "binance", "-s", "X/Y", "--candles", "7q"])

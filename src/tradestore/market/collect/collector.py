@@ -14,6 +14,16 @@ again and it is retried after 1 s, 2 s, 4 s ... up to `max_backoff_s`; the poll 
 succeeds backfills the gap first. A feed that brought nothing new for longer than twice
 its expected interval (a bar per timeframe, a trade a minute, a book or ticker per poll)
 raises an alert (WARNING, HIGH, `data.kind` FEED_STALE, one dedupe key per feed); it is raised once per silence.
+
+With a `StreamSource`, a feed the exchange streams (its ccxt.pro class has the watch
+method) comes over the websocket instead of polls; the others are still polled. A
+streamed feed is *disconnected* until its stream delivers; on that first message after
+every (re)connect the collector backfills the gap over REST exactly as a poll does, and
+only then stores the live messages (held until the backfill succeeds). A streamed bar is
+stored once it has closed: its end has passed, or a later bar has arrived. Books and
+tickers are stored as the newest snapshot per pass. Stream reconnects back off as polls
+do (the stream loop's 1 s, 2 s, 4 s ...), and a stream silent for longer than twice its
+interval raises the same FEED_STALE alert.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 import psycopg
@@ -33,11 +43,22 @@ from tradestore.cache.client import Cache
 from tradestore.cache.keys import market_symbol
 from tradestore.db.errors import TradestoreError
 from tradestore.market.collect import backfill
-from tradestore.market.collect.feed import FeedSpec, MarketSource
+from tradestore.market.collect.feed import (
+    FeedSpec,
+    MarketSource,
+    book_row,
+    ohlcv_rows,
+    ticker_row,
+    trade_rows,
+)
 from tradestore.market.collect.sink import FlushReport, Sink
 from tradestore.market.listings import ensure_listing
 from tradestore.market.timeframes import timeframe_delta
 from tradestore.notify.alerts import raise_alert
+from tradestore.trading.exchange.streams import CONNECTED, DISCONNECTED
+
+if TYPE_CHECKING:
+    from tradestore.market.collect.stream import StreamSource
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +91,12 @@ class FeedState:
     stale_alerted: bool = False
     reconnects: int = 0
     backfilled: int = 0
+    # Streamed feeds: the stream delivers (its gap still to backfill until `connected`),
+    # live rows held until the gap is backfilled, and bars not closed yet by time.
+    streamed: bool = False
+    linked: bool = False
+    held: list[dict[str, Any]] = field(default_factory=list)
+    forming: dict[dt.datetime, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,9 +127,11 @@ class Collector:
         lookback: dt.timedelta = dt.timedelta(hours=1),
         max_backoff_s: float = 60.0,
         indicators: bool = True,
+        stream: StreamSource | None = None,
     ) -> None:
         self.conn = conn
         self.source = source
+        self.stream = stream
         self.specs = list(specs)
         self.clock = clock
         self.lookback = lookback
@@ -131,9 +160,17 @@ class Collector:
             symbol = market_symbol(spec.exchange, exchange_symbol)
             self.sink.cache_symbols[listing.id] = symbol
             self.feeds.append(FeedState(spec, listing.id, symbol, last_data_at=now))
+        if self.stream is not None:
+            for feed in self.feeds:
+                if self.stream.has(feed.spec.kind):
+                    feed.streamed = True
+                    self.stream.watch(feed.spec)
 
     def close(self) -> None:
-        """Release the feeds' locks (also released when the session ends)."""
+        """Stop the streams and release the feeds' locks (also released when the session
+        ends)."""
+        if self.stream is not None:
+            self.stream.close()
         for key in self._locks:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         self._locks.clear()
@@ -150,6 +187,8 @@ class Collector:
         """Poll every feed that is due, store what came, then look for silent feeds."""
         report = PassReport()
         for feed in self.feeds:
+            if feed.streamed:
+                continue
             now = self.clock()
             if feed.next_attempt_at is not None and now < feed.next_attempt_at:
                 continue
@@ -165,6 +204,8 @@ class Collector:
             if got:
                 feed.last_data_at = now
                 feed.stale_alerted = False
+        if self.stream is not None:
+            self._streams(report)
         report.flush = self.sink.flush()
         report.stale = self.check_stale()
         return report
@@ -214,6 +255,95 @@ class Collector:
                 )
             feed.stale_alerted = True
         return stale
+
+    # ------------------------------------------------------------------ streams
+    def _streams(self, report: PassReport) -> None:
+        """Take in what the streams brought; backfill the gap of each stream that
+        (re)connected, then store the live rows of the connected ones."""
+        assert self.stream is not None
+        now = self.clock()
+        by_key = {feed.spec.key: feed for feed in self.feeds}
+        for event in self.stream.drain():
+            feed = by_key[event.key]
+            if event.kind == DISCONNECTED:
+                if feed.connected:
+                    feed.reconnects += 1
+                feed.connected = feed.linked = False
+                # Bars not closed yet come complete from the backfill after the reconnect.
+                feed.forming.clear()
+                feed.held.clear()
+                feed.failures += 1
+                report.failed[feed.spec.key] = (event.error or "").split(":", 1)[0]
+                log.warning("collector: stream %s: %s", feed.spec.key, event.error)
+            elif event.kind == CONNECTED:
+                feed.linked = True
+                feed.connected = False  # live again once the gap is backfilled
+                feed.next_attempt_at = None
+            else:
+                feed.held.extend(self._stream_rows(feed, event.data, now))
+                feed.last_data_at = now
+                feed.stale_alerted = False
+        for feed in self.feeds:
+            if not feed.streamed:
+                continue
+            if feed.linked and not feed.connected:
+                if feed.next_attempt_at is not None and now < feed.next_attempt_at:
+                    continue
+                try:
+                    self._backfill(feed, now, report)
+                except ccxt.NetworkError as exc:  # the REST history failed: try again
+                    self._disconnected(feed, now, exc)
+                    report.failed[feed.spec.key] = type(exc).__name__
+                    continue
+                feed.failures = 0
+                feed.next_attempt_at = None
+            if feed.connected:
+                self._store_live(feed, now)
+
+    def _stream_rows(self, feed: FeedState, data: Any, now: dt.datetime) -> list[dict[str, Any]]:
+        kind = feed.spec.kind
+        if kind == "candles":
+            return ohlcv_rows(data)
+        if kind == "trades":
+            return trade_rows(data)
+        if kind == "orderbook":
+            return [book_row(data, feed.spec.depth or 10, now)]
+        return [ticker_row(data, now)]
+
+    def _backfill(self, feed: FeedState, now: dt.datetime, report: PassReport) -> None:
+        """The gap of a stream that (re)connected, over REST, before any live row."""
+        if feed.spec.kind == "candles":
+            rows = self._candles(feed, now)
+        elif feed.spec.kind == "trades":
+            rows = self._trades(feed, now)
+        else:
+            rows = []  # snapshots: nothing to backfill
+        self.sink.add(feed.spec.kind, feed.listing_id, rows, feed.spec.timeframe)
+        feed.connected = True
+        feed.backfilled += len(rows)
+        report.backfilled[feed.spec.key] = len(rows)
+        if rows:
+            feed.last_data_at = now
+            feed.stale_alerted = False
+
+    def _store_live(self, feed: FeedState, now: dt.datetime) -> None:
+        spec = feed.spec
+        held, feed.held = feed.held, []
+        if spec.kind == "candles":
+            # Each update of a bar replaces the last; a bar is final once it has ended or
+            # a later bar has begun.
+            feed.forming.update((row["time"], row) for row in held if row["time"] is not None)
+            if not feed.forming:
+                return
+            width = timeframe_delta(spec.timeframe or "1m")
+            newest = max(feed.forming)
+            done = sorted(t for t in feed.forming if t < newest or t + width <= now)
+            rows = [feed.forming.pop(t) for t in done]
+        elif spec.kind == "trades":
+            rows = held
+        else:
+            rows = held[-1:]  # the newest snapshot of the pass
+        self.sink.add(spec.kind, feed.listing_id, rows, spec.timeframe)
 
     # ------------------------------------------------------------------ polls
     def _poll(self, feed: FeedState, now: dt.datetime, report: PassReport) -> bool:

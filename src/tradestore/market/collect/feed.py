@@ -104,61 +104,75 @@ class MarketSource:
     ) -> list[dict[str, Any]]:
         """Bars from since_ms, oldest first: time, open, high, low, close, volume."""
         self._ready()
-        rows = self.exchange.fetch_ohlcv(symbol, timeframe, since_ms, limit)
-        return [
-            {
-                "time": _ms_time(r[0]),
-                "open": _text(r[1]),
-                "high": _text(r[2]),
-                "low": _text(r[3]),
-                "close": _text(r[4]),
-                "volume": _text(r[5]),
-            }
-            for r in rows
-        ]
+        return ohlcv_rows(self.exchange.fetch_ohlcv(symbol, timeframe, since_ms, limit))
 
     def trades(self, symbol: str, since_ms: int, limit: int) -> list[dict[str, Any]]:
         """Public trades from since_ms, oldest first: time, trade_id, price, quantity, side."""
         self._ready()
-        rows = self.exchange.fetch_trades(symbol, since_ms, limit)
-        return [
-            {
-                "time": _ms_time(t["timestamp"]),
-                "trade_id": str(t["id"]),
-                "price": _text(t["price"]),
-                "quantity": _text(t["amount"]),
-                "side": t.get("side") or None,
-            }
-            for t in rows
-        ]
+        return trade_rows(self.exchange.fetch_trades(symbol, since_ms, limit))
 
     def order_book(self, symbol: str, depth: int, received: dt.datetime) -> dict[str, Any]:
         """The book's top `depth` levels; its time is the exchange's, or `received` when the
         exchange gives none (Binance spot)."""
         self._ready()
-        book = self.exchange.fetch_order_book(symbol, depth)
-        return {
-            "time": _ms_time(book.get("timestamp")) or received,
-            "bids": [[_text(p), _text(q)] for p, q, *_ in book["bids"][:depth]],
-            "asks": [[_text(p), _text(q)] for p, q, *_ in book["asks"][:depth]],
-        }
+        return book_row(self.exchange.fetch_order_book(symbol, depth), depth, received)
 
     def ticker(self, symbol: str, received: dt.datetime) -> dict[str, Any]:
         self._ready()
-        t = self.exchange.fetch_ticker(symbol)
-        return {
-            "time": _ms_time(t.get("timestamp")) or received,
-            "opening_price": _text(t.get("open")),
-            "closing_price": _text(t.get("last") or t.get("close")),
-            "high_price": _text(t.get("high")),
-            "low_price": _text(t.get("low")),
-            "volume": _text(t.get("baseVolume")),
-            "value": _text(t.get("quoteVolume")),
-            "change_24h": _text(t.get("change")),
-            "change_rate_24h": _text(t.get("percentage")),
-            "bid_price": _text(t.get("bid")),
-            "ask_price": _text(t.get("ask")),
+        return ticker_row(self.exchange.fetch_ticker(symbol), received)
+
+
+# CCXT's unified structures as the row shapes of tradestore.market.ingest: one
+# definition for the REST answers and the websocket messages.
+def ohlcv_rows(rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "time": _ms_time(r[0]),
+            "open": _text(r[1]),
+            "high": _text(r[2]),
+            "low": _text(r[3]),
+            "close": _text(r[4]),
+            "volume": _text(r[5]),
         }
+        for r in rows
+    ]
+
+
+def trade_rows(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "time": _ms_time(t["timestamp"]),
+            "trade_id": str(t["id"]),
+            "price": _text(t["price"]),
+            "quantity": _text(t["amount"]),
+            "side": t.get("side") or None,
+        }
+        for t in trades
+    ]
+
+
+def book_row(book: dict[str, Any], depth: int, received: dt.datetime) -> dict[str, Any]:
+    return {
+        "time": _ms_time(book.get("timestamp")) or received,
+        "bids": [[_text(p), _text(q)] for p, q, *_ in book["bids"][:depth]],
+        "asks": [[_text(p), _text(q)] for p, q, *_ in book["asks"][:depth]],
+    }
+
+
+def ticker_row(t: dict[str, Any], received: dt.datetime) -> dict[str, Any]:
+    return {
+        "time": _ms_time(t.get("timestamp")) or received,
+        "opening_price": _text(t.get("open")),
+        "closing_price": _text(t.get("last") or t.get("close")),
+        "high_price": _text(t.get("high")),
+        "low_price": _text(t.get("low")),
+        "volume": _text(t.get("baseVolume")),
+        "value": _text(t.get("quoteVolume")),
+        "change_24h": _text(t.get("change")),
+        "change_rate_24h": _text(t.get("percentage")),
+        "bid_price": _text(t.get("bid")),
+        "ask_price": _text(t.get("ask")),
+    }
 
 
 def decimal_or_none(value: str | None) -> Decimal | None:

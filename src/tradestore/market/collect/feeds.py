@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "CollectorRow", "add_collector", "list_collectors", "remove_collector"]
 
 KINDS = ("candles", "trades", "orderbook", "ticker")
+TRANSPORTS = ("auto", "rest")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class CollectorRow:
     depth: int | None
     interval_s: Decimal
     enabled: bool
+    transport: str
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -58,8 +60,8 @@ class CollectorRow:
 
 
 _SELECT = (
-    "SELECT id, exchange, symbols, kinds, timeframe, depth, interval_s, enabled, created_at, "
-    "updated_at FROM market.collector_feeds"
+    "SELECT id, exchange, symbols, kinds, timeframe, depth, interval_s, enabled, transport, "
+    "created_at, updated_at FROM market.collector_feeds"
 )
 
 
@@ -74,8 +76,12 @@ def add_collector(
     depth: int | None = None,
     interval_s: Decimal = Decimal(1),
     enabled: bool = True,
+    transport: str = "auto",
 ) -> int:
-    """Store a collector (its kinds of data for each symbol); returns its id."""
+    """Store a collector (its kinds of data for each symbol); returns its id. `transport`
+    'rest' polls even what the exchange could stream."""
+    if transport not in TRANSPORTS:
+        raise ValidationError("transport", f"must be one of {', '.join(TRANSPORTS)}", transport)
     for kind in kinds:
         if kind not in KINDS:
             raise ValidationError("kinds", f"must be among {', '.join(KINDS)}", kind)
@@ -87,11 +93,11 @@ def add_collector(
         scalar(
             conn,
             """INSERT INTO market.collector_feeds
-                   (exchange, symbols, kinds, timeframe, depth, interval_s, enabled)
-               VALUES (lower(%s), %s, %s, %s, %s, %s, %s) RETURNING id""",
+                   (exchange, symbols, kinds, timeframe, depth, interval_s, enabled, transport)
+               VALUES (lower(%s), %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (exchange, list(symbols), list(dict.fromkeys(kinds)),
              timeframe if "candles" in kinds else None,
-             depth if "orderbook" in kinds else None, interval_s, enabled),
+             depth if "orderbook" in kinds else None, interval_s, enabled, transport),
         )
     )  # fmt: skip
 

@@ -13,6 +13,9 @@ CREATE TABLE market.collector_feeds (
     depth       integer CHECK (depth IS NULL OR depth >= 1),
     -- Seconds between polls.
     interval_s  numeric NOT NULL DEFAULT 1 CHECK (interval_s > 0),
+    -- 'auto': the exchange's websocket (CCXT watch*) for each kind it streams, REST
+    -- polling for the rest; 'rest': REST polling only.
+    transport   varchar(10) NOT NULL DEFAULT 'auto' CHECK (transport IN ('auto', 'rest')),
     enabled     boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),

@@ -85,11 +85,13 @@ def routing_accounts(
 @dataclass
 class ConnectorFactory:
     """Builds (once per account) the connector of each routing account. base_urls points
-    an exchange's REST APIs elsewhere (a loopback fake exchange in tests)."""
+    an exchange's REST APIs elsewhere (a loopback fake exchange in tests), ws_urls its
+    websockets."""
 
     box: SecretBox
     base_urls: Mapping[str, str] = field(default_factory=dict)
     connector_options: Mapping[str, Any] = field(default_factory=dict)
+    ws_urls: Mapping[str, str] = field(default_factory=dict)
     _built: dict[int, Connector] = field(default_factory=dict)
 
     def for_account(self, conn: psycopg.Connection[Any], account: RoutingAccount) -> Connector:
@@ -107,6 +109,20 @@ class ConnectorFactory:
                 exchange, profile, **dict(self.connector_options)
             )
         return self._built[account.account_id]
+
+    def stream_for_account(self, conn: psycopg.Connection[Any], account: RoutingAccount) -> Any:
+        """A ccxt.pro (websocket) exchange with the account's credentials, for its user
+        stream; a new one per call (its connections belong to whoever runs it)."""
+        creds = apikeys.decrypt(conn, self.box, account.api_key_id)
+        return build_exchange(
+            profile_for(account.exchange),
+            creds.api_key.get_secret_value(),
+            creds.api_secret.get_secret_value(),
+            sandbox=account.trading_mode == "paper",
+            base_url=self.base_urls.get(account.exchange),
+            stream=True,
+            ws_url=self.ws_urls.get(account.exchange),
+        )
 
     def forget(self, account_id: int) -> None:
         self._built.pop(account_id, None)

@@ -90,6 +90,32 @@ def point_at(exchange: ccxt.Exchange, base_url: str) -> None:
             api[key] = base + urlsplit(value).path
 
 
+def point_ws_at(exchange: Any, ws_base_url: str) -> None:
+    """Send every websocket endpoint of a ccxt.pro exchange (urls['api']['ws'], nested
+    ones included) to ws_base_url, keeping each endpoint's path."""
+    base = ws_base_url.rstrip("/")
+
+    def rewrite(urls: dict[str, Any]) -> None:
+        for key, value in list(urls.items()):
+            if isinstance(value, str):
+                urls[key] = base + urlsplit(value).path
+            elif isinstance(value, dict):
+                rewrite(value)
+
+    ws = exchange.urls.get("api", {}).get("ws")
+    if isinstance(ws, str):
+        exchange.urls["api"]["ws"] = base + urlsplit(ws).path
+    elif isinstance(ws, dict):
+        rewrite(ws)
+
+
+def stream_class(profile: Profile) -> Any | None:
+    """The ccxt.pro (websocket) class of an exchange, or None when CCXT has none."""
+    import ccxt.pro
+
+    return getattr(ccxt.pro, profile.ccxt_id, None)
+
+
 def build_exchange(
     profile: Profile,
     api_key: str,
@@ -98,10 +124,15 @@ def build_exchange(
     sandbox: bool,
     base_url: str | None = None,
     timeout_ms: int = 10_000,
-) -> ccxt.Exchange:
+    stream: bool = False,
+    ws_url: str | None = None,
+) -> Any:
     """A CCXT exchange with credentials, rate limiting on, in sandbox mode (the exchange's
-    testnet) when asked; sandbox on an exchange without one is refused."""
-    cls = getattr(ccxt, profile.ccxt_id)
+    testnet) when asked; sandbox on an exchange without one is refused. With `stream`, the
+    ccxt.pro (asyncio, websocket) class instead, its websockets sent to `ws_url` if given."""
+    cls = stream_class(profile) if stream else getattr(ccxt, profile.ccxt_id)
+    if cls is None:
+        raise ValidationError("exchange", "CCXT has no websocket class for it", profile.ccxt_id)
     exchange = cls(
         {
             "apiKey": api_key,
@@ -122,6 +153,8 @@ def build_exchange(
         exchange.set_sandbox_mode(True)
     if base_url is not None:
         point_at(exchange, base_url)
+    if ws_url is not None:
+        point_ws_at(exchange, ws_url)
     return exchange
 
 

@@ -9,6 +9,15 @@ order whose send is still unresolved is deferred (the cursor stops before it) un
 router has recorded the exchange's order id. Fees come from the trade's fee (CCXT's
 `fee` / `fees`; extra fee currencies become FEE ledger rows).
 
+`FillFollower` keeps an account's books following the exchange: from its user stream
+(CCXT `watchMyTrades`, ccxt.pro) where the exchange has one, REST polling (`sync_fills`)
+otherwise. On every (re)connect of the stream it first catches up over REST from the
+cursor, then records the streamed trades through the same `apply_trades` (so a trade both
+streamed and polled, duplicated, or out of order is recorded once). Streamed trades move
+the cursor only while nothing is deferred; a deferred one (its order's send unresolved)
+makes the next pass catch up over REST again, and a REST pass also runs every
+`rest_every_s` as a safety net.
+
 `check_balances` compares the exchange's balances with the books (the reconciliation
 of trading.reconcile, report only) and raises an alert on drift.
 """
@@ -16,6 +25,11 @@ of trading.reconcile, report only) and raises an alert on drift.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -23,12 +37,16 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from tradestore.db.errors import TradestoreError
 from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.accounts import RoutingAccount
-from tradestore.trading.exchange.connector import Connector, to_decimal
+from tradestore.trading.exchange.connector import Connector, NetworkError, to_decimal
+from tradestore.trading.exchange.streams import CONNECTED, DISCONNECTED, StreamLoop
 from tradestore.trading.reconcile import ReconciliationReport, parse_snapshot, reconcile
 
 PAGE = 500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,20 +116,30 @@ def sync_fills(
             trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
             newest, stopped = apply_trades(conn, account, listing["id"], trades, report)
             if newest is not None and newest[0] > since:
-                with translated():
-                    conn.execute(
-                        "INSERT INTO trade.fill_sync_cursors AS c "
-                        "(account_id, exchange_instrument_id, since, last_trade_id) "
-                        "VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, exchange_instrument_id) "
-                        "DO UPDATE SET since = excluded.since, last_trade_id = excluded.last_trade_id, "
-                        "updated_at = now()",
-                        (account.account_id, listing["id"], newest[0], newest[1]),
-                    )
+                _advance_cursor(conn, account.account_id, listing["id"], newest)
                 since = newest[0]
                 if len(trades) >= PAGE and not stopped:
                     continue  # a full page: there may be more
             break
     return report
+
+
+def _advance_cursor(
+    conn: psycopg.Connection[Any],
+    account_id: int,
+    listing_id: int,
+    newest: tuple[dt.datetime, str],
+) -> None:
+    """Move the account's cursor on a listing forward to `newest` (never back)."""
+    with translated():
+        conn.execute(
+            "INSERT INTO trade.fill_sync_cursors AS c "
+            "(account_id, exchange_instrument_id, since, last_trade_id) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (account_id, exchange_instrument_id) "
+            "DO UPDATE SET since = excluded.since, last_trade_id = excluded.last_trade_id, "
+            "updated_at = now() WHERE c.since < excluded.since",
+            (account_id, listing_id, newest[0], newest[1]),
+        )
 
 
 def apply_trades(
@@ -214,3 +242,158 @@ def check_balances(
                 ),
             )
     return report
+
+
+@dataclass
+class FollowReport:
+    """What one pass of a FillFollower did."""
+
+    streaming: bool
+    connected: bool
+    caught_up: FillSyncReport | None = None  # a REST pass ran
+    streamed: FillSyncReport | None = None  # trades from the user stream
+    failed: list[str] = field(default_factory=list)
+
+
+class FillFollower:
+    """An account's fills as they happen (see module). `stream_exchange` is a ccxt.pro
+    exchange with the account's credentials (`ConnectorFactory.stream_for_account`);
+    without one, or when it has no `watchMyTrades`, every pass polls over REST."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        account: RoutingAccount,
+        connector: Connector,
+        stream_exchange: Any | None = None,
+        *,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        rest_every_s: float = 300.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.conn = conn
+        self.account = account
+        self.connector = connector
+        self.rest_every_s = rest_every_s
+        self.monotonic = monotonic
+        self.key = f"fills:{account.account_id}"
+        self.loop: StreamLoop | None = None
+        self.connected = False
+        self.catch_up_due = True
+        self.reconnects = 0
+        self._last_rest: float | None = None
+        self._held: list[dict[str, Any]] = []
+        self._listings: dict[str, int] = {}
+        # The REST pass always works: the trade history (fetchMyTrades) or, on an exchange
+        # without one (Upbit, Bithumb), the routed orders read back (ordersync).
+        if stream_exchange is not None and stream_exchange.has.get("watchMyTrades"):
+            self.loop = StreamLoop(
+                stream_exchange, backoff_s=backoff_s, max_backoff_s=max_backoff_s
+            )
+            self._watch(stream_exchange)
+
+    @property
+    def streaming(self) -> bool:
+        return self.loop is not None
+
+    def _watch(self, ex: Any) -> None:
+        assert self.loop is not None
+
+        async def connect() -> None:
+            # Subscribe before the REST catch-up, so no trade falls between the two.
+            await ex.load_markets()
+            if callable(getattr(ex, "authenticate", None)):
+                await ex.authenticate()
+
+        async def my_trades() -> Any:
+            return [dict(t) for t in await ex.watch_my_trades()]
+
+        self.loop.watch(self.key, my_trades, connect)
+
+    def run_once(self) -> FollowReport:
+        report = FollowReport(self.streaming, self.connected)
+        if self.loop is None:
+            report.caught_up = self._rest(report)
+            return report
+        for event in self.loop.drain():
+            if event.kind == DISCONNECTED:
+                if self.connected:
+                    self.reconnects += 1
+                self.connected = False
+                report.failed.append(event.error or "disconnected")
+                log.warning("fill stream %s: %s", self.key, event.error)
+            elif event.kind == CONNECTED:
+                # Connected again: the REST cursor first, then what the stream brings.
+                self.connected = True
+                self.catch_up_due = True
+            else:
+                self._held.extend(event.data)
+        now = self.monotonic()
+        periodic = self._last_rest is None or now - self._last_rest >= self.rest_every_s
+        if self.connected and (self.catch_up_due or periodic):
+            caught = self._rest(report)
+            if caught is None:
+                report.connected = self.connected
+                return report  # live trades wait until the catch-up succeeds
+            report.caught_up = caught
+            self.catch_up_due = bool(caught.deferred)
+        if self.connected and self._held:
+            report.streamed = self._streamed()
+        report.connected = self.connected
+        return report
+
+    def _rest(self, report: FollowReport) -> FillSyncReport | None:
+        try:
+            caught = sync_fills(self.conn, self.account, self.connector)
+        except NetworkError as exc:
+            report.failed.append(self.connector.scrub(exc))
+            return None
+        self._last_rest = self.monotonic()
+        return caught
+
+    def _streamed(self) -> FillSyncReport:
+        """Record the held streamed trades, per listing in time order."""
+        held, self._held = self._held, []
+        out = FillSyncReport(self.account.account_id)
+        by_listing: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for t in held:
+            listing_id = self._listing(str(t.get("symbol")))
+            if listing_id is not None:
+                by_listing[listing_id].append(t)
+        for listing_id, trades in by_listing.items():
+            trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+            newest, stopped = apply_trades(self.conn, self.account, listing_id, trades, out)
+            if stopped:
+                # The rest of these trades come again over REST (the cursor, or the
+                # order read back).
+                self.catch_up_due = True
+            if newest is not None and not self.catch_up_due:
+                _advance_cursor(self.conn, self.account.account_id, listing_id, newest)
+        return out
+
+    def _listing(self, symbol: str) -> int | None:
+        if symbol not in self._listings:
+            for row in _listings(self.conn, self.account.account_id):
+                self._listings[row["symbol"]] = row["id"]
+        if symbol not in self._listings:
+            from tradestore.market.listings import ensure_listing
+
+            try:
+                found = ensure_listing(self.conn, self.account.exchange, symbol, create=False)
+            except TradestoreError:
+                log.warning("fill stream %s: a trade of unknown %s skipped", self.key, symbol)
+                return None
+            self._listings[symbol] = found.id
+        return self._listings[symbol]
+
+    def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
+        """Passes until `stop` is set."""
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(interval_s)
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
