@@ -157,7 +157,8 @@ def test_ledger_verify_reports_tampering(run, desk: Desk) -> None:
         desk.conn.execute("SET LOCAL session_replication_role = replica")
         desk.conn.execute("UPDATE account.transactions SET amount = 1")
     code, out = run("ledger", "verify", "-a", desk.account_id)
-    assert code == 1 and "row altered" in out and "1 problem(s)" in out
+    assert code == 1 and "row altered" in out and "2 problem(s)" in out
+    assert "account 1 balances: USDT balance is" in out
 
 
 def test_reference_data_and_reconcile_commands(run, desk: Desk, tmp_path: Path) -> None:

@@ -478,11 +478,11 @@ def ledger_verify(
         )
     if not result.ok:
         for p in result.problems:
-            console.print(
-                f"[red]account {p.account_id} row {p.chain_seq} (id {_fmt(p.transaction_id)}):[/] "
-                f"{p.problem}",
-                highlight=False,
-            )
+            where = (
+                "balances" if p.chain_seq is None
+                else f"row {p.chain_seq} (id {_fmt(p.transaction_id)})"
+            )  # fmt: skip
+            console.print(f"[red]account {p.account_id} {where}:[/] {p.problem}", highlight=False)
         raise fail(f"ledger: {len(result.problems)} problem(s) in {result.rows_checked} row(s)")
     console.print(f"[green]ledger intact[/]: {result.rows_checked} row(s) checked")
 
