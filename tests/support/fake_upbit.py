@@ -22,9 +22,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
+
+from tests.support.loopback_http import serve_json
 
 ACCESS_KEY = "fake-upbit-access-key-0123456789"
 SECRET_KEY = "fake-upbit-secret-key-abcdefghij"
@@ -151,40 +153,11 @@ class FakeUpbit:
 
     # ------------------------------------------------------------------ server
     def serve(self) -> FakeUpbit:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def _handle(self, method: str) -> None:
-                split = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                status, payload = fake.dispatch(
-                    method, split.path, split.query, body, self.headers.get("Authorization")
-                )
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def do_DELETE(self) -> None:
-                self._handle("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_json(
+            lambda method, path, query, body, headers: self.dispatch(
+                method, path, query, body, headers.get("Authorization")
+            )
+        )
         return self
 
     def shutdown(self) -> None:
