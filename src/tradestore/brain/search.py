@@ -316,7 +316,10 @@ def retrieve(
     limit: int = NEAR_TEXT_LIMIT,
     *,
     until: dt.datetime | None = None,
+    owner: int | Literal["shared"] | None = None,
 ) -> list[Chunk]:
     """Hybrid search with the configured embedder: the context for daily reports
-    (brain/reports.py default_retriever) and questions."""
-    return search(conn, query, symbols=symbols, since=since, until=until, limit=limit)
+    (brain/reports.py default_retriever, shared documents only) and questions."""
+    return search(
+        conn, query, symbols=symbols, since=since, until=until, limit=limit, owner=owner
+    )
