@@ -66,11 +66,13 @@ def ask(
     limit: int = 5,
 ) -> Answer:
     """Retrieve (hybrid search), then ask the model through the traced client (default: one
-    built from the LLM_* settings). With `user_id` the passages are those the user may read
-(row-level security) and the call is charged to their budget. Raises BudgetExceeded / LLMCallFailed as every LLM call
-    does; the trace row is written either way. `conn` must be in autocommit mode."""
+        built from the LLM_* settings). With `user_id` the passages are those the user may read
+    (row-level security) and the call is charged to their budget. Raises BudgetExceeded / LLMCallFailed as every LLM call
+        does; the trace row is written either way. `conn` must be in autocommit mode."""
     if user_id is None:
-        chunks = search(conn, question, embedder=embedder, symbols=symbols, since=since, limit=limit)
+        chunks = search(
+            conn, question, embedder=embedder, symbols=symbols, since=since, limit=limit
+        )
     else:
         # Retrieval runs as the asking user: row-level security gives them their own
         # documents and the shared ones, never another user's private ones.
