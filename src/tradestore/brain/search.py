@@ -38,7 +38,7 @@ NEAR_TEXT_CERTAINTY = 0.7  # seed 002's nearText default
 NEAR_TEXT_LIMIT = 5
 # A filter matching at most this many chunks is searched exactly (every match's distance,
 # then sorted): cheaper than walking the HNSW graph past the many non-matching neighbours
-# (at 1 % of 100,000 chunks: ~2 ms against ~85 ms, benchmarks/bench_rag.py), and exact.
+# (at 1 % of 100,000 chunks: 19 ms against 64 ms, benchmarks/bench_rag.py), and exact.
 EXACT_SCAN_MAX = 5000
 MAX_LIMIT = 100
 Mode = Literal["hybrid", "vector", "text"]
