@@ -565,3 +565,136 @@ def test_swagger_ui_works_offline(page: Any, server: str) -> None:
         if asset.startswith("/"):
             assert page.request.get(server + asset).status == 200, asset
     _clean(page, server)
+
+
+def _pick_outcomes(conn: psycopg.Connection[Any]) -> None:
+    """Picks of two models (one on two prompt versions) with outcomes at 1, 5 and 20 days."""
+    stock = conn.execute("SELECT id FROM market.instruments ORDER BY id LIMIT 1").fetchone()[0]
+    returns = {  # (model, prompt version): [(return 1d, 5d, 20d, target hit at 20d)] per pick
+        ("gpt-4o-mini", 1): [("1.5", "-2.25", "4.0", True), ("-0.5", "3.75", "-6.0", False)],
+        ("gpt-4o-mini", 2): [("0.25", "0.5", "1.0", True)],
+        ("llama-3.1-8b", 1): [("-1.0", "-3.5", "-8.125", False), ("2.0", "1.0", "9.5", True),
+                              ("0.75", "0.25", "2.5", False)],
+    }  # fmt: skip
+    day = dt.date(2024, 3, 4)
+    for (model, version), picks in returns.items():
+        for n, outcome in enumerate(picks):
+            pick_day = day + dt.timedelta(days=n)
+            report = conn.execute(
+                "INSERT INTO brain.ai_reports (stock_id, analysis_date, model_version) "
+                "VALUES (%s, %s, %s) RETURNING report_id",
+                (stock, pick_day, f"{model} v{version}"),
+            ).fetchone()[0]
+            pick = conn.execute(
+                "INSERT INTO brain.daily_picks (report_id, pick_date, action, model_name, "
+                "prompt_name, prompt_version) VALUES (%s, %s, 'BUY', %s, 'report.daily', %s) "
+                "RETURNING pick_id",
+                (report, pick_day, model, version),
+            ).fetchone()[0]
+            for horizon, ret in zip((1, 5, 20), outcome[:3], strict=True):
+                conn.execute(
+                    "INSERT INTO brain.pick_outcomes (pick_id, horizon_days, base_date, "
+                    "base_close, exit_date, exit_close, return_pct, hit_target, hit_stop) "
+                    "VALUES (%s, %s, %s, 100, %s, 100 + %s::numeric, %s, %s, false)",
+                    (pick, horizon, pick_day, pick_day + dt.timedelta(days=horizon), ret, ret,
+                     horizon == 20 and outcome[3]),
+                )  # fmt: skip
+
+
+def test_dashboard_research_search_and_pick_performance(
+    page: Any, server: str, world: World, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    from tradestore.brain import documents
+    from tradestore.brain.embed import get_embedder
+
+    embedder = get_embedder("use-multilingual")  # the server's default model
+    for name, text, owner, symbols in (
+        ("shared.md", "Samsung Electronics raised its memory chip output for HBM.", None,
+         ["005930"]),
+        ("alice.md", "Alice's note: memory chip prices look strong, buy on dips.",
+         world.alice.user_id, ["005930"]),
+        ("bob.md", "Bob's note: memory chip prices will fall, sell the rally.",
+         world.bob.user_id, ["005930"]),
+        ("oil.md", "Oil prices slipped as refiners cut runs.", None, []),
+    ):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        documents.add_file(conn, tmp_path / name, embedder, user_id=owner, symbols=symbols,
+                           source="note" if owner else "news",
+                           published_at=dt.datetime(2024, 3, 1, 9, tzinfo=dt.UTC))  # fmt: skip
+    _pick_outcomes(conn)
+
+    _login(page, server, "alice")
+    _view(page, "research")
+    results = page.get_by_test_id("research-results")
+    page.get_by_test_id("research-q").fill("memory chip prices")
+    page.get_by_test_id("research-submit").click()
+    sync_api.expect(page.get_by_test_id("research-status")).to_contain_text("results for")
+    shown = results.locator("li.result")
+    names = [Path(w.split("#")[0]).name for w in shown.locator(".where").all_inner_texts()]
+    # her own and the shared documents, never bob's (row-level security)
+    assert {"shared.md", "alice.md"} <= set(names) and "bob.md" not in names, names
+    hit = results.locator("li.result", has_text="Alice's note")
+    sync_api.expect(hit.locator(".symbols")).to_have_text("005930")
+    sync_api.expect(hit.locator(".source")).to_have_text("note")
+    sync_api.expect(hit.locator(".published")).to_have_text("2024-03-01 09:00:00 UTC")
+    sync_api.expect(hit).to_contain_text("mine")
+    assert re.fullmatch(r"score 0\.\d{4}", hit.locator(".score").inner_text())
+    certainty = float(hit.locator(".certainty").inner_text().removeprefix("certainty "))
+    assert 0.5 < certainty <= 1
+    # as the API computes it: the page shows the same certainty for the same chunk
+    doc_id = int(hit.get_attribute("data-doc-id"))
+    token = page.evaluate("() => sessionStorage.getItem('ts.access')")
+    api = page.request.get(
+        server + "/api/v1/brain/search",
+        params={"q": "memory chip prices", "limit": "20"},
+        headers={"Authorization": "Bearer " + token},
+    ).json()
+    assert f"{next(h for h in api if h['id'] == doc_id)['certainty']:.3f}" == f"{certainty:.3f}"
+    _fits(page)
+
+    # only her own documents; then only the shared ones about a symbol
+    page.get_by_test_id("research-owner").select_option("mine")
+    page.get_by_test_id("research-submit").click()
+    sync_api.expect(shown).to_have_count(1)
+    sync_api.expect(shown).to_contain_text("Alice's note")
+    page.get_by_test_id("research-owner").select_option("shared")
+    page.get_by_test_id("research-symbol").fill("005930")
+    page.get_by_test_id("research-submit").click()
+    sync_api.expect(shown).to_have_count(1)
+    sync_api.expect(shown).to_contain_text("Samsung Electronics")
+    sync_api.expect(shown.locator(".certainty")).to_have_text(re.compile(r"certainty 0\.\d{3}"))
+    # nothing found is said, not an empty box
+    page.get_by_test_id("research-mode").select_option("text")
+    page.get_by_test_id("research-q").fill("zeppelin")
+    page.get_by_test_id("research-submit").click()
+    sync_api.expect(page.get_by_test_id("research-status")).to_have_text(
+        "No document matches “zeppelin”."
+    )
+    sync_api.expect(shown).to_have_count(0)
+
+    # --- pick performance: one row per model and prompt version, as the view aggregates
+    _view(page, "picks")
+    table = page.get_by_test_id("pick-performance")
+    perf = conn.execute(
+        "SELECT model_name, prompt_version, horizon_days, picks, hit_rate, avg_return_pct "
+        "FROM brain.pick_performance"
+    ).fetchall()
+    groups = sorted({(r[0], r[1]) for r in perf})
+    sync_api.expect(table.locator("tbody tr")).to_have_count(len(groups))
+    assert len(groups) == 3
+    for model, version in groups:
+        by = {r[2]: r for r in perf if (r[0], r[1]) == (model, version)}
+        row = table.locator(f'tr[data-model="{model}"][data-prompt="report.daily v{version}"]')
+        cells = row.locator("td").all_inner_texts()
+        assert cells[:4] == [model, "LLM", f"report.daily v{version}", str(by[1][3])]
+        assert cells[4:7] == [f"{by[d][4] * 100:.2f}%" for d in (1, 5, 20)]
+        assert cells[7:10] == [f"{by[d][5]:,.2f}%" for d in (1, 5, 20)]
+    llama = table.locator('tr[data-model="llama-3.1-8b"]').locator("td").all_inner_texts()
+    assert llama[6] == "33.33%" and llama[9] == "1.29%"  # 1 of 3 hit at 20d; (-8.125+9.5+2.5)/3
+    _fits(page)
+    for name in ("research", "picks"):
+        page.set_viewport_size({"width": 800, "height": 900})
+        _view(page, name)
+        page.wait_for_load_state("networkidle")
+        _fits(page)
+    _clean(page, server)

@@ -4,11 +4,19 @@ Answers POST /v1/chat/completions with the next scripted reply: plain JSON, or
 server-sent events when the request asks to stream (the first content chunk is what
 time-to-first-token measures). A reply may instead be an HTTP error, or a hang that
 lasts until the test releases it (the client's timeout fires first).
+
+Answers POST /v1/embeddings with a deterministic bag-of-words vector per input of
+`embedding_dims` dimensions (each word hashed to a dimension), so texts sharing words are
+near; as float lists or, when asked (the openai client asks by default), base64 float32.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -36,9 +44,22 @@ class FakeLLM:
     headers: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     counter: int = 0
+    embedding_dims: int = 64
+    embedding_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def script(self, *replies: Reply) -> None:
         self.replies.extend(replies)
+
+
+def bag_of_words(text: str, dims: int) -> list[float]:
+    """The fake's embedding: word counts hashed into `dims` buckets, L2-normalised."""
+    vector = [0.0] * dims
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % dims] += 1.0
+    if not any(vector):
+        vector[0] = 1.0
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector]
 
 
 def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
@@ -50,6 +71,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+            if self.path.rstrip("/").endswith("/embeddings"):
+                self._embeddings(body)
+                return
             fake.requests.append(body)
             fake.headers.append({k.lower(): v for k, v in self.headers.items()})
             reply = fake.replies.popleft() if fake.replies else Reply()
@@ -110,6 +134,27 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 + b"data: [DONE]\n\n"
             )
             self._send(200, "text/event-stream", data)
+
+        def _embeddings(self, body: dict[str, Any]) -> None:
+            fake.embedding_requests.append(body)
+            fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = []
+            for i, text in enumerate(texts):
+                vector = bag_of_words(text, fake.embedding_dims)
+                encoded: Any = vector
+                if body.get("encoding_format") == "base64":
+                    raw = struct.pack(f"<{len(vector)}f", *vector)
+                    encoded = base64.b64encode(raw).decode()
+                data.append({"object": "embedding", "index": i, "embedding": encoded})
+            tokens = sum(len(t.split()) for t in texts)
+            payload = {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "fake"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+            self._send(200, "application/json", json.dumps(payload).encode())
 
         @staticmethod
         def _chunk(

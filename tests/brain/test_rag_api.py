@@ -49,6 +49,16 @@ def test_search_api_filters_and_owner(
         names
     )
     assert all(0 < r["certainty"] <= 1 for r in got.json())
+    # Every mode, every chunk she may see (certainty 0, the largest limit): bob's note never.
+    for mode in ("hybrid", "vector", "text"):
+        every = client.get(API, params={"q": "SK하이닉스 HBM 메모", "mode": mode, "limit": 100,
+                                        "certainty": 0}, headers=h)  # fmt: skip
+        assert every.status_code == 200, every.text
+        seen = {Path(r["file_path"]).name for r in every.json()}
+        assert "bob.md" not in seen and "alice.md" in seen, (mode, seen)
+    bobs = client.get(API, params={"q": "HBM", "mode": "vector", "limit": 100, "certainty": 0},
+                      headers=as_user(world.bob.username)).json()  # fmt: skip
+    assert {Path(r["file_path"]).name for r in bobs} == {"shared.md", "bob.md", "btc.md"}
 
     mine = client.get(API, params={"q": "HBM", "owner": "mine"}, headers=h).json()
     assert [(Path(r["file_path"]).name, r["shared"]) for r in mine] == [("alice.md", False)]

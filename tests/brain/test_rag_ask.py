@@ -149,3 +149,44 @@ def test_cli_add_search_ask(db: str, tmp_path: Path, llm: FakeLLM) -> None:
     assert traced == [("brain.ask", "ok", ANSWER)]
     bad = run("search", "x", "--mode", "fuzzy")
     assert bad.returncode == 1 and "mode: must be one of hybrid, vector, text" in bad.stderr
+
+
+def test_cli_search_and_ask_as_a_user_never_see_another_users_documents(
+    db: str, conn: psycopg.Connection[Any], embedder: Embedder, tmp_path: Path, llm: FakeLLM
+) -> None:
+    ann, bob = _user(conn, "ann"), _user(conn, "bob")
+    for name, text, owner in (
+        ("shared.md", "Shared note: memory chip prices rose in March.", None),
+        ("ann.md", "Ann's private note: memory chip prices, buy plan alpha.", ann),
+        ("bob.md", "Bob's private note: memory chip prices, sell plan beta.", bob),
+    ):
+        (tmp_path / name).write_text(text)
+        documents.add_file(conn, tmp_path / name, embedder, user_id=owner)
+    env = {**os.environ, "DATABASE_URL": db, "TRADESTORE_HOME": str(tmp_path / "home"),
+           "COLUMNS": "200", "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tradestore.cli.main", "brain", *args],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    def names(*args: str) -> list[str]:
+        found = run("search", "memory chip prices", "--json", "--limit", "10", *args)
+        assert found.returncode == 0, found.stderr
+        return sorted(Path(h["file_path"]).name for h in json.loads(found.stdout))
+
+    # Every mode, every visible chunk (certainty 0): the user's own and the shared ones.
+    for mode in ("hybrid", "vector"):
+        assert names("--user", "bob", "--mode", mode, "--certainty", "0") == ["bob.md", "shared.md"]
+    assert names("--user", "bob", "--owner", "mine") == ["bob.md"]
+    assert names("--mode", "vector", "--certainty", "0") == ["ann.md", "bob.md", "shared.md"]
+    bad = run("search", "x", "--owner", "mine")
+    assert bad.returncode == 1 and "owner: mine needs --user" in bad.stderr
+
+    # `ask --user` sends the model only what that user may read.
+    asked = run("ask", "What are memory chip prices doing?", "--user", "bob", "--limit", "10")
+    assert asked.returncode == 0, asked.stderr
+    prompt = llm.requests[0]["messages"][1]["content"]
+    assert "sell plan beta" in prompt and "rose in March" in prompt
+    assert "buy plan alpha" not in prompt and "ann.md" not in asked.stdout
+    traced = conn.execute("SELECT user_id, status FROM brain.llm_calls").fetchall()
+    assert traced == [(bob, "ok")]

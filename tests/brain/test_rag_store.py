@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tradestore.brain import documents
+from tradestore.brain import search as rag
 from tradestore.brain.embed import Embedder, vector_literal
 from tradestore.brain.search import retrieve, search
 from tradestore.db.errors import ValidationError
@@ -171,9 +172,11 @@ def test_search_modes_filters_and_certainty(
 
 
 def test_filtered_vector_search_returns_the_requested_rows(
-    conn: psycopg.Connection[Any], embedder: Embedder
+    conn: psycopg.Connection[Any], embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 1 % filter behind the HNSW index still yields `limit` rows (iterative scan)."""
+    """A 1 % filter yields `limit` rows both ways: searched exactly over its few matches
+    (what the search does for a selective filter) and behind the HNSW index (iterative
+    scan, what a larger filter gets)."""
     import numpy as np
 
     rng = np.random.default_rng(7)
@@ -208,9 +211,18 @@ def test_filtered_vector_search_returns_the_requested_rows(
             ).fetchall()
         )
         assert index in plan
-        hits = search(conn, "anything", embedder=embedder, mode="vector", certainty=0.0,
-                      symbols=["RARE"], limit=10)  # fmt: skip
-    assert len(hits) == 10 and all(h.symbols == ["RARE"] for h in hits)
+        exact = search(conn, "anything", embedder=embedder, mode="vector",
+                       certainty=0.0, symbols=["RARE"], limit=10)  # fmt: skip
+        monkeypatch.setattr(rag, "EXACT_SCAN_MAX", 0)  # the index even for 10 matches
+        iterative = search(conn, "anything", embedder=embedder, mode="vector", certainty=0.0,
+                           symbols=["RARE"], limit=10)  # fmt: skip
+    assert len(iterative) == 10 and all(h.symbols == ["RARE"] for h in iterative)
+    # The exact search is the truth: the 10 matches by distance to the query.
+    qv = embedder.embed_query("anything")
+    rare = vecs[::100]
+    truth = np.argsort(1 - rare @ qv / (np.linalg.norm(rare, axis=1) * np.linalg.norm(qv)))
+    assert [h.id for h in exact] == [int(i) * 100 + 1 for i in truth]
+    assert {h.id for h in iterative} == {h.id for h in exact}
 
 
 def test_model_registry_dims_and_halfvec(conn: psycopg.Connection[Any], tmp_path: Path,

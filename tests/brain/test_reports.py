@@ -119,6 +119,16 @@ def test_default_retriever_gives_the_report_rag_chunks_known_on_the_day(
         documents.add_file(
             conn, tmp_path / name, embedder, symbols=symbols, source="news", published_at=published
         )
+    # A user's private note on the instrument: reports are shared research, so never used.
+    owner = conn.execute(
+        "INSERT INTO account.users (username, email, password_hash, role) "
+        "VALUES ('ann', 'ann@example.com', 'x', 'analyst') RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+    (tmp_path / "private.md").write_text("삼성전자 HBM 메모리 비공개 메모: 앤의 매수 계획.")
+    documents.add_file(
+        conn, tmp_path / "private.md", embedder, symbols=["005930"], source="note",
+        published_at=datetime(2024, 3, 4, 7, tzinfo=UTC), user_id=owner,
+    )  # fmt: skip
     llm_server.script(Reply(text='{"action": "HOLD", "sentiment_score": 0}'))
     client = LLMClient(conn, load_llm_settings(LLM_BASE_URL=llm_server.url, LLM_MODEL="fake-1"))
     day_end = datetime(2024, 3, 5, tzinfo=UTC)
@@ -129,6 +139,7 @@ def test_default_retriever_gives_the_report_rag_chunks_known_on_the_day(
     # The instrument's chunk of the day, not one published after it nor another ticker's.
     assert "(news, 2024-03-04) 삼성전자 HBM 메모리 수요가 강하다." in sent
     assert "취소" not in sent and "SK하이닉스" not in sent
+    assert "비공개" not in sent
 
 
 def test_outcomes_count_krx_trading_days(conn: psycopg.Connection[Any]) -> None:

@@ -19,6 +19,7 @@ import psycopg
 from tradestore.brain.embed import Embedder
 from tradestore.brain.llm import LLMClient, PromptTemplate, Snapshot
 from tradestore.brain.search import Chunk, search
+from tradestore.identity.rls import as_user
 
 __all__ = ["ASK_PROMPT", "Answer", "ask", "build_context"]
 
@@ -65,9 +66,20 @@ def ask(
     limit: int = 5,
 ) -> Answer:
     """Retrieve (hybrid search), then ask the model through the traced client (default: one
-    built from the LLM_* settings). Raises BudgetExceeded / LLMCallFailed as every LLM call
-    does; the trace row is written either way. `conn` must be in autocommit mode."""
-    chunks = search(conn, question, embedder=embedder, symbols=symbols, since=since, limit=limit)
+        built from the LLM_* settings). With `user_id` the passages are those the user may read
+    (row-level security) and the call is charged to their budget. Raises BudgetExceeded / LLMCallFailed as every LLM call
+        does; the trace row is written either way. `conn` must be in autocommit mode."""
+    if user_id is None:
+        chunks = search(
+            conn, question, embedder=embedder, symbols=symbols, since=since, limit=limit
+        )
+    else:
+        # Retrieval runs as the asking user: row-level security gives them their own
+        # documents and the shared ones, never another user's private ones.
+        with as_user(conn, user_id) as acting:
+            chunks = search(
+                acting, question, embedder=embedder, symbols=symbols, since=since, limit=limit
+            )
     # The snapshot names the chunks the prompt was built from, so the prompt can be rebuilt.
     snapshot = Snapshot.of_rows(
         sorted({s for c in chunks for s in c.symbols} | set(symbols or ())),

@@ -66,7 +66,8 @@ def market_filter(market: str) -> str:
 def default_retriever(until: datetime | None = None) -> Retriever:
     """The RAG store's hybrid search: the best chunks about the instrument, each as
     "(source, publication date) text". `until` leaves out documents published after it, so
-    a report written for a past day sees only what was known that day."""
+    a report written for a past day sees only what was known that day. Reports are shared
+    research, so only shared documents are used: never a user's private notes."""
     from tradestore.brain.search import retrieve
 
     def retrieve_texts(
@@ -74,7 +75,7 @@ def default_retriever(until: datetime | None = None) -> Retriever:
     ) -> list[str]:
         return [
             f"({c.source}, {c.published_at:%Y-%m-%d}) {c.content}"
-            for c in retrieve(conn, query, symbols, until=until)
+            for c in retrieve(conn, query, symbols, until=until, owner="shared")
         ]
 
     return retrieve_texts

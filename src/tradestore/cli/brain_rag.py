@@ -31,6 +31,7 @@ from tradestore.brain.search import MODES, NEAR_TEXT_LIMIT, search
 from tradestore.cli.common import console, database, handles_errors, settings
 from tradestore.db.connect import connect
 from tradestore.db.errors import NotFound, ValidationError
+from tradestore.identity.rls import as_user
 from tradestore.identity.users import find_user
 from tradestore.timeparse import parse_optional_time, parse_time
 
@@ -51,6 +52,22 @@ def _owner(conn: psycopg.Connection[Any], user: str | None) -> int | None:
     if found is None:
         raise NotFound("user", user)
     return found.id
+
+
+@contextmanager
+def _acting(
+    conn: psycopg.Connection[Any], user: str | None
+) -> Iterator[tuple[psycopg.Connection[Any], int | None]]:
+    """With a user, a transaction acting as them: row-level security shows their own
+    documents and the shared ones, never another user's (as in the REST API). Without
+    one, the operator's connection as it is."""
+    if user is None:
+        yield conn, None
+        return
+    user_id = _owner(conn, user)
+    assert user_id is not None
+    with as_user(conn, user_id) as acting:
+        yield acting, user_id
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -113,7 +130,12 @@ def search_command(
     source: list[str] | None = typer.Option(
         None, "--source", help="only these sources (repeatable)"
     ),
-    user: str | None = typer.Option(None, "--user", help="only this owner's documents"),
+    user: str | None = typer.Option(
+        None, "--user", help="search as this user: their documents and the shared ones"
+    ),
+    owner: str | None = typer.Option(
+        None, "--owner", help="mine (the --user's own documents) or shared"
+    ),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, vector or text"),
     limit: int = typer.Option(NEAR_TEXT_LIMIT, "--limit", "-n"),
     certainty: float | None = typer.Option(
@@ -124,12 +146,17 @@ def search_command(
     """Hybrid (full-text + vector) search of the documents."""
     if mode not in MODES:
         raise ValidationError("mode", "must be one of " + ", ".join(MODES), mode)
-    with _conn() as conn:
+    if owner not in (None, "mine", "shared"):
+        raise ValidationError("owner", "must be mine or shared", owner)
+    if owner == "mine" and user is None:
+        raise ValidationError("owner", "mine needs --user", owner)
+    with _conn() as conn, _acting(conn, user) as (acting, user_id):
         hits = search(
-            conn, query, mode=mode, limit=limit, symbols=symbol,  # type: ignore[arg-type]
+            acting, query, mode=mode, limit=limit, symbols=symbol,  # type: ignore[arg-type]
             since=parse_optional_time(since, "since"),
             until=None if until is None else parse_time(until, "until"),
-            sources=source, owner=_owner(conn, user), certainty=certainty,
+            sources=source, certainty=certainty,
+            owner=None if owner is None else ("shared" if owner == "shared" else user_id),
         )  # fmt: skip
     if as_json:
         rows = [
@@ -156,7 +183,9 @@ def ask_command(
     since: str | None = _SINCE,
     limit: int = typer.Option(5, "--limit", "-n", help="passages given to the model"),
     user: str | None = typer.Option(
-        None, "--user", help="charge the call to this user's daily LLM budget"
+        None,
+        "--user",
+        help="ask as this user: their documents and the shared ones, charged to their budget",
     ),
 ) -> None:
     """Answer from the documents, with citations: one traced LLM call (LLM_* settings)."""

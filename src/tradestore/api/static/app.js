@@ -14,7 +14,8 @@
     { key: "vwap", label: "VWAP", color: "#2bb673" },
   ];
   const VIEWS = ["overview", "positions", "orders", "ledger", "backtests", "alerts",
-                 "strategies", "runners", "kpis"];
+                 "strategies", "runners", "research", "picks", "kpis"];
+  const HORIZONS = [1, 5, 20]; // trading days of the pick outcomes
   const LIVE_REFRESH_MS = 10000; // positions and the overview re-read while shown
   // Currencies whose amounts read in cents; anything else (BTC, ETH, ...) gets 8 places.
   const CENTS = new Set(["USD", "USDT", "USDC", "BUSD", "EUR", "GBP", "KRW", "JPY", "TUSD", "DAI"]);
@@ -230,6 +231,8 @@
     alerts: () => loadAlerts(),
     strategies: () => loadStrategies(),
     runners: () => loadRunners(),
+    research: () => ($("research-q").value.trim() ? runSearch() : Promise.resolve()),
+    picks: () => loadPickPerformance(),
     kpis: () => loadKpis(),
   };
 
@@ -966,6 +969,71 @@
     }
   }
 
+  // ------------------------------------------------------------------ research
+  // Hybrid search of the user's own and the shared documents (row-level security decides).
+  const runSearch = guarded(async () => {
+    const q = $("research-q").value.trim();
+    if (!q) return;
+    const params = new URLSearchParams({ q, mode: $("research-mode").value, limit: "20" });
+    const symbol = $("research-symbol").value.trim();
+    if (symbol) params.append("symbol", symbol);
+    if ($("research-owner").value) params.set("owner", $("research-owner").value);
+    $("research-status").textContent = "Searching…";
+    let hits;
+    try {
+      hits = await api("/brain/search?" + params.toString());
+    } catch (err) {
+      $("research-status").textContent = err.status === 422 ? err.message : "";
+      $("research-results").replaceChildren();
+      if (err.status === 422) return;
+      throw err;
+    }
+    $("research-status").textContent = hits.length
+      ? hits.length + (hits.length === 1 ? " result" : " results") + " for “" + q + "”"
+      : "No document matches “" + q + "”.";
+    $("research-results").replaceChildren(...hits.map((h) => {
+      const li = el("li", null, "result");
+      li.dataset.testid = "hit-" + h.id;
+      li.dataset.docId = h.id;
+      const meta = el("div", null, "meta");
+      meta.appendChild(el("span", h.source, "badge source"));
+      meta.appendChild(el("span", h.file_path + "#" + h.chunk_id + (h.section ? " · " + h.section : ""), "where mono"));
+      meta.appendChild(el("span", h.symbols.length ? h.symbols.join(", ") : "no symbol", "symbols"));
+      meta.appendChild(el("span", time(h.published_at) + " UTC", "published muted"));
+      meta.appendChild(el("span", "score " + Number(h.score).toFixed(4), "score"));
+      meta.appendChild(el("span", "certainty " + (h.certainty === null ? "—" : Number(h.certainty).toFixed(3)), "certainty"));
+      meta.appendChild(el("span", h.shared ? "shared" : "mine", "tag " + (h.shared ? "" : "ok")));
+      li.appendChild(meta);
+      li.appendChild(el("p", h.content, "text"));
+      return li;
+    }));
+  });
+
+  // ------------------------------------------------------------------ picks
+  // brain.pick_performance has a row per model, source, prompt version and horizon: one
+  // table row per model and prompt, the horizons side by side.
+  const loadPickPerformance = guarded(async () => {
+    const rows = await api("/brain/performance");
+    const groups = new Map();
+    rows.forEach((r) => {
+      const key = JSON.stringify([r.model_name, r.source, r.prompt_name, r.prompt_version]);
+      if (!groups.has(key)) groups.set(key, { first: r, by: {} });
+      groups.get(key).by[r.horizon_days] = r;
+    });
+    fill("pick-performance", [...groups.values()].map(({ first, by }) => {
+      const picks = Math.max(...Object.values(by).map((r) => Number(r.picks)));
+      const prompt = first.prompt_name
+        ? first.prompt_name + (first.prompt_version === null ? "" : " v" + first.prompt_version) : "—";
+      const hit = HORIZONS.map((d) => numCell(by[d] ? pct(by[d].hit_rate) : "—"));
+      const avg = HORIZONS.map((d) => (by[d] && by[d].avg_return_pct !== null
+        ? numCell(fixed(by[d].avg_return_pct, 2) + "%", by[d].avg_return_pct) : numCell("—")));
+      const tr = row([first.model_name || "—", first.source, prompt, numCell(picks), ...hit, ...avg]);
+      tr.dataset.model = first.model_name;
+      tr.dataset.prompt = prompt;
+      return tr;
+    }), "No pick outcomes yet (tradestore brain picks outcomes).");
+  });
+
   // ------------------------------------------------------------------ KPIs (admins)
   const loadKpis = guarded(async () => {
     $("kpis-note").textContent = "";
@@ -1054,6 +1122,7 @@
   $("alerts-status").addEventListener("change", () => loadAlerts());
   $("run-on-chart").addEventListener("click", () => runOnChart());
   $("trading-toggle").addEventListener("click", guarded(toggleTrading));
+  $("research-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
 
   buildControls();
   if (tokens.access) showApp(); else showLogin();
