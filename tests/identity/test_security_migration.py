@@ -60,7 +60,7 @@ def test_downgrade_removes_what_0012_made_and_upgrade_restores_it(empty_db: str)
     assert up == {
         "roles": 4,
         "policies": up["policies"],
-        "rls_tables": 25,
+        "rls_tables": 26,
         "trader_orders": True,
         "readonly_candles": True,
         "guard": 1,
@@ -69,7 +69,7 @@ def test_downgrade_removes_what_0012_made_and_upgrade_restores_it(empty_db: str)
         "seed_view_invoker": True,
         "lock_ledger_public": False,
     }
-    assert up["policies"] >= 25 * 3
+    assert up["policies"] >= 26 * 3
 
     migrate.downgrade(empty_db, "0011_seed_views")
     with psycopg.connect(empty_db) as conn:
