@@ -364,9 +364,14 @@ BEGIN
                   FROM (SELECT s.line, s.listing_id, s.t, s.time_text, market.epoch_us_time(s.t) AS "time", s.trade_id,
                                s.price AS price_text, s.quantity AS quantity_text, lower(s.side) AS side,
                                market.try_numeric(s.price) AS p, market.try_numeric(s.quantity) AS q,
-                               market.listing_exists(s.listing_id) AS listing_ok,
+                               s.listing_ok,
                                count(*) OVER (PARTITION BY s.listing_id, s.t, s.trade_id) AS same_key
-                          FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s
+                          FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s
                         OFFSET 0) x
                 OFFSET 0) y
           LEFT JOIN (VALUES
@@ -424,7 +429,7 @@ BEGIN
     EXECUTE format($q$
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value AS bad_value
-          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
+          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time",
                        market.try_numeric(s.opening_price) AS op, market.try_numeric(s.closing_price) AS cp,
                        market.try_numeric(s.high_price) AS hp, market.try_numeric(s.low_price) AS lp,
                        market.try_numeric(s.volume) AS vol, market.try_numeric(s.value) AS val,
@@ -432,7 +437,12 @@ BEGIN
                        market.try_numeric(nullif(s.bid_price, '')) AS bid,
                        market.try_numeric(nullif(s.ask_price, '')) AS ask,
                        count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
-                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s OFFSET 0) x
+                  FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s OFFSET 0) x
           LEFT JOIN LATERAL (
               SELECT k.f AS field, k.r AS rule, k.v AS value
                 FROM (VALUES
@@ -557,10 +567,15 @@ BEGIN
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value
           FROM (SELECT s.line, s.listing_id, s.t, s.time_text, s.bids AS bids_text, s.asks AS asks_text,
-                       market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
+                       market.epoch_us_time(s.t) AS "time", s.listing_ok,
                        b.levels AS bids, a.levels AS asks, b.volume AS bid_volume, a.volume AS ask_volume,
                        count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
-                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s
+                  FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s
                  CROSS JOIN LATERAL market.book_side(s.bids, true) b
                  CROSS JOIN LATERAL market.book_side(s.asks, false) a OFFSET 0) x
           LEFT JOIN LATERAL (
