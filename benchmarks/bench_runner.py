@@ -152,6 +152,12 @@ def _tradestore(db: str, fake: TimedFake, bars: int) -> tuple[list[float], dict[
                     _wait(lambda n=len(fake.acked): len(fake.acked) > n, sleep=0.001)
                 t = _bar(k)["time"]
                 _wait(lambda t=t: (row := last_bar()) is not None and row[0] == t)
+            # The router records each ack just after the exchange sent it.
+            _wait(
+                lambda: conn.execute(
+                    "SELECT count(*) = 0 FROM trade.order_routes WHERE state <> 'SENT'"
+                ).fetchone()[0]
+            )
             rows = conn.execute(
                 "SELECT o.client_order_id, o.idempotency_key, r.state, "
                 "extract(epoch FROM o.created_at)::float8 FROM trade.orders o "
