@@ -358,3 +358,30 @@ def test_pandas_frame_with_float_noise_is_stored_by_its_shortest_repr(
         Decimal("0.000052900000000000005"),
         Decimal("431401.97869504"),
     )
+
+
+def test_order_book_levels_are_checked_level_by_level(db: str, conn: psycopg.Connection) -> None:
+    """Every level needs a positive finite price and size: one bad size among good
+    levels rejects the side (it used to slip through as a null size)."""
+    t0 = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    good_asks = [["110", "1"]]
+    books = [
+        {"time": t0, "bids": [["100", "1"], ["99", "abc"]], "asks": good_asks},
+        {"time": t0 + dt.timedelta(seconds=1), "bids": [["100", "1"], ["99", "0"]],
+         "asks": good_asks},
+        {"time": t0 + dt.timedelta(seconds=2), "bids": [["100", "1"], ["100.0", "2"]],
+         "asks": good_asks},
+        {"time": t0 + dt.timedelta(seconds=3), "bids": [["100", "1"], ["99", "2", "3"]],
+         "asks": good_asks},
+        {"time": t0 + dt.timedelta(seconds=4, microseconds=7),
+         "bids": [{"price": "99", "size": "2"}, {"price": 100, "quantity": "1"}], "asks": "[]"},
+    ]  # fmt: skip
+    report = ingest_order_books(db, books, exchange="bithumb", symbol="ETH_KRW")
+    assert [(r.line, r.field) for r in report.rejected] == [(n, "bids") for n in (1, 2, 3, 4)]
+    assert report.inserted == 1
+    row = conn.execute(
+        'SELECT "time", bids, asks, bid_volume, ask_volume FROM market.order_books'
+    ).fetchone()
+    # Timezone-aware datetimes are stored to the microsecond; levels sorted best first.
+    assert row == (t0 + dt.timedelta(seconds=4, microseconds=7), [[100, 1], [99, 2]], [],
+                   Decimal("3"), Decimal("0"))  # fmt: skip

@@ -14,6 +14,7 @@ Parquet and DataFrames, the 1-based row number; for iterators, the 1-based posit
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import io
 import json
@@ -279,6 +280,9 @@ def _rows_frame(rows: Iterable[Any], kind: Kind) -> pl.DataFrame:
     names = ["time", *(c.name for c in kind.columns)]
     json_cols = {c.name for c in kind.columns if c.json}
     data: dict[str, list[str | None]] = {}
+    # A time column whose every value is a timezone-aware datetime (a collector's times) is
+    # kept as datetimes: _time_us reads them exactly without formatting and parsing text.
+    aware: dict[str, list[dt.datetime | None]] = {}
     for position, row in enumerate(rows):
         if isinstance(row, Mapping):
             items = {str(k): v for k, v in row.items()}
@@ -294,10 +298,25 @@ def _rows_frame(rows: Iterable[Any], kind: Kind) -> pl.DataFrame:
             raise ValidationError("row", "must be a mapping or a sequence", type(row).__name__)
         for key in data.keys() - items.keys():
             data[key].append(None)
+            if key in aware:
+                aware[key].append(None)
         for key, value in items.items():
+            if key not in data and key in kind.time_aliases and isinstance(value, dt.datetime):
+                aware[key] = [None] * position
             column = data.setdefault(key, [None] * position)
             column.append(_text(value, key in json_cols))
-    return pl.DataFrame(data, schema={k: pl.String for k in data})
+            if key in aware:
+                if isinstance(value, dt.datetime) and value.utcoffset() is not None:
+                    aware[key].append(value)
+                else:
+                    del aware[key]
+    columns = [
+        pl.Series(k, aware[k], dtype=pl.Datetime("us", "UTC"))
+        if k in aware
+        else pl.Series(k, v, dtype=pl.String)
+        for k, v in data.items()
+    ]
+    return pl.DataFrame(columns)
 
 
 def _load(source: Any, kind: Kind) -> tuple[pl.DataFrame, str, int, Rejects]:

@@ -218,3 +218,32 @@ def test_gives_up_after_max_attempts_with_an_alert(loop: Loop) -> None:
     assert route["state"] == "FAILED"
     kinds = [r[0] for r in loop.conn.execute("SELECT data->>'kind' FROM system.alerts").fetchall()]
     assert "ROUTE_FAILED" in kinds
+
+
+def test_a_waiting_router_is_woken_by_the_order_commit(loop: Loop, db: str) -> None:
+    """run_forever LISTENs: an order committed while it waits is sent at once, long
+    before its idle poll would come round."""
+    import threading
+
+    from tradestore.db.connect import connect
+
+    stop = threading.Event()
+    with connect(db, autocommit=True) as router_conn:
+        router = Router(router_conn, loop.factory(), clock=loop.clock)
+        worker = threading.Thread(target=router.run_forever, args=(stop,), kwargs={"idle_s": 600})
+        worker.start()
+        try:
+            stop.wait(0.5)  # its first (empty) pass done, it waits for a notification
+            order_id = _buy(loop)
+            for _ in range(1000):
+                if loop.route(order_id)["state"] == "SENT":
+                    break
+                stop.wait(0.02)
+            assert loop.route(order_id)["state"] == "SENT"
+        finally:
+            stop.set()
+            # Wake it so it sees the stop flag without waiting out idle_s.
+            loop.conn.execute("NOTIFY tradestore_routes")
+            worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(loop.fake.calls("POST", "/api/v3/order")) == 1

@@ -364,9 +364,14 @@ BEGIN
                   FROM (SELECT s.line, s.listing_id, s.t, s.time_text, market.epoch_us_time(s.t) AS "time", s.trade_id,
                                s.price AS price_text, s.quantity AS quantity_text, lower(s.side) AS side,
                                market.try_numeric(s.price) AS p, market.try_numeric(s.quantity) AS q,
-                               market.listing_exists(s.listing_id) AS listing_ok,
+                               s.listing_ok,
                                count(*) OVER (PARTITION BY s.listing_id, s.t, s.trade_id) AS same_key
-                          FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s
+                          FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s
                         OFFSET 0) x
                 OFFSET 0) y
           LEFT JOIN (VALUES
@@ -384,7 +389,11 @@ BEGIN
               (40, 'side', 'must be buy or sell')
           ) AS r(code, field, rule) ON r.code = y.code$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
-    ANALYZE pg_temp.ingest_checked;
+    -- Statistics for the probe and insert plans of a large batch; a collector's small
+    -- batches plan well without them, and ANALYZE was a sixth of a flush's merge.
+    IF staged >= 1000 THEN
+        ANALYZE pg_temp.ingest_checked;
+    END IF;
     INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value, k.listing_id
       FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
@@ -420,7 +429,7 @@ BEGIN
     EXECUTE format($q$
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value AS bad_value
-          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
+          FROM (SELECT s.*, market.epoch_us_time(s.t) AS "time",
                        market.try_numeric(s.opening_price) AS op, market.try_numeric(s.closing_price) AS cp,
                        market.try_numeric(s.high_price) AS hp, market.try_numeric(s.low_price) AS lp,
                        market.try_numeric(s.volume) AS vol, market.try_numeric(s.value) AS val,
@@ -428,7 +437,12 @@ BEGIN
                        market.try_numeric(nullif(s.bid_price, '')) AS bid,
                        market.try_numeric(nullif(s.ask_price, '')) AS ask,
                        count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
-                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s OFFSET 0) x
+                  FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s OFFSET 0) x
           LEFT JOIN LATERAL (
               SELECT k.f AS field, k.r AS rule, k.v AS value
                 FROM (VALUES
@@ -465,7 +479,11 @@ BEGIN
                 ) AS k(ord, f, r, v, bad)
                WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
-    ANALYZE pg_temp.ingest_checked;
+    -- Statistics for the probe and insert plans of a large batch; a collector's small
+    -- batches plan well without them, and ANALYZE was a sixth of a flush's merge.
+    IF staged >= 1000 THEN
+        ANALYZE pg_temp.ingest_checked;
+    END IF;
     INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.bad_value, k.listing_id
       FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
@@ -498,41 +516,39 @@ END;
 $$;
 
 -- One side of a book as a JSON array of [price, size] numbers sorted best first (bids
--- by price descending, asks ascending), or NULL when the text is not such a list: each
--- level an array or object of price and size, both positive finite numbers or numeric
--- strings, prices unique.
+-- by price descending, asks ascending), with its volume (the sum of the sizes); levels
+-- and volume are NULL when the text is not such a list: each level an array or object of
+-- price and size, both positive finite numbers or numeric strings, prices unique.
+-- A set-returning SQL function (always one row) so that the planner inlines it into the
+-- merge as a LATERAL subquery: one set-based pass over every staged book rather than a
+-- function call per side. OFFSET 0 keeps the parsed JSON and each level's numbers
+-- computed once (a flattened subquery would repeat them in every expression using them).
 CREATE OR REPLACE FUNCTION market.book_side(p_levels text, p_descending boolean)
-RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    v jsonb;
-    v_out jsonb;
-    v_count integer;
-BEGIN
-    IF p_levels IS NULL OR NOT pg_input_is_valid(p_levels, 'jsonb') THEN
-        RETURN NULL;
-    END IF;
-    v := p_levels::jsonb;
-    IF jsonb_typeof(v) <> 'array' THEN
-        RETURN NULL;
-    END IF;
-    WITH lv AS (
-        SELECT CASE jsonb_typeof(e) WHEN 'array' THEN e ->> 0 WHEN 'object' THEN e ->> 'price' END AS p_text,
-               CASE jsonb_typeof(e) WHEN 'array' THEN e ->> 1
-                                    WHEN 'object' THEN coalesce(e ->> 'size', e ->> 'quantity') END AS q_text,
-               CASE jsonb_typeof(e) WHEN 'array' THEN jsonb_array_length(e) = 2 ELSE jsonb_typeof(e) = 'object' END AS shaped
-          FROM jsonb_array_elements(v) e
-    ), typed AS (
-        SELECT shaped, market.try_numeric(p_text) AS p, market.try_numeric(q_text) AS q FROM lv
-    )
-    SELECT CASE WHEN bool_and(shaped AND p > 0 AND q > 0 AND system.is_finite(p) AND system.is_finite(q))
-                     AND count(DISTINCT p) = count(*)
-                THEN coalesce(jsonb_agg(jsonb_build_array(p, q)
-                                        ORDER BY CASE WHEN p_descending THEN -p ELSE p END), '[]'::jsonb) END,
-           count(*)
-      INTO v_out, v_count
-      FROM typed;
-    RETURN CASE WHEN v_count = 0 THEN '[]'::jsonb ELSE v_out END;
-END;
+RETURNS TABLE (levels jsonb, volume numeric) LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN j.kind IS DISTINCT FROM 'array' THEN NULL
+                WHEN x.n = 0 THEN '[]'::jsonb WHEN x.good THEN x.sorted END,
+           CASE WHEN j.kind IS DISTINCT FROM 'array' THEN NULL
+                WHEN x.n = 0 THEN 0 WHEN x.good THEN x.total END
+      FROM (SELECT v, jsonb_typeof(v) AS kind
+              FROM (SELECT CASE WHEN pg_input_is_valid(p_levels, 'jsonb') THEN p_levels::jsonb END
+                    OFFSET 0) p(v)) j
+     CROSS JOIN LATERAL (
+          SELECT count(*) AS n,
+                 bool_and(coalesce(t.shaped AND t.p > 0 AND t.q > 0 AND system.is_finite(t.p)
+                                   AND system.is_finite(t.q), false))
+                   AND count(DISTINCT t.p) = count(*) AS good,
+                 jsonb_agg(jsonb_build_array(t.p, t.q)
+                           ORDER BY CASE WHEN p_descending THEN -t.p ELSE t.p END) AS sorted,
+                 sum(t.q) AS total
+            FROM (SELECT CASE jsonb_typeof(e) WHEN 'array' THEN jsonb_array_length(e) = 2
+                                              ELSE jsonb_typeof(e) = 'object' END AS shaped,
+                         market.try_numeric(CASE jsonb_typeof(e) WHEN 'array' THEN e ->> 0
+                                                                 WHEN 'object' THEN e ->> 'price' END) AS p,
+                         market.try_numeric(CASE jsonb_typeof(e) WHEN 'array' THEN e ->> 1
+                                                                 WHEN 'object' THEN coalesce(e ->> 'size', e ->> 'quantity') END) AS q
+                    FROM jsonb_array_elements(CASE WHEN j.kind = 'array' THEN j.v END) e
+                  OFFSET 0) t
+      ) x
 $$;
 
 -- Seed 003 order books from a table of market.order_book_stage, for p_listing or, when
@@ -551,10 +567,17 @@ BEGIN
         CREATE TEMP TABLE ingest_checked ON COMMIT DROP AS
         SELECT x.*, chk.field, chk.rule, chk.value
           FROM (SELECT s.line, s.listing_id, s.t, s.time_text, s.bids AS bids_text, s.asks AS asks_text,
-                       market.epoch_us_time(s.t) AS "time", market.listing_exists(s.listing_id) AS listing_ok,
-                       market.book_side(s.bids, true) AS bids, market.book_side(s.asks, false) AS asks,
+                       market.epoch_us_time(s.t) AS "time", s.listing_ok,
+                       b.levels AS bids, a.levels AS asks, b.volume AS bid_volume, a.volume AS ask_volume,
                        count(*) OVER (PARTITION BY s.listing_id, s.t) AS same_time
-                  FROM (SELECT s.*, coalesce(s.listing, %L::bigint) AS listing_id FROM %s s) s OFFSET 0) x
+                  FROM (SELECT s.*, k.ok AS listing_ok
+                          FROM (SELECT s.*, coalesce(s.listing, %1$L::bigint) AS listing_id FROM %2$s s) s
+                          -- The listing rule once per listing of the batch, not once per row.
+                          LEFT JOIN (SELECT d.l, market.listing_exists(d.l) AS ok
+                                       FROM (SELECT DISTINCT coalesce(listing, %1$L::bigint) FROM %2$s) d(l)) k
+                            ON k.l IS NOT DISTINCT FROM s.listing_id) s
+                 CROSS JOIN LATERAL market.book_side(s.bids, true) b
+                 CROSS JOIN LATERAL market.book_side(s.asks, false) a OFFSET 0) x
           LEFT JOIN LATERAL (
               SELECT k.f AS field, k.r AS rule, k.v AS value
                 FROM (VALUES
@@ -572,7 +595,11 @@ BEGIN
                 ) AS k(ord, f, r, v, bad)
                WHERE k.bad ORDER BY k.ord LIMIT 1) chk ON true$q$, p_listing, p_stage);
     SELECT count(*) INTO staged FROM pg_temp.ingest_checked;
-    ANALYZE pg_temp.ingest_checked;
+    -- Statistics for the probe and insert plans of a large batch; a collector's small
+    -- batches plan well without them, and ANALYZE was a sixth of a flush's merge.
+    IF staged >= 1000 THEN
+        ANALYZE pg_temp.ingest_checked;
+    END IF;
     INSERT INTO pg_temp.ingest_rejects SELECT k.line, k.field, k.rule, k.value, k.listing_id
       FROM pg_temp.ingest_checked k WHERE k.field IS NOT NULL;
     GET DIAGNOSTICS rejected = ROW_COUNT;
@@ -583,9 +610,7 @@ BEGIN
      WHERE k.field IS NULL;
     INSERT INTO market.order_books AS ob (exchange_instrument_id, "time", bids, asks, bid_volume, ask_volume,
                                           spread, mid_price)
-    SELECT k.listing_id, k."time", k.bids, k.asks,
-           (SELECT coalesce(sum((e ->> 1)::numeric), 0) FROM jsonb_array_elements(k.bids) e),
-           (SELECT coalesce(sum((e ->> 1)::numeric), 0) FROM jsonb_array_elements(k.asks) e),
+    SELECT k.listing_id, k."time", k.bids, k.asks, k.bid_volume, k.ask_volume,
            (k.asks -> 0 ->> 0)::numeric - (k.bids -> 0 ->> 0)::numeric,
            ((k.asks -> 0 ->> 0)::numeric + (k.bids -> 0 ->> 0)::numeric) / 2
       FROM pg_temp.ingest_checked k WHERE k.field IS NULL

@@ -2,8 +2,10 @@
 
 `sync_fills` polls the exchange's trades (CCXT `fetch_my_trades`) for each listing the
 account routes orders on, from a cursor stored per account and listing
-(trade.fill_sync_cursors), and records each one through `trade.sync_fill` ->
-`apply_fill`, keyed by the exchange's trade id: a trade seen twice, or trades in any
+(trade.fill_sync_cursors), and records each page of trades with one call of
+`trade.sync_fills` (one round trip and one transaction with the cursor's move), which
+takes each trade through `trade.sync_fill` -> `apply_fill`, keyed by the exchange's
+trade id: a trade seen twice, or trades in any
 order, leave the books exactly as the trades once each in time order would. A fill of an
 order whose send is still unresolved is deferred (the cursor stops before it) until the
 router has recorded the exchange's order id. Fees come from the trade's fee (CCXT's
@@ -45,6 +47,12 @@ from tradestore.trading.exchange.streams import CONNECTED, DISCONNECTED, StreamL
 from tradestore.trading.reconcile import ReconciliationReport, parse_snapshot, reconcile
 
 PAGE = 500
+# Fills per transaction (one trade.sync_fills call). Not a whole page: every fill updates
+# its order, position and balance rows, and the row versions one transaction makes
+# cannot be pruned until it ends, so each lookup of a row updated n times in the same
+# transaction walks n versions; a commit every CHUNK fills keeps that short while paying
+# for one commit per CHUNK fills instead of one per fill.
+CHUNK = 50
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +122,20 @@ def sync_fills(
         while True:
             trades = connector.fetch_my_trades(listing["symbol"], int(since.timestamp() * 1000))
             trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
-            newest, stopped = apply_trades(conn, account, listing["id"], trades, report)
-            if newest is not None and newest[0] > since:
-                _advance_cursor(conn, account.account_id, listing["id"], newest)
-                since = newest[0]
-                if len(trades) >= PAGE and not stopped:
-                    continue  # a full page: there may be more
+            advanced = stopped = False
+            for first in range(0, len(trades), CHUNK):
+                # A chunk and the cursor's move in one transaction: a failure leaves neither.
+                with translated(), conn.transaction():
+                    newest, stopped = apply_trades(
+                        conn, account, listing["id"], trades[first : first + CHUNK], report
+                    )
+                    if newest is not None and newest[0] > since:
+                        _advance_cursor(conn, account.account_id, listing["id"], newest)
+                        since, advanced = newest[0], True
+                if stopped:
+                    break
+            if advanced and len(trades) >= PAGE and not stopped:
+                continue  # a full page: there may be more
             break
     return report
 
@@ -142,6 +158,10 @@ def _advance_cursor(
         )
 
 
+def _plain(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def apply_trades(
     conn: psycopg.Connection[Any],
     account: RoutingAccount,
@@ -149,56 +169,41 @@ def apply_trades(
     trades: list[dict[str, Any]],
     report: FillSyncReport,
 ) -> tuple[tuple[dt.datetime, str] | None, bool]:
-    """Record trades in time order; returns the newest one recorded before any deferred
-    one (the cursor) and whether a deferred one stopped it."""
-    newest: tuple[dt.datetime, str] | None = None
+    """Record a page of trades in time order with one call of trade.sync_fills (each
+    through trade.sync_fill -> apply_fill); returns the newest one recorded before any
+    deferred one (the cursor) and whether a deferred one stopped it."""
+    if not trades:
+        return None, False
+    page, times = [], {}
     for t in trades:
         trade_id = str(t["id"])
         at = dt.datetime.fromtimestamp(t["timestamp"] / 1000, dt.UTC)
-        fees = _fees(t)
-        (fee, fee_currency), extra = fees[0], fees[1:]
-        with translated(), conn.transaction():
-            row = conn.execute(
-                "SELECT execution_id, created, deferred FROM trade.sync_fill("
-                "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    account.account_id,
-                    listing_id,
-                    str(t["side"]).upper(),
-                    trade_id,
-                    to_decimal(t["amount"]),
-                    to_decimal(t["price"]),
-                    fee,
-                    fee_currency,
-                    at,
-                    None if t.get("order") is None else str(t["order"]),
-                ),
-            ).fetchone()
-            assert row is not None
-            execution_id, created, deferred = row
-            if deferred:
-                report.deferred.append(trade_id)
-            elif created:
-                for cost, currency in extra:
-                    if cost and currency:
-                        conn.execute(
-                            "SELECT public.post_ledger_entry(%s, 'FEE', %s, %s, %s, %s, "
-                            "NULL, NULL, %s)",
-                            (
-                                account.account_id,
-                                currency,
-                                -cost,
-                                f"fee of {trade_id}",
-                                at,
-                                execution_id,
-                            ),
-                        )
-                report.applied.append(trade_id)
-            else:
-                report.duplicates.append(trade_id)
+        times[trade_id] = at
+        (fee, fee_currency), *extra = _fees(t)
+        page.append(
+            {
+                "trade_id": trade_id,
+                "side": str(t["side"]).upper(),
+                "quantity": _plain(to_decimal(t["amount"])),
+                "price": _plain(to_decimal(t["price"])),
+                "fee": _plain(fee),
+                "fee_currency": fee_currency,
+                "executed_at": at.isoformat(),
+                "order_id": None if t.get("order") is None else str(t["order"]),
+                "extra_fees": [{"cost": _plain(c), "currency": cur} for c, cur in extra],
+            }
+        )
+    rows = conn.execute(
+        "SELECT exchange_trade_id, created, deferred FROM trade.sync_fills(%s, %s, %s)",
+        (account.account_id, listing_id, Jsonb(page)),
+    ).fetchall()
+    newest: tuple[dt.datetime, str] | None = None
+    for trade_id, created, deferred in rows:
         if deferred:
+            report.deferred.append(trade_id)
             return newest, True
-        newest = (at, trade_id)
+        (report.applied if created else report.duplicates).append(trade_id)
+        newest = (times[trade_id], trade_id)
     return newest, False
 
 

@@ -36,6 +36,8 @@ from tradestore.trading.exchange.accounts import ConnectorFactory, RoutingAccoun
 from tradestore.trading.exchange.connector import Connector, scrub
 
 log = logging.getLogger("tradestore.exchange.router")
+# NOTIFY channel of trade.trg_orders_route_enqueue / trg_orders_route_cancel.
+CHANNEL = "tradestore_routes"
 
 
 def _utcnow() -> dt.datetime:
@@ -226,7 +228,18 @@ class Router:
         log.error("account %s: authentication failed, routing stopped", account.account_id)
 
     def run_forever(self, stop: threading.Event, idle_s: float = 1.0) -> None:
-        """Pass after pass until stop is set, resting idle_s when there was nothing to do."""
-        while not stop.is_set():
-            if self.run_once().worked == 0:
-                stop.wait(idle_s)
+        """Pass after pass until stop is set. With nothing to do it waits for a NOTIFY on
+        CHANNEL (sent when an order is queued or a cancel requested, at its commit) or
+        idle_s at most (retries that come due, expired leases), so a new order is sent as
+        soon as it is committed rather than at the next poll."""
+        # psycopg keeps notifications that arrive during a pass (while a statement runs)
+        # and notifies() hands them over first, so none is lost between passes.
+        self.conn.execute(f"LISTEN {CHANNEL}")
+        try:
+            while not stop.is_set():
+                if self.run_once().worked == 0:
+                    for _ in self.conn.notifies(timeout=idle_s, stop_after=1):
+                        pass
+        finally:
+            if not self.conn.closed:
+                self.conn.execute(f"UNLISTEN {CHANNEL}")

@@ -98,13 +98,15 @@ CREATE TRIGGER tr_orders_route_client_id BEFORE INSERT ON trade.orders
 
 -- The outbox row, in the order's own transaction. SECURITY DEFINER (like the cancel
 -- trigger and trade.routes_orders): whoever may place or cancel an order queues its route,
--- but only the router's role writes trade.order_routes otherwise.
+-- but only the router's role writes trade.order_routes otherwise. NOTIFY tradestore_routes
+-- (delivered at commit) wakes a waiting router at once instead of at its next poll.
 CREATE OR REPLACE FUNCTION trade.trg_orders_route_enqueue()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.status = 'NEW' AND trade.routes_orders(NEW.account_id) THEN
         INSERT INTO trade.order_routes (order_id, account_id, client_order_id)
         VALUES (NEW.id, NEW.account_id, NEW.client_order_id);
+        PERFORM pg_notify('tradestore_routes', NEW.account_id::text);
     END IF;
     RETURN NULL;
 END;
@@ -123,6 +125,9 @@ BEGIN
        SET cancel_requested = true,
            state = CASE WHEN r.state = 'PENDING' THEN 'CANCELED' ELSE r.state END
      WHERE r.order_id = NEW.id AND r.state IN ('PENDING', 'SENDING', 'SENT');
+    IF FOUND THEN
+        PERFORM pg_notify('tradestore_routes', NEW.account_id::text);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -310,5 +315,51 @@ BEGIN
         p_account_id, p_exchange_instrument_id, p_side, p_exchange_trade_id, p_quantity, p_price,
         p_fee, p_fee_currency, p_executed_at, p_exchange_order_id);
     created := true;
+END;
+$$;
+
+-- A page of fills of one account and listing, in the order given (fill sync sorts them by
+-- exchange time), each through trade.sync_fill (so apply_fill and its dedupe on the
+-- exchange trade id: a fill repeated in the page, or recorded before, is a duplicate):
+-- one round trip and one transaction per page instead of one per fill. p_fills is a JSON
+-- array of {trade_id, side, quantity, price, fee, fee_currency, executed_at, order_id,
+-- extra_fees: [{cost, currency}]} with numbers as strings (exact). A fee beyond the first
+-- (another currency) is a FEE ledger row of that currency. It stops at the first deferred
+-- fill (its order's send is unresolved): that one is the last row returned, and it and
+-- the fills after it wait for the next pass.
+CREATE OR REPLACE FUNCTION trade.sync_fills(
+    p_account_id bigint, p_exchange_instrument_id bigint, p_fills jsonb)
+RETURNS TABLE (exchange_trade_id text, execution_id bigint, created boolean, deferred boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    f jsonb;
+    x jsonb;
+    r record;
+BEGIN
+    IF jsonb_typeof(p_fills) IS DISTINCT FROM 'array' THEN
+        PERFORM system.raise_invalid('fills', 'must be a JSON array', left(p_fills::text, 200));
+    END IF;
+    FOR f IN SELECT e.value FROM jsonb_array_elements(p_fills) WITH ORDINALITY AS e(value, n) ORDER BY e.n LOOP
+        SELECT * INTO r FROM trade.sync_fill(
+            p_account_id, p_exchange_instrument_id, f ->> 'side', f ->> 'trade_id',
+            (f ->> 'quantity')::numeric, (f ->> 'price')::numeric, (f ->> 'fee')::numeric,
+            f ->> 'fee_currency', (f ->> 'executed_at')::timestamptz, f ->> 'order_id');
+        exchange_trade_id := f ->> 'trade_id';
+        execution_id := r.execution_id;
+        created := r.created;
+        deferred := r.deferred;
+        RETURN NEXT;
+        EXIT WHEN r.deferred;
+        IF r.created THEN
+            FOR x IN SELECT value FROM jsonb_array_elements(coalesce(f -> 'extra_fees', '[]'::jsonb)) LOOP
+                IF coalesce((x ->> 'cost')::numeric, 0) <> 0 AND x ->> 'currency' IS NOT NULL THEN
+                    PERFORM public.post_ledger_entry(
+                        p_account_id, 'FEE', x ->> 'currency', -(x ->> 'cost')::numeric,
+                        'fee of ' || (f ->> 'trade_id'), (f ->> 'executed_at')::timestamptz,
+                        NULL, NULL, r.execution_id);
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
 END;
 $$;

@@ -240,6 +240,11 @@ CREATE UNIQUE INDEX ux_orders_exoid_active ON trade.orders (exchange_order_id)
     WHERE status IN ('NEW', 'PARTIALLY_FILLED');
 CREATE UNIQUE INDEX ux_orders_client_order_id ON trade.orders (account_id, client_order_id)
     WHERE client_order_id IS NOT NULL;
+-- Fill sync and reconciliation find an account's order by the exchange's order id, filled
+-- or not (ux_orders_exoid_active covers active orders only): without it each synced fill
+-- scanned the account's orders.
+CREATE INDEX idx_orders_account_exoid ON trade.orders (account_id, exchange_order_id)
+    WHERE exchange_order_id IS NOT NULL;
 -- Seed 001 §9-B (active orders of an account, newest first) and per-account listing;
 -- these also serve 002/003's idx_orders_user_id through accounts.user_id.
 CREATE INDEX idx_orders_account_active ON trade.orders (account_id, created_at DESC)
