@@ -51,6 +51,11 @@ INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_sy
 VALUES (1, 1, 'BTCUSDT', '{"tick_size": "0.01", "step_size": "0.00001", "min_notional": "5"}');
 INSERT INTO account.users (username, email, password_hash) VALUES ('bench', 'bench@example.com', 'x');
 INSERT INTO account.accounts (user_id, exchange_id, name) VALUES (1, 1, 'main');
+-- Spot orders hold their funds and meet the owner's risk limits: fund every order both the
+-- webhook and the anchor place, and let one order be the whole account (the benchmark
+-- measures the intake, not the limits).
+UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, max_positions = 1000;
+SELECT post_ledger_entry(1, 'DEPOSIT', 'USDT', 1e14);
 """
 
 
