@@ -42,6 +42,7 @@ from benchmarks.harness import Bench, Figure
 from benchmarks.roundtrips import RoundTrips
 from tradestore.api.app import create_app
 from tradestore.api.config import ApiSettings
+from tradestore.api.server import fast_io
 from tradestore.cache.client import Cache
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.config import load_settings
@@ -207,7 +208,9 @@ def run(bench: Bench) -> list[Figure]:
 
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **fast_io()
+        )
     )
     thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
     thread.start()

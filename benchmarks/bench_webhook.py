@@ -125,6 +125,7 @@ def _serve(conninfo: str, port: int) -> None:
     import uvicorn
 
     from tradestore.api.app import create_app
+    from tradestore.api.server import fast_io
     from tradestore.config import load_settings
     from tradestore.inbound.config import load_webhook_settings
 
@@ -162,7 +163,10 @@ def _serve(conninfo: str, port: int) -> None:
         pg, rd = counter.take()
         return {"pg": pg, "redis": rd}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # as `tradestore serve` runs it (uvloop, httptools)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **fast_io()
+    )
 
 
 def _count_round_trips(port: int, secret: str) -> dict[str, tuple[float, float]]:

@@ -51,16 +51,20 @@ def test_each_kind_of_request_takes_few_round_trips(
     # write request makes the check, so the counts below do not depend on the clock.
     monkeypatch.setattr(maintenance, "RECHECK_SECONDS", 0.0)
     post(client, alert(secret=token, idempotency_key="warm"))  # pool connections made
-    # the app's maintenance check, then the credential, the store, the resolve and the
-    # verdict; then the order in one statement
+    # A valid alert with a secret: the app's maintenance check, then one transaction (BEGIN;
+    # the store statement, which checks the token and looks up what the alert names; the
+    # verdict; COMMIT: one commit before the reply); then the order in one statement.
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (202, 6)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (200, 5)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1", comment="x")) == (
         409,
         5,
     )
+    # an alert that cannot be accepted is stored, then judged: the check, the credential,
+    # the store, the verdict
     assert _pg_round_trips(client, alert(secret=token, side="hold")) == (422, 4)
-    assert _pg_round_trips(client, alert(secret="tvwh_0123456789abcdef_" + "x" * 43)) == (401, 4)
+    # a valid alert with a dead token goes the transaction's way
+    assert _pg_round_trips(client, alert(secret="tvwh_0123456789abcdef_" + "x" * 43)) == (401, 5)
     assert _pg_round_trips(client, alert(secret="nothing like a token")) == (401, 3)
     # what the fewer round trips record is still complete
     orders = conn.execute("SELECT idempotency_key FROM trade.orders ORDER BY id").fetchall()

@@ -209,9 +209,7 @@ async def current_user(request: Request, response: Response) -> UserContext:
         raise _refuse("user", decision)
     user_id_var.set(str(principal.user_id))
     request.state.user_id = principal.user_id
-    return UserContext(
-        principal, state.sync_pool, state.cache, state.auth, state.aio, prefetched
-    )
+    return UserContext(principal, state.sync_pool, state.cache, state.auth, state.aio, prefetched)
 
 
 def _session_entry(raw: str) -> keys.SessionEntry | None:

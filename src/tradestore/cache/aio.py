@@ -165,9 +165,7 @@ class AsyncCache:
             ip=(int(found[0]), int(found[1])),
             session=found[2] if len(found) > 2 else None,
             user=(int(found[3]), int(found[4])) if len(found) > 4 else None,
-            prefetched=(found[5], found[6] if len(found) > 6 else None)
-            if len(found) > 5
-            else None,
+            prefetched=(found[5], found[6] if len(found) > 6 else None) if len(found) > 5 else None,
         )
 
     async def aclose(self) -> None:
