@@ -163,3 +163,20 @@ def test_a_rotation_that_waited_is_stamped_after_the_alert(
         "SELECT error FROM system.inbound_alerts WHERE id = %s", (alert_id,)
     ).fetchone()[0]
     assert error.startswith("secret: the webhook credential was rotated after the alert arrived")
+
+
+def test_a_request_the_transaction_cannot_store_is_stored_on_its_own(
+    client: TestClient, token: str, conn: psycopg.Connection
+) -> None:
+    # A valid alert with a live token whose JSON jsonb refuses (\u0000): the one-transaction
+    # store fails and rolls back; the request is then stored on its own, raw body kept.
+    body = alert(secret=token, idempotency_key="nul", comment="a\u0000b")
+    response = post(client, body)
+    assert response.status_code == 400
+    row = conn.execute(
+        "SELECT disposition, strpos(convert_from(raw_body, 'UTF8'), %s) > 0 "
+        "FROM system.inbound_alerts",
+        ("\\u0000",),
+    ).fetchall()
+    assert row == [("INVALID", True)]
+    assert conn.execute("SELECT count(*) FROM trade.orders").fetchone() == (0,)

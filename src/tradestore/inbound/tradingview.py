@@ -699,7 +699,7 @@ class TradingViewIntake:
                             )
                 except (errors.UndefinedTable, errors.UndefinedFunction):
                     return Reply(503, {"status": "unavailable", "detail": MODULE_MISSING})
-                except errors.TransactionRollbackError as exc:  # a deadlock: nothing kept
+                except (errors.TransactionRollback, errors.DeadlockDetected) as exc:  # nothing kept
                     log.warning("webhook alert stored on its own before judging: %r", exc)
                 except psycopg.OperationalError:
                     raise
