@@ -36,6 +36,7 @@ from tradestore.cache import keys
 from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache
 from tradestore.cache.ratelimit import Decision, RateLimiter
+from tradestore.db.errors import TradestoreError
 from tradestore.identity import rls, tokens
 from tradestore.identity.auth import AuthService, Principal
 from tradestore.identity.errors import AuthError, Forbidden
@@ -56,11 +57,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _PREFETCH = "__tradestore_prefetch__"
 
 
-def prefetch(template: str) -> Callable[[F], F]:
-    """Mark a route whose first read is a key of the authenticated user (a template with
-    {user_id} and {role}, e.g. keys.PORTFOLIO_KEY_TEMPLATE): `limit_ip`'s one Redis round
-    trip reads it too, and the route gets it from `UserContext.prefetched` (only for the
-    key the authenticated principal's own fields name)."""
+def prefetch(template: str | Callable[[Request], str | None]) -> Callable[[F], F]:
+    """Mark a route whose first read is one Redis key: a key of the authenticated user (a
+    template with {user_id} and {role}, e.g. keys.PORTFOLIO_KEY_TEMPLATE), or a key the
+    request names (a function of the request; None: none). `limit_ip`'s one Redis round
+    trip reads it too, when the token matched its session, and the route gets it from
+    `UserContext.get` (only for the very key it asks for)."""
 
     def mark(endpoint: F) -> F:
         setattr(endpoint, _PREFETCH, template)
@@ -112,7 +114,7 @@ async def limit_ip(request: Request, response: Response) -> None:
         "" if session_id is None else tokens.token_hash(bearer_token(request)).hex(),
         user_limiter.limit.window * 1000,
         keys.RATE_LIMIT_USER_PREFIX,
-        "" if session_id is None else getattr(request.scope.get("endpoint"), _PREFETCH, ""),
+        "" if session_id is None else _prefetch_key(request),
     )
     if found is None:
         decision = ip_limiter.hit_locally(ip_key)
@@ -122,6 +124,16 @@ async def limit_ip(request: Request, response: Response) -> None:
     _apply(response, decision)
     if not decision.allowed:
         raise _refuse("client address", decision)
+
+
+def _prefetch_key(request: Request) -> str:
+    wanted = getattr(request.scope.get("endpoint"), _PREFETCH, None)
+    if callable(wanted):
+        try:
+            wanted = wanted(request)
+        except TradestoreError:
+            return ""  # not a key: the route itself says what is wrong
+    return wanted or ""
 
 
 def _session_of(request: Request) -> int | None:
