@@ -8,11 +8,14 @@ waits (it gives up after 3 seconds):
    (tradestore.inbound.credentials; SHA-256 compared in constant time), or the legacy
    TRADINGVIEW_WEBHOOK_SECRET of TRADINGVIEW_WEBHOOK_USER. The credential's owner is the
    only user the alert may act for;
-2. store the request in system.inbound_alerts, always, before any verdict: the raw body
-   (secret-bearing members redacted by their parsed name), the payload as jsonb (the
-   body as a JSON string when it is not JSON), content type, source address and the
-   authenticated owner. Oversized bodies and bodies of unauthenticated requests are
-   kept only up to WEBHOOK_STORED_BODY_BYTES (raw_truncated);
+2. store the request in system.inbound_alerts, always: the raw body (secret-bearing
+   members redacted by their parsed name), the payload as jsonb (the body as a JSON
+   string when it is not JSON), content type, source address and the authenticated
+   owner. Oversized bodies and bodies of unauthenticated requests are kept only up to
+   WEBHOOK_STORED_BODY_BYTES (raw_truncated). A request that may be accepted (a valid
+   alert with a secret that may authenticate) is stored and judged in one transaction
+   (one commit before the reply); every other request, and one whose transaction failed,
+   is stored in its own commit before any verdict;
 3. judge it: source address (optional allowlist), size, JSON, authentication, the alert
    schema, and the symbol/account/strategy it names (accounts and strategies of the
    owner only: another user's look exactly like ones that do not exist);
