@@ -5,7 +5,8 @@ The app (create_app, the real routes, PostgreSQL, Redis) is served by uvicorn on
 with CONCURRENCY keep-alive connections sending a bounded number of requests. Latency is
 measured by the client, end to end over loopback.
 
-Each endpoint runs twice:
+Each endpoint runs twice (and every kind, the anchor included, in ROUNDS interleaved
+rounds, so that each sees the same load of the shared machine):
 - Redis warm: session:{id} and ticker:{symbol} are cached (ticker:{symbol} lives 1s, so
   about one request a second misses and refills it);
 - Redis flushed: the load process sends FLUSHALL before every request (outside the timed
@@ -42,6 +43,7 @@ from benchmarks.harness import Bench, Figure
 from benchmarks.roundtrips import RoundTrips
 from tradestore.api.app import create_app
 from tradestore.api.config import ApiSettings
+from tradestore.api.server import fast_io
 from tradestore.cache.client import Cache
 from tradestore.cache.server import EmbeddedRedis
 from tradestore.config import load_settings
@@ -51,6 +53,9 @@ from tradestore.identity import users
 from tradestore.inbound.config import load_webhook_settings
 
 REQUESTS = 1500
+# Each kind's requests are sent in ROUNDS interleaved rounds (bare, portfolio warm, ...,
+# then again), so every side sees the same changes of the shared machine's load.
+ROUNDS = 5
 ROUNDTRIP_REQUESTS = 50
 CONCURRENCY = 4
 SYMBOL = "binance:BTCUSDT"
@@ -112,22 +117,27 @@ def _load(
     )
 
 
-def _measure(url: str, headers: dict[str, str], redis_url: str | None = None) -> dict[str, float]:
+def _round(
+    url: str, headers: dict[str, str], count: int, redis_url: str | None = None
+) -> tuple[list[float], float]:
+    """One round of `count` requests from the load process: (latencies, seconds)."""
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    process = ctx.Process(
-        target=_load, args=(url, headers, REQUESTS, CONCURRENCY, redis_url, results)
-    )
+    process = ctx.Process(target=_load, args=(url, headers, count, CONCURRENCY, redis_url, results))
     process.start()
     out = results.get(timeout=600)
     process.join(timeout=60)
-    lat = sorted(out["latencies"])
     if out["failures"]:
-        raise RuntimeError(f"{out['failures']} of {len(lat)} requests to {url} failed")
+        raise RuntimeError(f"{out['failures']} of {count} requests to {url} failed")
+    return out["latencies"], out["seconds"]
+
+
+def _summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    lat = sorted(latencies)
     return {
         "p50_ms": statistics.median(lat) * 1000,
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-        "rps": len(lat) / out["seconds"],
+        "rps": len(lat) / seconds,
     }
 
 
@@ -207,7 +217,9 @@ def run(bench: Bench) -> list[Figure]:
 
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **fast_io()
+        )
     )
     thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
     thread.start()
@@ -234,20 +246,33 @@ def run(bench: Bench) -> list[Figure]:
         for kind, (pg, rd) in trips.items():
             print(f"# round trips per request, {kind}: PostgreSQL {pg:.2f}, Redis {rd:.2f}")
 
-        bare = _measure(f"{base}/bench/noop", headers)
-        results: dict[str, dict[str, float]] = {}
+        runs: dict[str, tuple[str, str | None]] = {"bare": (f"{base}/bench/noop", None)}
         for name, path in paths.items():
-            for state, flush in (("warm", None), ("flushed", redis_server.url)):
+            runs[f"{name}_warm"] = (base + path, None)
+            runs[f"{name}_flushed"] = (base + path, redis_server.url)
+        latencies: dict[str, list[float]] = {kind: [] for kind in runs}
+        seconds = dict.fromkeys(runs, 0.0)
+        hits_misses = {kind: [0, 0] for kind in runs}
+        for _ in range(ROUNDS):
+            for kind, (url, flush) in runs.items():
                 hits, misses = cache.hits, cache.misses
-                measured = _measure(base + path, headers, flush)
-                dh, dm = cache.hits - hits, cache.misses - misses
-                measured["hit_ratio"] = dh / (dh + dm) if dh + dm else 0.0
-                results[f"{name}_{state}"] = measured
+                lat, took = _round(url, headers, REQUESTS // ROUNDS, flush)
+                latencies[kind] += lat
+                seconds[kind] += took
+                hits_misses[kind][0] += cache.hits - hits
+                hits_misses[kind][1] += cache.misses - misses
+        results: dict[str, dict[str, float]] = {}
+        for kind in runs:
+            results[kind] = _summary(latencies[kind], seconds[kind])
+            dh, dm = hits_misses[kind]
+            results[kind]["hit_ratio"] = dh / (dh + dm) if dh + dm else 0.0
+        bare = results["bare"]
 
         for name in paths:
             warm, flushed = results[f"{name}_warm"], results[f"{name}_flushed"]
             notes = {
                 "requests": REQUESTS,
+                "rounds": ROUNDS,
                 "concurrency": CONCURRENCY,
                 "hit_ratio_warm": round(warm["hit_ratio"], 4),
                 "hit_ratio_flushed": round(flushed["hit_ratio"], 4),

@@ -2,7 +2,7 @@
 
 The app (create_app, served by uvicorn) runs in a process of its own; this process is
 the load generator: CONNECTIONS keep-alive connections, each sending its share of
-REQUESTS one after another. Every webhook request is a valid alert with a new
+REQUESTS one after another, each side in ROUNDS rounds interleaved with the anchors'. Every webhook request is a valid alert with a new
 idempotency key, so each is stored, authenticated, validated, resolved, deduplicated and
 answered 202, then places an order after the reply. Two anchors in the same app, measured
 in the same run with the same load: a bare FastAPI endpoint that does nothing, and one
@@ -38,6 +38,9 @@ from tradestore.inbound import credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 3000
+# Each side's requests go in ROUNDS interleaved rounds (bare, order, webhook, then again),
+# so that every side sees the same changes of the shared machine's load.
+ROUNDS = 5
 WARMUP = 200
 ROUNDTRIP_REQUESTS = 50
 # The order both the webhook and the submit_order anchor place.
@@ -51,6 +54,11 @@ INSERT INTO market.exchange_instruments (exchange_id, instrument_id, exchange_sy
 VALUES (1, 1, 'BTCUSDT', '{"tick_size": "0.01", "step_size": "0.00001", "min_notional": "5"}');
 INSERT INTO account.users (username, email, password_hash) VALUES ('bench', 'bench@example.com', 'x');
 INSERT INTO account.accounts (user_id, exchange_id, name) VALUES (1, 1, 'main');
+-- Spot orders hold their funds and meet the owner's risk limits: fund every order both the
+-- webhook and the anchor place, and let one order be the whole account (the benchmark
+-- measures the intake, not the limits).
+UPDATE account.users SET max_risk_per_trade = 100, max_total_risk = 100, max_positions = 1000;
+SELECT post_ledger_entry(1, 'DEPOSIT', 'USDT', 1e14);
 """
 
 
@@ -120,6 +128,7 @@ def _serve(conninfo: str, port: int) -> None:
     import uvicorn
 
     from tradestore.api.app import create_app
+    from tradestore.api.server import fast_io
     from tradestore.config import load_settings
     from tradestore.inbound.config import load_webhook_settings
 
@@ -157,7 +166,10 @@ def _serve(conninfo: str, port: int) -> None:
         pg, rd = counter.take()
         return {"pg": pg, "redis": rd}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # as `tradestore serve` runs it (uvloop, httptools)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **fast_io()
+    )
 
 
 def _count_round_trips(port: int, secret: str) -> dict[str, tuple[float, float]]:
@@ -189,6 +201,19 @@ def _count_round_trips(port: int, secret: str) -> dict[str, tuple[float, float]]
             counts = client.post(f"{base}/bench/roundtrips/stop").json()
             found[kind] = (counts["pg"] / n, counts["redis"] / n)
     return found
+
+
+def _orders_placed(db: str, timeout: float = 120.0) -> None:
+    """Wait until every accepted alert has its order (they are placed after the reply)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(db, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT count(*) FROM system.inbound_alerts "
+            "WHERE disposition = 'ACCEPTED' AND processed_at IS NULL"
+        ).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the accepted alerts' orders were not placed in time")
+            time.sleep(0.1)
 
 
 def _free_port() -> int:
@@ -226,13 +251,25 @@ def run(bench: Bench) -> list[Figure]:
         trips = _count_round_trips(port, secret)
         for kind, (pg, rd) in trips.items():
             print(f"# round trips per {kind} webhook request: PostgreSQL {pg:.2f}, Redis {rd:.2f}")
-        bare_rps, bare_lat = _load(port, "/bare", bare_bodies)
-        order_rps, order_lat = _load(
-            port, "/bench/order", [_body(i, "order") for i in range(REQUESTS)]
-        )
-        hook_rps, hook_lat = _load(
-            port, "/webhooks/tradingview", [_body(i, "run", secret) for i in range(REQUESTS)]
-        )
+        sides = {
+            "/bare": bare_bodies,
+            "/bench/order": [_body(i, "order") for i in range(REQUESTS)],
+            "/webhooks/tradingview": [_body(i, "run", secret) for i in range(REQUESTS)],
+        }
+        latencies: dict[str, list[float]] = {path: [] for path in sides}
+        seconds = dict.fromkeys(sides, 0.0)
+        for r in range(ROUNDS):
+            for path, bodies in sides.items():
+                share = bodies[r * REQUESTS // ROUNDS : (r + 1) * REQUESTS // ROUNDS]
+                rps, lat = _load(port, path, share)
+                latencies[path] += lat
+                seconds[path] += len(share) / rps
+                if path == "/webhooks/tradingview":
+                    _orders_placed(db)  # the round's orders land before the next side runs
+        bare_rps, bare_lat = REQUESTS / seconds["/bare"], latencies["/bare"]
+        order_rps, order_lat = REQUESTS / seconds["/bench/order"], latencies["/bench/order"]
+        hook_rps = REQUESTS / seconds["/webhooks/tradingview"]
+        hook_lat = latencies["/webhooks/tradingview"]
         time.sleep(2)  # let the last background orders land
         with psycopg.connect(db, autocommit=True) as conn:
             orders = conn.execute(
@@ -244,6 +281,7 @@ def run(bench: Bench) -> list[Figure]:
         bench.drop_database(db)
     notes = {
         "requests": REQUESTS,
+        "rounds": ROUNDS,
         "connections": CONNECTIONS,
         "orders_placed": orders,
         "bare_p50_ms": round(_p(bare_lat, 0.5), 3),

@@ -56,9 +56,14 @@ class Figure:
         text = f"{self.name}: {self.value:,.3f} {self.unit}"
         if self.ratio is not None:
             text += f" ({self.ratio:.2f}x vs {self.anchor}"
+            if not self.higher_is_better:  # a time: also as a multiple of the anchor's
+                text += f", {1 / self.ratio:.2f}x its time"
             if self.goal is not None:
+                met = "met" if self.ratio >= self.goal else "NOT met"
                 text += (
-                    f", goal >= {self.goal:g}x: {'met' if self.ratio >= self.goal else 'NOT met'}"
+                    f", goal at most {1 / self.goal:.3g}x its time: {met}"
+                    if not self.higher_is_better
+                    else f", goal >= {self.goal:g}x: {met}"
                 )
             if self.expected is not None:
                 within = abs(self.ratio / self.expected - 1) <= EXPECTED_TOLERANCE

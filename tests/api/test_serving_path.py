@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from benchmarks.roundtrips import RoundTrips
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import bearer, login
@@ -102,3 +103,26 @@ def test_orders_and_ledger_entries_drop_the_cached_portfolio(
     conn.execute("SELECT apply_fill(%s, 'T-cache-1', 0.01, 35000, 0.35, 'USDT')", (placed,))
     assert not redis_cache.redis.exists(key)
     assert cash() == before + 1000 - Decimal("350.35")
+
+
+def test_a_cached_portfolio_read_is_one_redis_round_trip_and_stops_at_revocation(
+    client: TestClient, world: World, redis_cache: Cache, conn: psycopg.Connection[Any]
+) -> None:
+    tokens = login(client, "alice")
+    h = bearer(tokens)
+    first = client.get(f"{API}/portfolio", headers=h)
+    assert first.status_code == 200
+    with RoundTrips() as rt:
+        again = client.get(f"{API}/portfolio", headers=h)
+        # the address limit, the session, the user limit and the body: one script call
+        assert rt.take() == (0, 1)
+    assert again.json() == first.json()
+    # Revoked in SQL: the commit drops session:{id}, so the next request asks PostgreSQL,
+    # which refuses it; the cached portfolio is not answered to it.
+    invalidation.attach(conn, redis_cache)
+    conn.execute(
+        "UPDATE account.user_sessions SET revoked_at = now(), is_active = false WHERE id = %s",
+        (tokens["session_id"],),
+    )
+    assert redis_cache.redis.exists(keys.portfolio_key(world.alice.user_id, "trader"))
+    assert client.get(f"{API}/portfolio", headers=h).status_code == 401

@@ -51,16 +51,20 @@ def test_each_kind_of_request_takes_few_round_trips(
     # write request makes the check, so the counts below do not depend on the clock.
     monkeypatch.setattr(maintenance, "RECHECK_SECONDS", 0.0)
     post(client, alert(secret=token, idempotency_key="warm"))  # pool connections made
-    # the app's maintenance check, then the credential, the store, the resolve and the
-    # verdict; then the order in one statement
+    # A valid alert with a secret: the app's maintenance check, then one transaction (BEGIN;
+    # the store statement, which checks the token and looks up what the alert names; the
+    # verdict; COMMIT: one commit before the reply); then the order in one statement.
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (202, 6)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1")) == (200, 5)
     assert _pg_round_trips(client, alert(secret=token, idempotency_key="k1", comment="x")) == (
         409,
         5,
     )
+    # an alert that cannot be accepted is stored, then judged: the check, the credential,
+    # the store, the verdict
     assert _pg_round_trips(client, alert(secret=token, side="hold")) == (422, 4)
-    assert _pg_round_trips(client, alert(secret="tvwh_0123456789abcdef_" + "x" * 43)) == (401, 4)
+    # a valid alert with a dead token goes the transaction's way
+    assert _pg_round_trips(client, alert(secret="tvwh_0123456789abcdef_" + "x" * 43)) == (401, 5)
     assert _pg_round_trips(client, alert(secret="nothing like a token")) == (401, 3)
     # what the fewer round trips record is still complete
     orders = conn.execute("SELECT idempotency_key FROM trade.orders ORDER BY id").fetchall()
@@ -159,3 +163,20 @@ def test_a_rotation_that_waited_is_stamped_after_the_alert(
         "SELECT error FROM system.inbound_alerts WHERE id = %s", (alert_id,)
     ).fetchone()[0]
     assert error.startswith("secret: the webhook credential was rotated after the alert arrived")
+
+
+def test_a_request_the_transaction_cannot_store_is_stored_on_its_own(
+    client: TestClient, token: str, conn: psycopg.Connection
+) -> None:
+    # A valid alert with a live token whose JSON jsonb refuses (\u0000): the one-transaction
+    # store fails and rolls back; the request is then stored on its own, raw body kept.
+    body = alert(secret=token, idempotency_key="nul", comment="a\u0000b")
+    response = post(client, body)
+    assert response.status_code == 400
+    row = conn.execute(
+        "SELECT disposition, strpos(convert_from(raw_body, 'UTF8'), %s) > 0 "
+        "FROM system.inbound_alerts",
+        ("\\u0000",),
+    ).fetchall()
+    assert row == [("INVALID", True)]
+    assert conn.execute("SELECT count(*) FROM trade.orders").fetchone() == (0,)

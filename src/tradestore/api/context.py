@@ -20,10 +20,10 @@ the synchronous domain code (trading, identity, cache) unchanged.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from fastapi import Request, Response
@@ -36,6 +36,7 @@ from tradestore.cache import keys
 from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache
 from tradestore.cache.ratelimit import Decision, RateLimiter
+from tradestore.db.errors import TradestoreError
 from tradestore.identity import rls, tokens
 from tradestore.identity.auth import AuthService, Principal
 from tradestore.identity.errors import AuthError, Forbidden
@@ -48,8 +49,26 @@ __all__ = [
     "client_ip",
     "current_user",
     "limit_ip",
+    "prefetch",
     "require_role",
 ]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_PREFETCH = "__tradestore_prefetch__"
+
+
+def prefetch(template: str | Callable[[Request], str | None]) -> Callable[[F], F]:
+    """Mark a route whose first read is one Redis key: a key of the authenticated user (a
+    template with {user_id} and {role}, e.g. keys.PORTFOLIO_KEY_TEMPLATE), or a key the
+    request names (a function of the request; None: none). `limit_ip`'s one Redis round
+    trip reads it too, when the token matched its session, and the route gets it from
+    `UserContext.get` (only for the very key it asks for)."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _PREFETCH, template)
+        return endpoint
+
+    return mark
 
 
 def client_ip(request: Request) -> str:
@@ -95,6 +114,7 @@ async def limit_ip(request: Request, response: Response) -> None:
         "" if session_id is None else tokens.token_hash(bearer_token(request)).hex(),
         user_limiter.limit.window * 1000,
         keys.RATE_LIMIT_USER_PREFIX,
+        "" if session_id is None else _prefetch_key(request),
     )
     if found is None:
         decision = ip_limiter.hit_locally(ip_key)
@@ -104,6 +124,16 @@ async def limit_ip(request: Request, response: Response) -> None:
     _apply(response, decision)
     if not decision.allowed:
         raise _refuse("client address", decision)
+
+
+def _prefetch_key(request: Request) -> str:
+    wanted = getattr(request.scope.get("endpoint"), _PREFETCH, None)
+    if callable(wanted):
+        try:
+            wanted = wanted(request)
+        except TradestoreError:
+            return ""  # not a key: the route itself says what is wrong
+    return wanted or ""
 
 
 def _session_of(request: Request) -> int | None:
@@ -129,10 +159,18 @@ class UserContext:
     cache: Cache
     auth: AuthService
     aio: AsyncCache
+    # (key, value) the request's prelude read for a `prefetch` route; value None: a miss
+    prefetch: tuple[str, str | None] | None = None
 
     @property
     def user_id(self) -> int:
         return self.principal.user_id
+
+    async def get(self, key: str) -> str | None:
+        """GET `key`, answered from the prelude's read when it read this very key."""
+        if self.prefetch is not None and self.prefetch[0] == key:
+            return self.prefetch[1]
+        return await self.aio.get(key)
 
     @contextmanager
     def db(self) -> Iterator[psycopg.Connection[Any]]:
@@ -165,12 +203,14 @@ async def current_user(request: Request, response: Response) -> UserContext:
     principal: Principal | None = None
     decision: Decision | None = None
     entry: keys.SessionEntry | None = None
+    prefetched: tuple[str, str | None] | None = None
     seen = getattr(request.state, "prelude", None)
     if seen is not None and seen[0] == session_id and seen[1].session is not None:
         entry = _session_entry(seen[1].session)
         principal = AuthService.cached_principal(entry, token)
         if principal is not None and seen[1].user is not None:
             decision = state.user_limiter.decided(*seen[1].user)
+            prefetched = seen[1].prefetched
     state.cache.record(principal is not None)
     if principal is None:
         principal = await run_in_threadpool(_authenticate_in_db, state, token, entry is not None)
@@ -181,7 +221,7 @@ async def current_user(request: Request, response: Response) -> UserContext:
         raise _refuse("user", decision)
     user_id_var.set(str(principal.user_id))
     request.state.user_id = principal.user_id
-    return UserContext(principal, state.sync_pool, state.cache, state.auth, state.aio)
+    return UserContext(principal, state.sync_pool, state.cache, state.auth, state.aio, prefetched)
 
 
 def _session_entry(raw: str) -> keys.SessionEntry | None:

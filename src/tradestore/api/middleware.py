@@ -77,6 +77,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
+        if not _declares_body(scope):  # no Content-Length, no Transfer-Encoding: no body
+            await self.app(scope, receive, send)
+            return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(send)
@@ -165,6 +168,8 @@ class SecurityHeadersMiddleware:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"^\s*([+-]?)0*([0-9]+)\s*$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# what a path must hold for a parameter to break a rule: 19 digits or a surrogate
+_PATH_SUSPECT = re.compile("[0-9]{19}|[\ud800-\udfff]")
 RULE_INT64 = f"must be an integer from {INT64_MIN} to {INT64_MAX}"
 RULE_UNICODE = "must be valid Unicode text (no lone UTF-16 surrogate)"
 RULE_FINITE = "must be a finite number"
@@ -264,6 +269,8 @@ class MalformedInputMiddleware:
             if problem is not None:
                 return problem
         path = scope["path"]
+        if not _PATH_SUSPECT.search(path):
+            return None  # no integer long enough to pass bigint, no surrogate: nothing to name
         for pattern in _path_patterns(scope.get("app")):
             match = pattern.match(path)
             if match is not None:

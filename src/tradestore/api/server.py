@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from typing import Any
@@ -14,12 +15,22 @@ from tradestore.api.config import ApiSettings
 from tradestore.config import Settings, get_settings
 from tradestore.inbound.config import WebhookSettings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "serve", "service", "urls"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "fast_io", "serve", "service", "urls"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+
+
+def fast_io() -> dict[str, str]:
+    """uvicorn's event loop and HTTP parser: uvloop and httptools (C, both dependencies of
+    tradestore; about a third less server CPU per request than asyncio and h11), each
+    falling back to the pure-Python one where it is not installed."""
+    return {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
 
 
 def serve(
@@ -50,7 +61,7 @@ def serve(
         proxy_headers=True,
         lifespan="on",
         timeout_graceful_shutdown=10,
-        **uvicorn_options,
+        **{**fast_io(), **uvicorn_options},
     )
     server = uvicorn.Server(config)
     if stop_event is not None:

@@ -50,18 +50,32 @@ if not ok or type(entry) ~= 'table' or entry['token_hash'] ~= ARGV[2]
    or type(entry['user_id']) ~= 'number' then
     return {ip[1], ip[2], raw}
 end
-local user = hit(ARGV[4] .. string.format('%.0f', entry['user_id']), tonumber(ARGV[3]))
-return {ip[1], ip[2], raw, user[1], user[2]}
+local uid = string.format('%.0f', entry['user_id'])
+local user = hit(ARGV[4] .. uid, tonumber(ARGV[3]))
+local template = ARGV[5]
+if not template or template == '' or type(entry['role']) ~= 'string' then
+    return {ip[1], ip[2], raw, user[1], user[2]}
+end
+-- plain find/sub: neither the id nor the role is read as a pattern
+local key = template
+local at = string.find(key, '{user_id}', 1, true)
+if at then key = string.sub(key, 1, at - 1) .. uid .. string.sub(key, at + 9) end
+at = string.find(key, '{role}', 1, true)
+if at then key = string.sub(key, 1, at - 1) .. entry['role'] .. string.sub(key, at + 6) end
+return {ip[1], ip[2], raw, user[1], user[2], key, redis.call('GET', key)}
 """
 
 
 class Prelude(NamedTuple):
     """What `prelude` found: the address counter (count, ms to reset), the raw session
-    entry (None when absent), and the owner's counter when the token matched it."""
+    entry (None when absent), the owner's counter when the token matched it, and the
+    prefetched (key, value) when one was asked for and the token matched (value None: a
+    miss)."""
 
     ip: tuple[int, int]
     session: str | None
     user: tuple[int, int] | None
+    prefetched: tuple[str, str | None] | None = None
 
 
 def _async_client(client: redis.Redis) -> aioredis.Redis:
@@ -129,11 +143,19 @@ class AsyncCache:
         token_hash_hex: str = "",
         user_window_ms: int = 0,
         user_key_prefix: str = "",
+        prefetch: str = "",
     ) -> Prelude | None:
         """Count the address (and, for a matching token, the session's owner) and read the
-        session, in one round trip. None when Redis is down (count locally, read PG)."""
+        session (and the `prefetch` key of its owner), in one round trip. None when Redis is
+        down (count locally, read PG)."""
         keys = [ip_key] if session_key is None else [ip_key, session_key]
-        args: list[str | int] = [ip_window_ms, token_hash_hex, user_window_ms, user_key_prefix]
+        args: list[str | int] = [
+            ip_window_ms,
+            token_hash_hex,
+            user_window_ms,
+            user_key_prefix,
+            prefetch,
+        ]
         found = await self.run(
             lambda r: self._prelude(keys=keys, args=args, client=r), None, "request prelude"
         )
@@ -143,6 +165,7 @@ class AsyncCache:
             ip=(int(found[0]), int(found[1])),
             session=found[2] if len(found) > 2 else None,
             user=(int(found[3]), int(found[4])) if len(found) > 4 else None,
+            prefetched=(found[5], found[6] if len(found) > 6 else None) if len(found) > 5 else None,
         )
 
     async def aclose(self) -> None:

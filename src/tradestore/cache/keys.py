@@ -192,10 +192,16 @@ def active_orders_key(user_id: int) -> str:
     return f"user:{_id('user_id', user_id)}:active_orders"
 
 
+# portfolio_key's form, which the request prelude (cache.aio) fills from a session entry.
+PORTFOLIO_KEY_TEMPLATE = "user:{user_id}:portfolio:{role}"
+
+
 def portfolio_key(user_id: int, role: str) -> str:
     """The user's portfolio valuation (GET /api/v1/portfolio's body) as seen with `role`
     (tradestore addition; row-level security decides what a role sees)."""
-    return f"user:{_id('user_id', user_id)}:portfolio:{_segment('role', role)}"
+    return PORTFOLIO_KEY_TEMPLATE.format(
+        user_id=_id("user_id", user_id), role=_segment("role", role)
+    )
 
 
 def portfolio_keys(user_id: int) -> list[str]:

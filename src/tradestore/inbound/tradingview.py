@@ -8,11 +8,14 @@ waits (it gives up after 3 seconds):
    (tradestore.inbound.credentials; SHA-256 compared in constant time), or the legacy
    TRADINGVIEW_WEBHOOK_SECRET of TRADINGVIEW_WEBHOOK_USER. The credential's owner is the
    only user the alert may act for;
-2. store the request in system.inbound_alerts, always, before any verdict: the raw body
-   (secret-bearing members redacted by their parsed name), the payload as jsonb (the
-   body as a JSON string when it is not JSON), content type, source address and the
-   authenticated owner. Oversized bodies and bodies of unauthenticated requests are
-   kept only up to WEBHOOK_STORED_BODY_BYTES (raw_truncated);
+2. store the request in system.inbound_alerts, always: the raw body (secret-bearing
+   members redacted by their parsed name), the payload as jsonb (the body as a JSON
+   string when it is not JSON), content type, source address and the authenticated
+   owner. Oversized bodies and bodies of unauthenticated requests are kept only up to
+   WEBHOOK_STORED_BODY_BYTES (raw_truncated). A request that may be accepted (a valid
+   alert with a secret that may authenticate) is stored and judged in one transaction
+   (one commit before the reply); every other request, and one whose transaction failed,
+   is stored in its own commit before any verdict;
 3. judge it: source address (optional allowlist), size, JSON, authentication, the alert
    schema, and the symbol/account/strategy it names (accounts and strategies of the
    owner only: another user's look exactly like ones that do not exist);
@@ -128,6 +131,9 @@ class Facts:
     owner: Owner | None = None
     truncated: bool = False
     ip: str | None = None
+    # the alert as validated before it was stored, and the _RESOLVE row the store statement
+    # looked up for it (None: not looked up, resolve() asks)
+    looked_up: tuple[TradingViewAlert, tuple[Any, ...]] | None = None
 
 
 def redact_secret(body: bytes) -> bytes:
@@ -238,15 +244,32 @@ async def authenticate(
     return _Credential(Owner(int(row[0]), None))
 
 
+class _AuthenticateFirst(Exception):
+    """The request cannot be stored before its token is checked."""
+
+
+def _token_of(payload: Any) -> tuple[str, str] | None:
+    """(token id, SHA-256) of a per-user token in the payload's "secret", if it is one."""
+    given = payload.get("secret") if isinstance(payload, dict) else None
+    if not isinstance(given, str) or len(given) > 200:
+        return None
+    token_id = credentials.parse_token(given)
+    return None if token_id is None else (token_id, credentials.hash_token(given))
+
+
 def _touch(credential_id: int | None) -> str:
     """A CTE noting that a credential was used (at most once a minute, so that a user's
-    alerts do not queue on the credential's row)."""
+    alerts do not queue on the credential's row). Skipped while another alert's
+    transaction holds the credential (its store statement share-locks it): waiting for it
+    would deadlock two alerts that both hold it; a later alert notes the use."""
     if credential_id is None:
         return ""
     return (
-        f", touch AS (UPDATE system.webhook_credentials SET last_used_at = now() "
+        ", touch AS (UPDATE system.webhook_credentials SET last_used_at = now() "
+        "WHERE id = (SELECT id FROM system.webhook_credentials "
         f"WHERE id = {int(credential_id)} "
-        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))"
+        "AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') "
+        "FOR NO KEY UPDATE SKIP LOCKED))"
     )
 
 
@@ -426,7 +449,9 @@ async def _judge(
         return await _invalid(conn, alert_id, exc.errors, key=key, touch=touch)
     hash_ = payload_hash(payload)
     try:
-        target = await resolve(conn, alert, owner.user_id)
+        looked_up = facts.looked_up
+        row = looked_up[1] if looked_up is not None and looked_up[0] == alert else None
+        target = await resolve(conn, alert, owner.user_id, row=row)
     except AlertError as exc:
         reply = Reply(422, {"status": "invalid", "alert_id": alert_id, "errors": exc.errors})
         return await _close(
@@ -646,30 +671,51 @@ class TradingViewIntake:
                 errors=[{"field": "secret", "rule": "must be a string", "value": None}]
             )
         ip = _remote_ip(remote_addr)
-        alert_id: int | None = None
+        alert: TradingViewAlert | None = None
+        # a JSON object with a secret that may authenticate: a per-user token, or any string
+        # while the legacy secret is set
+        if (
+            parsed.is_json
+            and not truncated
+            and isinstance(parsed.value, dict)
+            and (
+                _token_of(parsed.value) is not None
+                or (
+                    isinstance(parsed.value.get("secret"), str)
+                    and self.settings.secret() is not None
+                )
+            )
+        ):
+            with contextlib.suppress(AlertError):
+                alert = validate_alert(parsed.value)  # the judge says what is wrong
+        stored: list[int] = []  # the alert id, once committed
         try:
             async with self.pool.connection() as conn:
                 try:
-                    found = (
-                        await authenticate(conn, parsed.value, self.settings)
-                        if parsed.is_json
-                        else None
-                    )
-                    alert_id, stored_as_json, owner = await self._store(
-                        conn, body, parsed, content_type, ip, found, truncated
-                    )
+                    # A request that may be accepted (a valid alert with a secret) is stored
+                    # and judged in one transaction: one commit before the reply. Others are
+                    # stored, then judged.
+                    if alert is not None:
+                        async with conn.transaction():
+                            return await self._intake(
+                                conn, body, parsed, content_type, ip, truncated, alert=alert
+                            )
                 except (errors.UndefinedTable, errors.UndefinedFunction):
                     return Reply(503, {"status": "unavailable", "detail": MODULE_MISSING})
-                facts = Facts(
-                    value=parsed.value,
-                    is_json=parsed.is_json and stored_as_json,
-                    parse_errors=parsed.errors,
-                    owner=owner if stored_as_json else None,
-                    truncated=truncated,
-                    ip=ip,
+                except (errors.TransactionRollback, errors.DeadlockDetected) as exc:  # nothing kept
+                    log.warning("webhook alert stored on its own before judging: %r", exc)
+                except psycopg.OperationalError:
+                    raise
+                except Exception as exc:  # anything: the raw request is still kept
+                    # Nothing of it was kept: store it on its own first (committed before any
+                    # verdict; if judging fails again, the sweep judges it later).
+                    if not isinstance(exc, _AuthenticateFirst):
+                        log.warning("webhook alert stored on its own before judging: %r", exc)
+                return await self._intake(
+                    conn, body, parsed, content_type, ip, truncated, stored=stored
                 )
-                return await judge(conn, alert_id, facts, self.settings)
         except psycopg.OperationalError as exc:
+            alert_id = stored[0] if stored else None
             if alert_id is None:
                 log.error("webhook could not store an alert: %s", exc)
                 return Reply(
@@ -685,6 +731,48 @@ class TradingViewIntake:
                 },
             )
 
+    async def _intake(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        body: bytes,
+        parsed: _Parsed,
+        content_type: str | None,
+        ip: str | None,
+        truncated: bool,
+        *,
+        alert: TradingViewAlert | None = None,
+        stored: list[int] | None = None,
+    ) -> Reply:
+        """Authenticate, store and judge. With `alert` (the request's alert, validated):
+        inside the caller's transaction, the token checked and the account, listing and
+        strategy the alert names looked up by the store statement itself. Without: the
+        store commits on its own before the verdict."""
+        atomic = alert is not None
+        # A per-user token is checked by the store statement itself (atomic, and a body
+        # that is kept whole whoever sent it); the legacy secret is checked first.
+        by_token = _token_of(parsed.value) if atomic and not truncated else None
+        found = None
+        if by_token is None and parsed.is_json:
+            found = await authenticate(conn, parsed.value, self.settings)
+        if found is None and by_token is None:
+            alert = None  # nobody to look anything up for
+        alert_id, stored_as_json, owner, row = await self._store(
+            conn, body, parsed, content_type, ip, found, truncated, alert,
+            atomic=atomic, by_token=by_token,
+        )  # fmt: skip
+        if stored is not None:
+            stored.append(alert_id)
+        facts = Facts(
+            value=parsed.value,
+            is_json=parsed.is_json and stored_as_json,
+            parse_errors=parsed.errors,
+            owner=owner if stored_as_json else None,
+            truncated=truncated,
+            ip=ip,
+            looked_up=(alert, row) if alert is not None and row is not None else None,
+        )
+        return await judge(conn, alert_id, facts, self.settings)
+
     async def _store(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -694,9 +782,18 @@ class TradingViewIntake:
         ip: str | None,
         found: _Credential | None,
         truncated: bool,
-    ) -> tuple[int, bool, Owner | None]:
-        """Store the request (one statement, committed before any verdict). Returns the
-        alert id, whether the payload was stored as the JSON it parsed to, and its owner.
+        alert: TradingViewAlert | None = None,
+        *,
+        atomic: bool = False,
+        by_token: tuple[str, str] | None = None,
+    ) -> tuple[int, bool, Owner | None, tuple[Any, ...] | None]:
+        """Store the request (one statement). Returns the alert id, whether the payload was
+        stored as the JSON it parsed to, its owner, and, with `alert` (validated), the
+        _RESOLVE row of what it names, looked up by the same statement for the owner it
+        stored. `atomic` (inside a transaction): JSON that jsonb refuses raises, the
+        caller then stores the request on its own. `by_token` (token id, SHA-256 of the
+        given token): the credential is looked up by the statement (instead of `found`), and
+        the owner is the one whose live credential has that hash.
         A credential is share-locked by the statement and must still be live with the hash
         `authenticate` checked; if it was rotated or revoked in between, the alert is
         stored without an owner (and judged unauthenticated)."""
@@ -704,6 +801,10 @@ class TradingViewIntake:
         cap = self.settings.WEBHOOK_STORED_BODY_BYTES
         # Only an authenticated request of acceptable size is kept whole.
         cut = truncated or (found is None and len(raw) > cap)
+        if cut and by_token is not None:
+            # whether to keep it whole depends on the token: check it first (the caller
+            # stores the request on its own)
+            raise _AuthenticateFirst
         if cut:
             raw = _prefix(raw, cap)
         owner = found.owner if found else None
@@ -717,7 +818,18 @@ class TradingViewIntake:
             "cred": owner.credential_id if owner else None,
             "hash": found.secret_hash if found else None,
         }
-        if owner is not None and owner.credential_id is not None:
+        if by_token is not None:
+            # The token's id names the credential and the SHA-256 of the whole token must be
+            # the live credential's (a digest equality: timing says nothing of the token).
+            params["token_id"], params["hash"] = by_token
+            head = (
+                "WITH c AS MATERIALIZED (SELECT c.id, c.user_id FROM system.webhook_credentials c "
+                "WHERE c.token_id = %(token_id)s AND c.secret_hash = %(hash)s "
+                "AND c.revoked_at IS NULL AND system.webhook_owner_may_act(c.user_id) FOR SHARE) "
+            )
+            owner_cols = "c.user_id, c.id, clock_timestamp()"
+            source = " FROM {payload} LEFT JOIN c ON true"
+        elif owner is not None and owner.credential_id is not None:
             # The credential checked and the alert stored in one transaction: a rotation
             # or revocation waits for it (and stamps clock_timestamp(), later than this
             # received_at), or went first and the credential no longer matches.
@@ -733,13 +845,24 @@ class TradingViewIntake:
             owner_cols = "%(user)s::bigint, NULL::bigint, now()"
             source = " FROM {payload}"
         insert = (
-            head + "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
+            "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
             "content_type, remote_addr, user_id, credential_id, received_at) "
             "SELECT %(source)s, s.j, %(raw)s, %(cut)s, %(ct)s, %(addr)s, "
             + owner_cols
             + source
-            + " RETURNING id, user_id"
+            + " RETURNING id, user_id, credential_id"
         )
+        if alert is not None and (owner is not None or by_token is not None):
+            # What the alert names, for the owner just stored (none: nothing is looked up).
+            params.update(_resolve_params(alert, None))
+            lookup = _RESOLVE.replace("%(owner)s", "ins.user_id")
+            insert = (
+                (head + ", " if head else "WITH ")
+                + f"ins AS ({insert}) SELECT ins.id, ins.user_id, ins.credential_id, r.* FROM ins "
+                f"LEFT JOIN LATERAL ({lookup}) r ON ins.user_id IS NOT NULL"
+            )
+        else:
+            insert = head + insert
         if parsed.is_json and not cut:
             try:
                 # The redacted raw text is the payload: what jsonb keeps is redacted too.
@@ -747,10 +870,15 @@ class TradingViewIntake:
                     insert.format(payload="(SELECT convert_from(%(raw)s, 'UTF8')::jsonb AS j) s"),
                     params,
                 )
-                alert_id, user_id = await cur.fetchone()  # type: ignore[misc]
+                found_row = await cur.fetchone()
+                assert found_row is not None
+                alert_id, user_id, credential_id = found_row[:3]
                 if user_id is None:
-                    owner = None  # rotated or revoked since it was checked
-                return int(alert_id), True, owner
+                    owner = None  # rotated or revoked since it was checked (or not live)
+                elif by_token is not None:
+                    owner = Owner(int(user_id), int(credential_id))
+                row = tuple(found_row[3:]) if alert is not None and user_id is not None else None
+                return int(alert_id), True, owner, row
             except (
                 errors.DataError,
                 errors.ProgramLimitExceeded,
@@ -758,7 +886,9 @@ class TradingViewIntake:
                 errors.InternalError_,
                 errors.CharacterNotInRepertoire,
             ):
-                pass  # JSON that jsonb refuses (\u0000, lone surrogates, huge numbers, depth)
+                if atomic:
+                    raise  # the transaction is aborted: the caller stores it on its own
+                # JSON that jsonb refuses (\u0000, lone surrogates, huge numbers, depth)
         text = raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
         cur = await conn.execute(
             "INSERT INTO system.inbound_alerts (source, payload, raw_body, raw_truncated, "
@@ -769,7 +899,7 @@ class TradingViewIntake:
         # A body cut short is still judged as what it parsed to (it cannot be accepted:
         # only unauthenticated or oversized bodies are cut).
         stored = int((await cur.fetchone())[0])  # type: ignore[index]
-        return stored, cut and parsed.is_json, None
+        return stored, cut and parsed.is_json, None, None
 
     # ------------------------------------------------------------------ process
     async def process(
@@ -851,30 +981,36 @@ SELECT acc.id, acc.user_id, acc.code, acc.is_active,
 """
 
 
+def _resolve_params(alert: TradingViewAlert, owner_id: int | None) -> dict[str, Any]:
+    account = alert.account
+    by_name = account if isinstance(account, str) else None
+    by_id = account if isinstance(account, int) else int(account) if account.isdigit() else None
+    return {
+        "owner": owner_id,
+        "name": by_name,
+        "id": by_id,
+        "exchange": alert.exchange_code,
+        "symbol": alert.exchange_symbol,
+        "strategy": alert.strategy,
+    }
+
+
 async def resolve(
-    conn: psycopg.AsyncConnection[Any], alert: TradingViewAlert, owner_id: int
+    conn: psycopg.AsyncConnection[Any],
+    alert: TradingViewAlert,
+    owner_id: int,
+    *,
+    row: tuple[Any, ...] | None = None,
 ) -> Target:
     """Map the alert to an account of `owner_id`, a listing (exchange code +
     exchange_symbol) and a strategy of the owner, or raise AlertError naming what does not
     exist. Other users' accounts and strategies are looked for nowhere, so naming one gets
     the same answer as naming nothing. The symbol is understood by market.resolve_listing,
-    the one place every spelling (BTC/USDT, BTCUSDT, btcusdt, the exchange's own id) is."""
-    account = alert.account
-    by_name = account if isinstance(account, str) else None
-    by_id = account if isinstance(account, int) else int(account) if account.isdigit() else None
-    row = await (
-        await conn.execute(
-            _RESOLVE,
-            {
-                "owner": owner_id,
-                "name": by_name,
-                "id": by_id,
-                "exchange": alert.exchange_code,
-                "symbol": alert.exchange_symbol,
-                "strategy": alert.strategy,
-            },
-        )
-    ).fetchone()
+    the one place every spelling (BTC/USDT, BTCUSDT, btcusdt, the exchange's own id) is.
+    `row`: the _RESOLVE row already looked up for this alert and owner (by the store
+    statement), so that only its reading is done here."""
+    if row is None:
+        row = await (await conn.execute(_RESOLVE, _resolve_params(alert, owner_id))).fetchone()
     assert row is not None
     account_id, user_id, account_exchange, active, listing_id, status, symbol, strategy_id = row
     if account_id is None:

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError as PydanticError
 from starlette.concurrency import run_in_threadpool
 
-from tradestore.api.context import UserContext, current_user
+from tradestore.api.context import UserContext, current_user, prefetch
 from tradestore.api.schemas import (
     CandleOut,
     CandlesOut,
@@ -326,7 +326,7 @@ async def _market_read(
     other reading of the same text. Any other spelling, a miss or Redis down: the
     listing is resolved and read through in PostgreSQL, in a worker thread."""
     given = keys.market_symbol(*keys.parse_market_symbol(symbol))
-    raw = await ctx.aio.get(key(given))
+    raw = await ctx.get(key(given))  # read by the request's prelude (prefetch)
     if raw is not None:
         try:
             value = model.model_validate_json(raw)
@@ -347,8 +347,21 @@ async def _market_read(
     return Response(await run_in_threadpool(read), 200, media_type=JSON)
 
 
+def _given_key(key: Callable[[str], str]) -> Callable[[Request], str | None]:
+    """The key of the ?symbol= given, for `prefetch` (None without one)."""
+
+    def of(request: Request) -> str | None:
+        symbol = request.query_params.get("symbol")
+        return (
+            None if symbol is None else key(keys.market_symbol(*keys.parse_market_symbol(symbol)))
+        )
+
+    return of
+
+
 @router.get("/ticker", summary="Latest ticker (Redis ticker:{symbol}, else PostgreSQL)",
             response_model=TickerOut, responses={404: {}})  # fmt: skip
+@prefetch(_given_key(keys.ticker_key))
 async def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> Response:
     return await _market_read(
         ctx, symbol, keys.ticker_key, Ticker, TickerOut, market_cache.ticker_lookup, "ticker"
@@ -357,6 +370,7 @@ async def ticker(symbol: str = SymbolParam, ctx: UserContext = Depends(current_u
 
 @router.get("/latest", summary="Newest bar (Redis market:{symbol}:latest, else PostgreSQL)",
             response_model=LatestBarOut, responses={404: {}})  # fmt: skip
+@prefetch(_given_key(keys.market_latest_key))
 async def latest(symbol: str = SymbolParam, ctx: UserContext = Depends(current_user)) -> Response:
     return await _market_read(
         ctx, symbol, keys.market_latest_key, MarketLatest, LatestBarOut,

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from tradestore.api.context import UserContext, current_user
+from tradestore.api.context import UserContext, current_user, prefetch
 from tradestore.api.paging import CursorParam, LimitParam, decode_cursor, encode_cursor
 from tradestore.api.schemas import (
     AccountOut,
@@ -87,13 +87,15 @@ def get_account(account_id: int, ctx: UserContext = Depends(current_user)) -> Ac
 
 @router.get("/portfolio", summary="Value and PnL of every account of the user",
             response_model=PortfolioOut)  # fmt: skip
+@prefetch(keys.PORTFOLIO_KEY_TEMPLATE)
 async def portfolio(ctx: UserContext = Depends(current_user)) -> Response:
     """Served from user:{id}:portfolio:{role} when cached: the key is the authenticated
     user's own (and role's), so no other user's valuation can be answered; their orders,
     ledger entries and accounts drop it at commit (cache.invalidation), prices within
-    keys.PORTFOLIO_TTL seconds. Otherwise valued in their transaction and cached."""
+    keys.PORTFOLIO_TTL seconds. Otherwise valued in their transaction and cached. The key
+    is read in the request's one Redis round trip (`prefetch`)."""
     key = keys.portfolio_key(ctx.user_id, ctx.principal.role.value)
-    body = await ctx.aio.get(key)
+    body = await ctx.get(key)
     ctx.cache.record(body is not None)
     if body is None:
         body = await run_in_threadpool(_portfolio_body, ctx, key)
