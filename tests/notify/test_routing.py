@@ -242,9 +242,10 @@ def test_unknown_outcome_is_refused(conn: psycopg.Connection) -> None:
 
 def test_only_the_outbox_wakes_workers(conn: psycopg.Connection) -> None:
     """NOTIFY takes a global lock at commit, so the triggers that send it are few and known:
-    the outbox's (the workers' wake-up, the only sender on tradestore_outbox) and the
+    the outbox's (the workers' wake-up, the only sender on tradestore_outbox), the
     runners' bar trigger on candles, which sends only for a series an enabled runner trades
-    (candle ingest already notifies for the cache, docs/cache.md, so it adds no lock)."""
+    (candle ingest already notifies for the cache, docs/cache.md, so it adds no lock), and
+    the order router's wake-up, sent only for an order routed to an exchange."""
     senders = conn.execute(
         """
         SELECT DISTINCT n.nspname || '.' || c.relname, p.proname,
@@ -252,10 +253,11 @@ def test_only_the_outbox_wakes_workers(conn: psycopg.Connection) -> None:
           FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
           JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE NOT t.tgisinternal AND p.prosrc ILIKE '%%pg_notify%%'
-         ORDER BY 1
         """
     ).fetchall()
-    assert senders == [
+    assert sorted(senders) == [
         ("market.candles", "candles_notify_runners", False),
         ("system.notification_outbox", "trg_outbox_wake_workers", True),
+        ("trade.orders", "trg_orders_route_cancel", False),
+        ("trade.orders", "trg_orders_route_enqueue", False),
     ]

@@ -53,7 +53,7 @@ from tradestore.cache.aio import AsyncCache
 from tradestore.cache.client import Cache
 from tradestore.cache.keys import rate_limit_scope_key
 from tradestore.cache.ratelimit import Decision, Limit, RateLimiter
-from tradestore.db.errors import translate
+from tradestore.db.errors import TradestoreError, translate
 from tradestore.inbound import credentials
 from tradestore.inbound.alert_schema import AlertError, TradingViewAlert, validate_alert
 from tradestore.inbound.config import WebhookSettings
@@ -244,8 +244,9 @@ async def authenticate(
     return _Credential(Owner(int(row[0]), None))
 
 
-class _AuthenticateFirst(Exception):
-    """The request cannot be stored before its token is checked."""
+class _AuthenticateFirst(TradestoreError):
+    """The request cannot be stored before its token is checked (control flow inside the
+    intake; it never leaves it)."""
 
 
 def _token_of(payload: Any) -> tuple[str, str] | None:
