@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 
@@ -145,6 +146,14 @@ def test_a_killed_server_comes_back_with_its_keys_from_the_aof(tmp_path: Path) -
         again.stop()
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie, where nothing reaps the daemon, has too)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_an_rdb_without_an_aof_is_loaded_then_logged(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with EmbeddedRedis(home) as server:
@@ -159,6 +168,9 @@ def test_an_rdb_without_an_aof_is_loaded_then_logged(tmp_path: Path) -> None:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         client.close()
         assert "appendonly yes" in again.config_file.read_text()
+        pid = again._running_pid()
+    # Stopped right after a start that wrote the initial AOF: the server is gone.
+    assert pid is not None and _gone(pid)
 
 
 def test_losing_the_redis_files_costs_only_a_cold_cache(

@@ -273,6 +273,17 @@ class EmbeddedRedis:
             client = self._client()
             try:
                 client.config_set("appendonly", "yes")
+                # Until the initial AOF is written the server refuses SHUTDOWN ("Writing
+                # initial AOF, can't exit"), so a stop right after this start would leave
+                # it running: wait for the rewrite (it copies the loaded data, seconds).
+                deadline = time.monotonic() + self.timeout
+                while time.monotonic() < deadline:
+                    info = client.info("persistence")
+                    if not info.get("aof_rewrite_in_progress") and not info.get(
+                        "aof_rewrite_scheduled"
+                    ):
+                        break
+                    time.sleep(0.02)
             finally:
                 client.close()
             self._write_config()
