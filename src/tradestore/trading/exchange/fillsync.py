@@ -78,6 +78,12 @@ def _fees(trade: dict[str, Any]) -> list[tuple[Decimal | None, str | None]]:
     return fees or [(None, None)]
 
 
+def time_order(trade: dict[str, Any]) -> tuple[int, str]:
+    """The order trades are recorded in: exchange time, then trade id (a tie-break that
+    is the same on every pass, so the cursor's trade is always the same one)."""
+    return (trade.get("timestamp") or 0, str(trade.get("id")))
+
+
 def _listings(conn: psycopg.Connection[Any], account_id: int) -> list[dict[str, Any]]:
     """Listings to poll: those the account routed orders on, or has a cursor for."""
     return dicts(
@@ -121,7 +127,7 @@ def sync_fills(
         since = listing["since"] or _first_sent(conn, account.account_id, listing["id"])
         while True:
             trades = connector.fetch_my_trades(listing["symbol"], int(since.timestamp() * 1000))
-            trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+            trades.sort(key=time_order)
             advanced = stopped = False
             for first in range(0, len(trades), CHUNK):
                 # A chunk and the cursor's move in one transaction: a failure leaves neither.
@@ -367,7 +373,7 @@ class FillFollower:
             if listing_id is not None:
                 by_listing[listing_id].append(t)
         for listing_id, trades in by_listing.items():
-            trades.sort(key=lambda t: (t.get("timestamp") or 0, str(t.get("id"))))
+            trades.sort(key=time_order)
             newest, stopped = apply_trades(self.conn, self.account, listing_id, trades, out)
             if stopped:
                 # The rest of these trades come again over REST (the cursor, or the

@@ -28,7 +28,7 @@ import psycopg
 from tradestore.db.query import dicts, translated
 from tradestore.trading.exchange.accounts import RoutingAccount
 from tradestore.trading.exchange.connector import Connector, to_decimal
-from tradestore.trading.exchange.fillsync import FillSyncReport, apply_trades
+from tradestore.trading.exchange.fillsync import FillSyncReport, apply_trades, time_order
 
 # How long a canceled order is still read back for fills that raced its cancel.
 LATE_FILL_WINDOW = dt.timedelta(days=1)
@@ -66,7 +66,7 @@ def _listed_trades(
 ) -> list[dict[str, Any]]:
     """The order's own trade list; the fee the exchange charged beyond the books' goes on
     the newest new trade (the others carry none: the exchange reports fees per order)."""
-    trades = sorted(theirs["trades"], key=lambda t: (t.get("timestamp") or 0, str(t["id"])))
+    trades = sorted(theirs["trades"], key=time_order)
     fresh = [str(t["id"]) for t in trades if str(t["id"]) not in known]
     fee = theirs.get("fee") or {}
     charged = to_decimal(fee.get("cost"))
